@@ -1,0 +1,31 @@
+"""One typed configuration object, passed down from the front doors to the engine."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from tagger.model.catalog import DEFAULT_MODEL
+from tagger.model.runner import Device
+from tagger.taxonomy import Selection
+
+#: Windows analysed per track in budget mode. Chosen from bench/bench_engine.py: see README.
+DEFAULT_BUDGET = 8
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    model: str = DEFAULT_MODEL
+    device: Device = "auto"
+    #: Windows per model call; None picks a measured default for the device.
+    batch_size: int | None = None
+    #: Files decoded in parallel (decoders are child processes; threads just wait on them).
+    jobs: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
+    #: Frames between window starts; 187 (3 s) is musicnn's default: no overlap.
+    window_hop: int = 187
+    #: At most this many windows per track, spread evenly; None analyses every window.
+    budget: int | None = DEFAULT_BUDGET
+    decode_timeout: float = 120.0
+    #: Full-mode decodes stop after this much audio, so a 10-hour file cannot exhaust memory.
+    max_seconds: float = 3600.0
+    selection: Selection = field(default_factory=Selection)

@@ -1,0 +1,161 @@
+"""Log-mel features and analysis windows, exactly as the musicnn models were trained on them.
+
+Pure numpy: no librosa at run time (it pulls numba and adds seconds of import), while the tests
+check these numbers against ``librosa.feature.melspectrogram``. The STFT is centred with
+reflect padding, as librosa 0.6/0.7 did when musicnn's training features were computed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import numpy.typing as npt
+
+SAMPLE_RATE = 16_000
+N_FFT = 512
+HOP = 256
+N_MELS = 96
+#: Frames per analysis window: librosa.time_to_frames(3 s) + 1, as musicnn computes it.
+N_FRAMES = 187
+#: Samples a window's frames depend on, once the STFT's centring is accounted for.
+WINDOW_SAMPLES = (N_FRAMES - 1) * HOP + N_FFT
+#: Shortest signal that yields one whole window from a centred STFT (1 + len // HOP >= 187).
+MIN_SAMPLES = (N_FRAMES - 1) * HOP
+
+Float32Array = npt.NDArray[np.float32]
+
+
+def _hz_to_mel(hz: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Slaney's auditory toolbox scale: linear below 1 kHz, logarithmic above."""
+    f_sp = 200.0 / 3
+    min_log_hz = 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = np.log(6.4) / 27.0
+    mel = hz / f_sp
+    above = hz >= min_log_hz
+    mel[above] = min_log_mel + np.log(hz[above] / min_log_hz) / logstep
+    return mel
+
+
+def _mel_to_hz(mel: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    f_sp = 200.0 / 3
+    min_log_hz = 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = np.log(6.4) / 27.0
+    hz = f_sp * mel
+    above = mel >= min_log_mel
+    hz[above] = min_log_hz * np.exp(logstep * (mel[above] - min_log_mel))
+    return hz
+
+
+@lru_cache(maxsize=1)
+def mel_filterbank() -> Float32Array:
+    """The (96, 257) slaney-normalised mel filterbank of ``librosa.filters.mel`` (htk=False)."""
+    fftfreqs = np.linspace(0, SAMPLE_RATE / 2, 1 + N_FFT // 2)
+    mels = np.linspace(_hz_to_mel(np.array([0.0]))[0], _hz_to_mel(np.array([SAMPLE_RATE / 2]))[0],
+                       N_MELS + 2)
+    mel_f = _mel_to_hz(mels)
+    fdiff = np.diff(mel_f)
+    ramps = np.subtract.outer(mel_f, fftfreqs)
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0, np.minimum(lower, upper))
+    weights *= (2.0 / (mel_f[2:N_MELS + 2] - mel_f[:N_MELS]))[:, None]
+    return weights.astype(np.float32)
+
+
+@lru_cache(maxsize=1)
+def _hann() -> Float32Array:
+    # Periodic Hann, as scipy.signal.get_window('hann', N_FFT, fftbins=True) gives librosa.
+    n = np.arange(N_FFT)
+    return (0.5 - 0.5 * np.cos(2 * np.pi * n / N_FFT)).astype(np.float32)
+
+
+def _frames_power(padded: Float32Array) -> Float32Array:
+    n = 1 + (len(padded) - N_FFT) // HOP
+    frames = np.lib.stride_tricks.as_strided(
+        padded, shape=(n, N_FFT), strides=(padded.strides[0] * HOP, padded.strides[0]),
+        writeable=False)
+    spec = np.fft.rfft(frames * _hann(), axis=1)
+    return (spec.real**2 + spec.imag**2).astype(np.float32)
+
+
+def _log_compress(power: Float32Array) -> Float32Array:
+    mel = power @ mel_filterbank().T
+    # float32 throughout: musicnn's own float16 cast overflows to +inf under NumPy 2.
+    return np.log10(np.float32(1) + np.float32(10000) * mel, dtype=np.float32)
+
+
+def log_mel(audio: Float32Array) -> Float32Array:
+    """(frames, 96) log-mel of a whole 16 kHz mono signal: ``log10(1 + 10000 * mel)``."""
+    audio = np.asarray(audio, dtype=np.float32)
+    pad = N_FFT // 2
+    mode = "reflect" if len(audio) > pad else "constant"
+    return _log_compress(_frames_power(np.pad(audio, pad, mode=mode)))
+
+
+def log_mel_segment(segment: Float32Array) -> Float32Array:
+    """Log-mel frames of a segment decoded with its STFT context (no centring padding).
+
+    A segment of ``WINDOW_SAMPLES`` starting ``HOP`` samples before a window's first frame gives
+    the same 187 frames that :func:`log_mel` of the whole track gives for that window, which is
+    what lets budget mode decode only the parts it analyses.
+    """
+    return _log_compress(_frames_power(np.asarray(segment, dtype=np.float32)))
+
+
+def repeat_pad(audio: Float32Array, min_samples: int = MIN_SAMPLES) -> Float32Array:
+    """Repeat a short signal until it fills one window (musicnn's training ``repeat-pad``).
+
+    musicnn's own tagger silently returns nothing for clips under 3 s; we analyse them instead.
+    """
+    if len(audio) == 0:
+        raise ValueError("cannot pad an empty signal")
+    if len(audio) >= min_samples:
+        return audio
+    reps = -(-min_samples // len(audio))
+    return np.tile(audio, reps)
+
+
+def window_starts(n_frames: int, hop: int = N_FRAMES, budget: int | None = None) -> list[int]:
+    """First frame of each analysis window of a track with ``n_frames`` log-mel frames.
+
+    Windows start every ``hop`` frames and the tail shorter than a window is dropped, as in
+    musicnn. With a ``budget`` only that many windows are kept, spread evenly from the first to
+    the last so the whole track is represented.
+    """
+    if n_frames < N_FRAMES:
+        return []
+    starts = list(range(0, n_frames - N_FRAMES + 1, max(1, hop)))
+    if budget is not None and len(starts) > budget:
+        picks = np.linspace(0, len(starts) - 1, budget)
+        starts = [starts[int(round(p))] for p in picks]
+    return starts
+
+
+def cut_windows(frames: Float32Array, starts: list[int]) -> Float32Array:
+    """Stack the (187, 96) windows that begin at ``starts`` into one (windows, 187, 96) array."""
+    if not starts:
+        return np.zeros((0, N_FRAMES, N_MELS), dtype=np.float32)
+    return np.stack([frames[s:s + N_FRAMES] for s in starts]).astype(np.float32, copy=False)
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """Where the windows of a track lie, in frames of the full-track log-mel."""
+
+    n_frames: int
+    starts: tuple[int, ...]
+
+    @property
+    def segments(self) -> list[tuple[int, int]]:
+        """(first sample, sample count) of the audio each window needs, in track samples."""
+        return [(s * HOP - N_FFT // 2, WINDOW_SAMPLES) for s in self.starts]
+
+
+def plan_windows(n_samples: int, hop: int = N_FRAMES, budget: int | None = None) -> WindowPlan:
+    """The windows a track of ``n_samples`` gets (its frame count as :func:`log_mel` makes it)."""
+    n_frames = 1 + n_samples // HOP
+    return WindowPlan(n_frames, tuple(window_starts(n_frames, hop, budget)))

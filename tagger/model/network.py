@@ -1,0 +1,93 @@
+"""The musicnn window CNN (Pons & Serra, 2019) rebuilt in backend-neutral Keras 3.
+
+The layer graph mirrors ``musicnn/models.py::build_musicnn`` from the ``musicnn==0.1.0`` wheel
+so that its TF1 checkpoints load one to one (see ``tools/convert_musicnn.py``). Only stock Keras
+layers are used: the architecture lives here, in code, and a weights file only ever holds arrays.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tagger.features import N_FRAMES, N_MELS
+
+if TYPE_CHECKING:
+    import keras
+
+# Front end: 1.6 * 128 timbral filters and 1.6 * 32 temporal filters, as in musicnn.
+TIMBRAL_FILTERS = 204
+TEMPORAL_FILTERS = 51
+TIMBRAL_KERNELS = {"timbral74": int(0.4 * N_MELS), "timbral77": int(0.7 * N_MELS)}
+TEMPORAL_KERNELS = {"temporal128": 128, "temporal64": 64, "temporal32": 32}
+MIDEND_FILTERS = 64
+BACKEND_UNITS = 200
+BN_EPSILON = 1e-3  # tf.compat.v1.layers.batch_normalization's default
+
+#: Every weight-bearing layer of one network, in the order musicnn's graph creates them.
+CONV_LAYERS = [*TIMBRAL_KERNELS, *TEMPORAL_KERNELS, "mid1", "mid2", "mid3"]
+BN_LAYERS = ["input_bn", *(f"{n}_bn" for n in CONV_LAYERS), "pool_bn", "dense_bn"]
+DENSE_LAYERS = ["dense", "logits"]
+
+
+def build_window_network(prefix: str, num_tags: int, inputs: keras.KerasTensor) -> keras.KerasTensor:
+    """Wire one musicnn network onto ``inputs`` (windows, 187, 96) and return its sigmoid scores.
+
+    Layer names are ``{prefix}_{part}`` so that two networks can share one input (the default
+    model runs the MSD and the MTT network on the same windows).
+    """
+    from keras import layers
+
+    def name(part: str) -> str:
+        return f"{prefix}_{part}"
+
+    def bn(part: str) -> layers.BatchNormalization:
+        return layers.BatchNormalization(epsilon=BN_EPSILON, name=name(part))
+
+    x = layers.Reshape((N_FRAMES, N_MELS, 1), name=name("expand"))(inputs)
+    x = bn("input_bn")(x)
+
+    # Timbral front end: tall-in-frequency kernels, 'valid' in frequency, 'same' in time (musicnn
+    # pads time by hand), then a max over the whole frequency axis.
+    front = []
+    padded = layers.ZeroPadding2D(((3, 3), (0, 0)), name=name("timbral_pad"))(x)
+    for part, height in TIMBRAL_KERNELS.items():
+        y = layers.Conv2D(TIMBRAL_FILTERS, (7, height), activation="relu", name=name(part))(padded)
+        y = bn(f"{part}_bn")(y)
+        y = layers.MaxPooling2D((1, N_MELS - height + 1), name=name(f"{part}_pool"))(y)
+        front.append(layers.Reshape((N_FRAMES, TIMBRAL_FILTERS), name=name(f"{part}_squeeze"))(y))
+
+    # Temporal front end: long-in-time kernels with TF 'same' padding (asymmetric for even sizes).
+    for part, length in TEMPORAL_KERNELS.items():
+        y = layers.Conv2D(TEMPORAL_FILTERS, (length, 1), padding="same", activation="relu",
+                          name=name(part))(x)
+        y = bn(f"{part}_bn")(y)
+        y = layers.MaxPooling2D((1, N_MELS), name=name(f"{part}_pool"))(y)
+        front.append(layers.Reshape((N_FRAMES, TEMPORAL_FILTERS), name=name(f"{part}_squeeze"))(y))
+    frontend = layers.Concatenate(axis=-1, name=name("frontend"))(front)
+
+    # Mid end: musicnn's [7, channels] 2-D convolutions over a (time, channels, 1) map are exactly
+    # 1-D convolutions over time with `channels` inputs, which is what we run.
+    def mid(part: str, inp: keras.KerasTensor) -> keras.KerasTensor:
+        y = layers.ZeroPadding1D(3, name=name(f"{part}_pad"))(inp)
+        y = layers.Conv1D(MIDEND_FILTERS, 7, activation="relu", name=name(part))(y)
+        return bn(f"{part}_bn")(y)
+
+    m1 = mid("mid1", frontend)
+    m2 = layers.Add(name=name("res2"))([mid("mid2", m1), m1])
+    m3 = layers.Add(name=name("res3"))([mid("mid3", m2), m2])
+    midend = layers.Concatenate(axis=-1, name=name("midend"))([frontend, m1, m2, m3])
+
+    # Back end: max and mean over time, interleaved per channel as musicnn's concat+flatten does.
+    mx = layers.GlobalMaxPooling1D(name=name("max_pool"))(midend)
+    mean = layers.GlobalAveragePooling1D(name=name("mean_pool"))(midend)
+    channels = midend.shape[-1]
+    stacked = layers.Concatenate(axis=-1, name=name("pool_stack"))([
+        layers.Reshape((channels, 1), name=name("max_col"))(mx),
+        layers.Reshape((channels, 1), name=name("mean_col"))(mean),
+    ])
+    y = layers.Flatten(name=name("pool_flat"))(stacked)
+    y = bn("pool_bn")(y)
+    y = layers.Dense(BACKEND_UNITS, activation="relu", name=name("dense"))(y)
+    y = bn("dense_bn")(y)
+    y = layers.Dense(num_tags, name=name("logits"))(y)
+    return layers.Activation("sigmoid", name=name("sigmoid"))(y)

@@ -1,0 +1,54 @@
+"""Build the window model in code and fill it from the shipped ``.npz`` weight files.
+
+``np.load(..., allow_pickle=False)`` reads plain arrays only: a weight file can never run code.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from tagger.features import N_FRAMES, N_MELS
+from tagger.model.catalog import MODELS, NETWORK_TAGS, get_model, weights_path
+from tagger.model.network import BN_LAYERS, CONV_LAYERS, DENSE_LAYERS, build_window_network
+
+if TYPE_CHECKING:
+    import keras
+
+_BN_WEIGHTS = ("gamma", "beta", "moving_mean", "moving_variance")
+
+
+def build_window_model(model: str) -> keras.Model:
+    """(windows, 187, 96) log-mel -> (windows, tags) sigmoid scores, weights uninitialised."""
+    import keras
+
+    spec = MODELS[model] if model in MODELS else get_model(f"musicnn-{model}")
+    inputs = keras.Input((N_FRAMES, N_MELS), name="logmel")
+    outs = [build_window_network(net, len(NETWORK_TAGS[net]), inputs) for net in spec.networks]
+    out = outs[0] if len(outs) == 1 else keras.layers.Concatenate(name="scores")(outs)
+    return keras.Model(inputs, out, name=spec.name)
+
+
+def load_window_model(model: str) -> keras.Model:
+    """The window model with the shipped weights of every network it runs."""
+    window_model = build_window_model(model)
+    spec = MODELS[model] if model in MODELS else get_model(f"musicnn-{model}")
+    for net in spec.networks:
+        with np.load(weights_path(net), allow_pickle=False) as arrays:
+            set_network_weights(window_model, net, {k: arrays[k] for k in arrays.files})
+    return window_model
+
+
+def set_network_weights(model: keras.Model, net: str, arrays: dict[str, np.ndarray]) -> None:
+    """Copy ``{'layer/weight': array}`` into the layers named ``{net}_layer``; all must match."""
+    expected = {f"{n}/{w}" for n in CONV_LAYERS + DENSE_LAYERS for w in ("kernel", "bias")}
+    expected |= {f"{n}/{w}" for n in BN_LAYERS for w in _BN_WEIGHTS}
+    if set(arrays) != expected:
+        raise ValueError(f"weights for {net}: missing {sorted(expected - set(arrays))}, "
+                         f"unexpected {sorted(set(arrays) - expected)}")
+    for name in CONV_LAYERS + DENSE_LAYERS:
+        model.get_layer(f"{net}_{name}").set_weights([arrays[f"{name}/kernel"],
+                                                      arrays[f"{name}/bias"]])
+    for name in BN_LAYERS:
+        model.get_layer(f"{net}_{name}").set_weights([arrays[f"{name}/{w}"] for w in _BN_WEIGHTS])
