@@ -117,7 +117,8 @@ def run_predict(paths: list[str], config: EngineConfig, as_json: bool) -> int:
     results: list[dict[str, Any]] = []
     show_bar = len(paths) > 1 and err.is_terminal
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeRemainingColumn(), console=err, disable=not show_bar, transient=True) as bar:
+                  TimeRemainingColumn(), console=err, disable=not show_bar, transient=True,
+                  redirect_stdout=False) as bar:
         task = bar.add_task("analysing", total=len(paths))
         for r in engine.predict_paths(paths):
             bar.advance(task)
@@ -126,7 +127,10 @@ def run_predict(paths: list[str], config: EngineConfig, as_json: bool) -> int:
                 err.print(f"[red]error[/red] {r.path}: {r.reason}", highlight=False, markup=True,
                           soft_wrap=True)
             elif not as_json:
-                bar.console.print(_as_line(r), highlight=False, markup=False, soft_wrap=True)
+                if show_bar and sys.stdout.isatty():  # same terminal: print above the bar
+                    bar.console.print(_as_line(r), highlight=False, markup=False, soft_wrap=True)
+                else:
+                    click.echo(_as_line(r))
             results.append(_as_json(r))
     if as_json:
         json.dump(results, sys.stdout, indent=2, ensure_ascii=False)

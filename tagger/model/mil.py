@@ -53,8 +53,8 @@ def _window_mean_class() -> type:
             total = ops.sum(scores * weights, axis=1)
             return total / ops.maximum(ops.sum(weights, axis=1), 1.0)
 
-        def compute_output_shape(self, input_shape: Any, mask_shape: Any = None) -> Any:
-            return (input_shape[0], self.window_model.output_shape[-1])
+        def compute_output_shape(self, windows_shape: Any, window_mask_shape: Any) -> Any:
+            return (windows_shape[0], self.window_model.output_shape[-1])
 
     return WindowMean
 
