@@ -170,3 +170,185 @@ def demo(keep: Path | None, as_json: bool, **kw: Any) -> None:
     with tempfile.TemporaryDirectory(prefix="genre-tagger-demo-") as tmp:
         files = write_demo(keep or Path(tmp))
         sys.exit(run_predict([str(f) for f in files], make_config(kw), as_json))
+
+
+# --- library commands: scan, revert, show, stats ------------------------------------------------
+
+
+def cache_option(f: Any) -> Any:
+    return click.option("--db", "db_url", default=None, metavar="URL",
+                        help="Cache database (any SQLAlchemy URL) [default: sqlite in "
+                             "~/.local/state/genre-tagger/].")(f)
+
+
+def tag_options(f: Any) -> Any:
+    opts = [
+        click.option("--id3v23", is_flag=True,
+                     help="Write ID3v2.3 (genres joined) instead of keeping each file's version."),
+        click.option("--id3-separator", default="; ", show_default=True,
+                     help="How ID3v2.3 joins several genres."),
+        click.option("--touch", is_flag=True,
+                     help="Let tag writes update the files' mtime (kept by default)."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _tag_options(kw: dict[str, Any]) -> Any:
+    from tagger.tags import TagOptions
+
+    return TagOptions(id3_version=3 if kw.pop("id3v23") else None,
+                      id3v23_separator=kw.pop("id3_separator"), keep_mtime=not kw.pop("touch"))
+
+
+def _open_cache(url: str | None) -> Any:
+    from tagger.cache import Cache
+
+    return Cache(url)
+
+
+@main.command()
+@click.argument("roots", nargs=-1, required=True,
+                type=click.Path(exists=True, file_okay=False))
+@click.option("--policy", type=click.Choice(["missing", "merge", "overwrite"]), default="missing",
+              show_default=True, help="missing: only files without genres; merge: keep theirs, "
+                                      "add ours; overwrite: replace.")
+@click.option("--dry-run", is_flag=True, help="Print old -> new for each file; write nothing.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write a machine-readable report to this file.")
+@cache_option
+@tag_options
+@engine_options
+def scan(roots: tuple[str, ...], policy: str, dry_run: bool, json_out: Path | None,
+         db_url: str | None, **kw: Any) -> None:
+    """Analyse every audio file under ROOTS and write genre tags per the policy."""
+    import signal
+    import threading
+
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from tagger.scan import Scanner, ScanOptions, resolve
+
+    tags = _tag_options(kw)
+    options = ScanOptions(roots=resolve(roots), policy=policy, dry_run=dry_run, tags=tags)  # type: ignore[arg-type]
+    err = Console(stderr=True)
+    stop = threading.Event()
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        err.print("stopping after the files in flight (Ctrl-C again to abort)...")
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    with _open_cache(db_url) as cache:
+        scanner = Scanner(options, make_config(kw), cache)
+        with Progress(TextColumn("{task.description}"), BarColumn(),
+                      TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn(),
+                      console=err, disable=not err.is_terminal, transient=True,
+                      redirect_stdout=False) as bar:
+            task = bar.add_task("scanning", total=None)
+
+            def on_outcome(o: Any) -> None:
+                bar.advance(task)
+                if o.error:
+                    err.print(f"[red]error[/red] {o.path}: {o.reason}", highlight=False)
+                elif dry_run and o.new is not None:
+                    click.echo(f"{o.path}: {'; '.join(o.old or []) or '(none)'} -> {'; '.join(o.new)}")
+
+            report = scanner.run(stop, on_total=lambda n: bar.update(task, total=n),
+                                 on_outcome=on_outcome)
+    signal.signal(signal.SIGINT, previous)
+    c = report.counts
+    fails = ", ".join(f"{k} {v}" for k, v in report.failures.most_common()) or "none"
+    files = sum(c[a] for a in ("unchanged", "analysed", "reused", "moved", "failed"))
+    err.print(f"{'dry run: ' if dry_run else ''}{files} files: "
+              f"{c['analysed']} analysed, {c['reused'] + c['moved']} from the cache "
+              f"({c['moved']} moved), {c['unchanged']} unchanged; {c['tagged']} "
+              f"{'would be ' if dry_run else ''}tagged, {c['abstained']} abstained, "
+              f"{sum(v for k, v in c.items() if k.startswith('left:'))} left as they were; "
+              f"failed: {fails}"
+              f"{' (interrupted: run the same scan again to resume)' if report.interrupted else ''}",
+              highlight=False)
+    if json_out:
+        json_out.write_text(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
+    sys.exit(130 if report.interrupted else 0)
+
+
+@main.command()
+@click.argument("roots", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--dry-run", is_flag=True, help="Print what would be put back; write nothing.")
+@cache_option
+@tag_options
+def revert(roots: tuple[str, ...], dry_run: bool, db_url: str | None, **kw: Any) -> None:
+    """Put back the genres files under ROOTS had before genre-tagger changed them."""
+    from tagger.scan import resolve
+    from tagger.scan import revert as do_revert
+
+    tags = _tag_options(kw)
+    with _open_cache(db_url) as cache:
+        outcomes = do_revert(resolve(roots), cache, tags, dry_run)
+    for o in outcomes:
+        if o.action == "reverted":
+            click.echo(f"{o.path}: {'; '.join(o.old or [])} -> {'; '.join(o.new or []) or '(none)'}")
+        else:
+            click.echo(f"{o.path}: skipped: {o.reason}", err=True)
+    done = sum(o.action == "reverted" for o in outcomes)
+    click.echo(f"{'would revert' if dry_run else 'reverted'} {done} files, "
+               f"skipped {len(outcomes) - done}", err=True)
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path())
+@click.option("--json", "as_json", is_flag=True)
+@cache_option
+def show(files: tuple[str, ...], as_json: bool, db_url: str | None) -> None:
+    """Print what the cache knows about FILES."""
+    import datetime
+
+    with _open_cache(db_url) as cache:
+        rows = [(f, cache.get(str(Path(f).absolute()))) for f in files]
+    if as_json:
+        click.echo(json.dumps([{"path": f, **(r.__dict__ if r else {"known": False})} for f, r in rows],
+                              indent=2, ensure_ascii=False))
+        return
+    missing = 0
+    for f, r in rows:
+        if r is None:
+            missing += 1
+            click.echo(f"{f}: not in the cache")
+            continue
+        when = (datetime.datetime.fromtimestamp(r.analysed_at).isoformat(" ", "seconds")
+                if r.analysed_at else "-")
+        error = f" ({r.error_code}: {r.error_reason})" if r.error_code else ""
+        click.echo(f"{r.path}\n  status: {r.status}{error}")
+        click.echo(f"  model: {r.model_version}, analysed {when}")
+        click.echo(f"  genres chosen: {', '.join(r.genres_chosen) or '(none)'}")
+        click.echo(f"  written: {'; '.join(r.genres_written) if r.genres_written is not None else '(never)'}"
+                   f"; before us: {'; '.join(r.genres_before or []) or '(none)'}")
+        top = sorted(r.genre_scores.items(), key=lambda kv: -kv[1])[:6]
+        click.echo("  genre scores: " + ", ".join(f"{g} {s:.2f}" for g, s in top))
+        raw = sorted(r.raw_scores.items(), key=lambda kv: -kv[1])[:8]
+        click.echo("  top raw tags: " + ", ".join(f"{t} {s:.2f}" for t, s in raw))
+    sys.exit(1 if missing else 0)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@cache_option
+def stats(as_json: bool, db_url: str | None) -> None:
+    """Summarise the library as the cache sees it."""
+    with _open_cache(db_url) as cache:
+        s = cache.summary()
+    if as_json:
+        click.echo(json.dumps(s, indent=2))
+        return
+    total = sum(s["by_status"].values())
+    click.echo(f"{total} files known: " + ", ".join(f"{v} {k}" for k, v in sorted(s["by_status"].items())))
+    click.echo(f"{s['tagged']} carry genres written by genre-tagger")
+    if s["genres"]:
+        click.echo("by genre: " + ", ".join(f"{g} {n}" for g, n in list(s["genres"].items())[:20]))
+    if s["failures"]:
+        click.echo("failures: " + ", ".join(f"{k} {v}" for k, v in s["failures"].items()))

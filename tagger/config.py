@@ -10,7 +10,7 @@ from tagger.model.runner import Device
 from tagger.taxonomy import Selection
 
 #: Windows analysed per track in budget mode. Chosen from bench/bench_engine.py: see README.
-DEFAULT_BUDGET = 8
+DEFAULT_BUDGET = 24
 
 
 @dataclass(frozen=True)

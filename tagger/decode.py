@@ -16,6 +16,8 @@ import signal
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -47,31 +49,31 @@ def _ffmpeg() -> str:
     return exe
 
 
-def check_readable(path: Path) -> None:
-    """Raise the precise error for a file we cannot even open."""
+@contextmanager
+def _os_errors(path: Path, doing: str) -> Iterator[None]:
+    """Turn the OS's reasons for not reaching a file into typed, worded errors."""
     try:
-        st = os.stat(path)
+        yield
     except FileNotFoundError:
         raise MissingFile(path, "no such file") from None
     except PermissionError:
-        raise NoPermission(path, "permission denied (cannot reach the file)") from None
+        raise NoPermission(path, f"permission denied (cannot {doing} the file)") from None
+    except IsADirectoryError:
+        raise NotAudio(path, "is a directory") from None
     except OSError as e:
-        raise MissingFile(path, f"cannot stat: {e.strerror or e}") from None
+        raise CorruptAudio(path, f"cannot {doing} the file: {e.strerror or e}") from None
+
+
+def check_readable(path: Path) -> None:
+    """Raise the precise error for a file we cannot even open."""
+    with _os_errors(path, "reach"):
+        st = os.stat(path)
     if stat.S_ISDIR(st.st_mode):
         raise NotAudio(path, "is a directory")
     if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or never end
         raise NotAudio(path, "not a regular file")
-    try:
-        with open(path, "rb") as fh:
-            first = fh.read(1)
-    except FileNotFoundError:
-        raise MissingFile(path, "no such file") from None
-    except PermissionError:
-        raise NoPermission(path, "permission denied (cannot read the file)") from None
-    except IsADirectoryError:
-        raise NotAudio(path, "is a directory") from None
-    except OSError as e:
-        raise CorruptAudio(path, f"cannot read: {e.strerror or e}") from None
+    with _os_errors(path, "read"), open(path, "rb") as fh:
+        first = fh.read(1)
     if not first:
         raise EmptyAudio(path, "the file is empty (0 bytes)")
 
@@ -89,9 +91,9 @@ def declared_duration(path: Path) -> tuple[float | None, bool]:
         f = mutagen.File(path)
         if f is None or not getattr(f.info, "length", 0):
             return None, False
-        exact = not (isinstance(f, MP3) and f.info.bitrate_mode == BitrateMode.UNKNOWN)
+        exact = not (isinstance(f, MP3) and getattr(f.info, "bitrate_mode", None) == BitrateMode.UNKNOWN)
         return float(f.info.length), exact
-    except Exception:  # noqa: BLE001 - any header problem just means "unknown"
+    except Exception:
         return None, False
 
 

@@ -78,7 +78,7 @@ class Engine:
             return extract_windows(path, self.config)
         except AudioError as e:
             return Failure(e.path, e.code, e.reason)
-        except Exception as e:  # noqa: BLE001 - one bad file must never stop a library scan
+        except Exception as e:
             return Failure(path, "internal-error", f"{type(e).__name__}: {e}")
 
     def predict_paths(self, paths: Iterable[str | Path],

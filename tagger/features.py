@@ -92,8 +92,8 @@ def log_mel(audio: Float32Array) -> Float32Array:
     """(frames, 96) log-mel of a whole 16 kHz mono signal: ``log10(1 + 10000 * mel)``."""
     audio = np.asarray(audio, dtype=np.float32)
     pad = N_FFT // 2
-    mode = "reflect" if len(audio) > pad else "constant"
-    return _log_compress(_frames_power(np.pad(audio, pad, mode=mode)))
+    padded = np.pad(audio, pad, mode="reflect") if len(audio) > pad else np.pad(audio, pad, mode="constant")
+    return _log_compress(_frames_power(padded))
 
 
 def log_mel_segment(segment: Float32Array) -> Float32Array:
@@ -123,15 +123,16 @@ def window_starts(n_frames: int, hop: int = N_FRAMES, budget: int | None = None)
     """First frame of each analysis window of a track with ``n_frames`` log-mel frames.
 
     Windows start every ``hop`` frames and the tail shorter than a window is dropped, as in
-    musicnn. With a ``budget`` only that many windows are kept, spread evenly from the first to
-    the last so the whole track is represented.
+    musicnn. With a ``budget`` only that many windows are kept: the track is cut into ``budget``
+    equal sections and the window at the centre of each is taken, so the whole track is
+    represented without over-weighting its intro and fade-out.
     """
     if n_frames < N_FRAMES:
         return []
     starts = list(range(0, n_frames - N_FRAMES + 1, max(1, hop)))
     if budget is not None and len(starts) > budget:
-        picks = np.linspace(0, len(starts) - 1, budget)
-        starts = [starts[int(round(p))] for p in picks]
+        picks = (np.arange(budget) + 0.5) * len(starts) / budget - 0.5
+        starts = [starts[round(float(p))] for p in picks]
     return starts
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import ffmpeg_encode, music_like
+
 from tagger.config import EngineConfig
 from tagger.engine import Engine, Failure, Prediction
 from tagger.extract import extract_windows

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
@@ -68,7 +68,7 @@ def weights_path(network: str) -> Path:
     return Path(str(resources.files("tagger.models") / f"musicnn_{network}.npz"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def model_version(name: str) -> str:
     """``name@hash`` of the weight files: the cache re-analyses when this changes."""
     h = hashlib.sha256()

@@ -1,0 +1,5 @@
+"""The prediction cache: SQLite (or any SQLAlchemy URL) holding every prediction and every write."""
+
+from tagger.cache.store import Cache, TrackRow, default_url
+
+__all__ = ["Cache", "TrackRow", "default_url"]

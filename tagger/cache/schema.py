@@ -1,0 +1,82 @@
+"""Tables and migrations. Schema changes are migrated in place, never dropped: each step moves
+the database one version up, and ``meta.schema_version`` says where it is."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    inspect,
+    select,
+    text,
+)
+
+metadata = MetaData()
+
+tracks = Table(
+    "tracks", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("path", Text, nullable=False, unique=True),
+    Column("size", Integer),
+    Column("mtime_ns", Integer),
+    Column("audio_id", String(80), index=True),
+    Column("model_version", String(80)),
+    Column("raw_scores", Text),  # JSON {tag: score}
+    Column("genre_scores", Text),  # JSON {genre: score}
+    Column("genres_chosen", Text),  # JSON [genre, ...] under the last selection
+    Column("genres_before", Text),  # JSON: the file's genres before our first write; NULL: never wrote
+    Column("genres_written", Text),  # JSON: what we last wrote; NULL: never wrote (or reverted)
+    Column("decision_key", String(200)),  # policy + selection the file was last decided under
+    Column("status", String(16), nullable=False, default="pending"),  # pending|done|abstained|failed
+    Column("error_code", String(40)),
+    Column("error_reason", Text),
+    Column("created_at", Float),
+    Column("analysed_at", Float),
+    Column("written_at", Float),
+    Column("updated_at", Float),
+)
+
+meta = Table(
+    "meta", metadata,
+    Column("key", String(40), primary_key=True),
+    Column("value", Text),
+)
+
+SCHEMA_VERSION = 1
+
+
+def _v0_to_v1(conn: Connection) -> None:
+    metadata.create_all(conn)
+
+
+#: MIGRATIONS[n] takes a database at version n to version n + 1.
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {0: _v0_to_v1}
+
+
+def current_version(conn: Connection) -> int:
+    if not inspect(conn).has_table("meta"):
+        return 0
+    row = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).first()
+    return int(row[0]) if row else 0
+
+
+def migrate(conn: Connection) -> int:
+    """Bring the schema to :data:`SCHEMA_VERSION`; refuse a database from a newer release."""
+    version = current_version(conn)
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(f"the cache database is schema version {version}, newer than this "
+                           f"genre-tagger ({SCHEMA_VERSION}); upgrade genre-tagger")
+    while version < SCHEMA_VERSION:
+        MIGRATIONS[version](conn)
+        version += 1
+        conn.execute(text("DELETE FROM meta WHERE key = 'schema_version'"))
+        conn.execute(meta.insert().values(key="schema_version", value=str(version)))
+    return version

@@ -1,0 +1,61 @@
+"""Whether and how to change a file's genres: pure decisions, no I/O.
+
+Three policies, after beets' ``lastgenre`` (force / keep_existing):
+
+* ``missing`` (default): only files with no genre get ours;
+* ``merge``: the genres the file had before us are kept, ours follow them;
+* ``overwrite``: ours replace whatever is there.
+
+Genres a person set are never confused with ours: the cache remembers what we last wrote. When
+the file no longer holds exactly that, a person has edited it since, and ``missing`` and
+``merge`` leave it alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Policy = Literal["missing", "merge", "overwrite"]
+POLICIES: tuple[Policy, ...] = ("missing", "merge", "overwrite")
+
+
+@dataclass(frozen=True)
+class Decision:
+    new: list[str] | None  # what to write; None = leave the file as it is
+    why: str  # one word for summaries: write, keep-user, has-genre, abstain, same
+
+
+def _same(a: list[str], b: list[str]) -> bool:
+    return [x.casefold() for x in a] == [x.casefold() for x in b]
+
+
+def _union(first: list[str], then: list[str]) -> list[str]:
+    seen = {g.casefold() for g in first}
+    return first + [g for g in then if g.casefold() not in seen]
+
+
+def decide(current: list[str], predicted: list[str], policy: Policy,
+           written: list[str] | None = None, before: list[str] | None = None) -> Decision:
+    """The genres to write given the file's ``current`` genres and our ``predicted`` ones.
+
+    ``written`` is what we last wrote to this file (None: never), ``before`` what it held before
+    our first write.
+    """
+    if not predicted:
+        return Decision(None, "abstain")
+    ours_untouched = written is not None and _same(current, written)
+    if written is not None and not ours_untouched and policy != "overwrite":
+        return Decision(None, "keep-user")
+    if policy == "overwrite":
+        new = list(predicted)
+    elif policy == "missing":
+        if current and not ours_untouched:
+            return Decision(None, "has-genre")
+        new = list(predicted)
+    else:  # merge: the user's own genres first, then ours
+        users = (before or []) if ours_untouched else current
+        new = _union(list(users), predicted)
+    if _same(new, current):
+        return Decision(None, "same")
+    return Decision(new, "write")

@@ -1,0 +1,227 @@
+"""``scan``, the cache and ``revert`` end to end, on real files and a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from tagfiles import make_tagged
+
+from tagger.cache import Cache
+from tagger.cache.schema import SCHEMA_VERSION
+from tagger.config import EngineConfig
+from tagger.engine import Engine
+from tagger.policy import decide
+from tagger.scan import Scanner, ScanOptions, revert
+from tagger.tags import TagOptions, read_genres, write_genres
+from tagger.taxonomy import Selection
+
+# A low bar so that synthetic test music always gets a genre.
+SEL = Selection(min_confidence=0.01)
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return Engine(EngineConfig(device="cpu", selection=SEL))
+
+
+@pytest.fixture
+def library(tmp_path: Path) -> Path:
+    lib = tmp_path / "music"
+    (lib / "Artist" / "Album").mkdir(parents=True)
+    for name in ("flac", "mp3-v24", "ogg"):
+        make_tagged(lib / "Artist" / "Album", name)
+    make_tagged(lib / "Artist", "m4a", genre="Blues")  # a genre a person set
+    (lib / "Artist" / "Album" / "cover.jpg").write_bytes(b"\xff\xd8 not audio")
+    (lib / ".hidden").mkdir()
+    make_tagged(lib / ".hidden", "wav")
+    return lib
+
+
+def scanner(lib: Path, db: Path, engine: Engine, **kw: object) -> Scanner:
+    cfg = engine.config if "model" not in kw else EngineConfig(model=str(kw.pop("model")), selection=SEL)
+    return Scanner(ScanOptions(roots=(str(lib),), **kw), cfg, Cache(f"sqlite:///{db}"),  # type: ignore[arg-type]
+                   engine if cfg is engine.config else None)
+
+
+def test_first_scan_tags_then_rescan_is_free(library: Path, tmp_path: Path, engine: Engine) -> None:
+    db = tmp_path / "cache.sqlite"
+    r = scanner(library, db, engine).run()
+    assert r.counts["analysed"] == 4 and not r.failures
+    assert r.counts["tagged"] == 3 and r.counts["left:has-genre"] == 1  # policy 'missing'
+    for f in (library / "Artist" / "Album").iterdir():
+        if f.suffix in (".flac", ".mp3", ".ogg"):
+            assert read_genres(f), f
+    assert read_genres(library / "Artist" / "m4a.m4a") == ["Blues"]
+    assert not read_genres(library / ".hidden" / "wav.wav")  # hidden folders are skipped
+    again = scanner(library, db, engine).run()
+    assert again.counts["unchanged"] == 4 and again.counts["analysed"] == 0
+    # The database is a real SQLite file in WAL mode, readable by anyone.
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert con.execute("SELECT count(*) FROM tracks WHERE status='done'").fetchone()[0] == 4
+    row = json.loads(con.execute("SELECT raw_scores FROM tracks LIMIT 1").fetchone()[0])
+    assert len(row) == 100
+
+
+def test_moves_renames_and_retags_are_not_reanalysed(library: Path, tmp_path: Path, engine: Engine) -> None:
+    db = tmp_path / "cache.sqlite"
+    scanner(library, db, engine).run()
+    album = library / "Artist" / "Album"
+    (album / "flac.flac").rename(library / "renamed.flac")
+    # A person retags a file we tagged (their editor updates the mtime, as editors do).
+    write_genres(album / "ogg.ogg", ["Jazz"], TagOptions(keep_mtime=False))
+    r = scanner(library, db, engine).run()
+    assert r.counts["analysed"] == 0
+    assert r.counts["moved"] == 1 and r.counts["reused"] == 1
+    assert r.counts["left:keep-user"] == 1 and read_genres(album / "ogg.ogg") == ["Jazz"]
+    with Cache(f"sqlite:///{db}") as c:
+        assert c.get(str(library / "renamed.flac")) is not None
+        assert c.get(str(album / "flac.flac")) is None
+
+
+def test_changed_audio_and_new_model_are_reanalysed(library: Path, tmp_path: Path, engine: Engine) -> None:
+    db = tmp_path / "cache.sqlite"
+    scanner(library, db, engine).run()
+    album = library / "Artist" / "Album"
+    make_tagged(album, "flac", seconds=6.0)  # new audio at the same path
+    r = scanner(library, db, engine).run()
+    assert r.counts["analysed"] == 1 and r.outcomes[0].path.endswith("flac.flac")
+    r = scanner(library, db, engine, model="musicnn-msd").run()
+    assert r.counts["analysed"] == 4
+
+
+def test_dry_run_writes_nothing(library: Path, tmp_path: Path, engine: Engine) -> None:
+    before = {p: p.read_bytes() for p in library.rglob("*") if p.is_file()}
+    r = scanner(library, tmp_path / "c.sqlite", engine, dry_run=True).run()
+    assert r.counts["tagged"] == 3
+    assert {p: p.read_bytes() for p in library.rglob("*") if p.is_file()} == before
+    assert all(o.new for o in r.outcomes if o.decision == "write")
+
+
+def test_policies_merge_and_overwrite(library: Path, tmp_path: Path, engine: Engine) -> None:
+    m4a = library / "Artist" / "m4a.m4a"
+    scanner(library, tmp_path / "a.sqlite", engine, policy="merge").run()
+    merged = read_genres(m4a)
+    assert merged[0] == "Blues" and len(merged) > 1
+    scanner(library, tmp_path / "a.sqlite", engine, policy="overwrite").run()
+    assert "Blues" not in read_genres(m4a)
+
+
+def test_revert_puts_back_and_respects_later_edits(library: Path, tmp_path: Path, engine: Engine) -> None:
+    db = tmp_path / "cache.sqlite"
+    scanner(library, db, engine, policy="merge").run()
+    album = library / "Artist" / "Album"
+    write_genres(album / "mp3-v24.mp3", ["Edited By Hand"], TagOptions(keep_mtime=False))
+    with Cache(f"sqlite:///{db}") as c:
+        outcomes = revert((str(library),), c, TagOptions())
+    by_name = {Path(o.path).name: o for o in outcomes}
+    assert by_name["m4a.m4a"].action == "reverted"
+    assert read_genres(library / "Artist" / "m4a.m4a") == ["Blues"]
+    assert by_name["flac.flac"].action == "reverted" and read_genres(album / "flac.flac") == []
+    assert by_name["mp3-v24.mp3"].action == "skipped"
+    assert read_genres(album / "mp3-v24.mp3") == ["Edited By Hand"]
+
+
+def test_interrupted_scan_resumes_without_redoing(library: Path, tmp_path: Path, engine: Engine) -> None:
+    db = tmp_path / "cache.sqlite"
+    stop = threading.Event()
+    one_at_a_time = Engine(EngineConfig(device="cpu", selection=SEL, jobs=1, batch_size=1))
+    s = scanner(library, db, one_at_a_time)
+    first = s.run(stop, on_outcome=lambda o: stop.set())
+    assert first.interrupted and 1 <= first.counts["analysed"] < 4
+    second = scanner(library, db, engine).run()
+    assert second.counts["analysed"] == 4 - first.counts["analysed"]
+    assert second.counts["unchanged"] == first.counts["analysed"]
+
+
+def test_symlink_outside_the_roots_is_never_written(tmp_path: Path, engine: Engine) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    target = make_tagged(outside, "flac")
+    data = target.read_bytes()
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "link.flac").symlink_to(target)
+    (lib / "loop").symlink_to(lib)  # a symlink loop must not hang the walk
+    r = scanner(lib, tmp_path / "c.sqlite", engine).run()
+    assert r.failures["outside-roots"] == 1 and target.read_bytes() == data
+
+
+def test_bad_files_are_recorded_and_not_retried_until_changed(tmp_path: Path, engine: Engine) -> None:
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "empty.mp3").touch()
+    (lib / "noise.flac").write_bytes(os.urandom(5000))
+    make_tagged(lib, "flac")
+    db = tmp_path / "c.sqlite"
+    r = scanner(lib, db, engine).run()
+    assert r.failures == {"empty": 1, "not-audio": 1} and r.counts["tagged"] == 1
+    r2 = scanner(lib, db, engine, policy="overwrite").run()
+    assert r2.counts["analysed"] == 0 and r2.counts["failed"] == 0
+    assert r2.counts["unchanged"] == 2  # the failures, even under another policy
+    (lib / "empty.mp3").write_bytes(b"still not audio")
+    r3 = scanner(lib, db, engine).run()
+    assert r3.failures == {"not-audio": 1}  # changed: retried
+
+
+def test_schema_is_versioned_and_migrated(tmp_path: Path) -> None:
+    db = tmp_path / "c.sqlite"
+    with Cache(f"sqlite:///{db}") as c:
+        assert c.schema_version == SCHEMA_VERSION
+        c.upsert("/x.flac", status="failed", error_code="not-audio")
+    with Cache(f"sqlite:///{db}") as c:  # reopening migrates nothing and keeps the data
+        assert c.get("/x.flac") is not None
+    con = sqlite3.connect(db)
+    con.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
+    con.commit()
+    with pytest.raises(RuntimeError, match="newer"):
+        Cache(f"sqlite:///{db}")
+
+
+def test_policy_table() -> None:
+    assert decide([], ["Rock"], "missing").new == ["Rock"]
+    assert decide(["Blues"], ["Rock"], "missing").why == "has-genre"
+    assert decide(["Blues"], ["Rock"], "merge").new == ["Blues", "Rock"]
+    assert decide(["Blues"], ["Rock"], "overwrite").new == ["Rock"]
+    assert decide(["Rock"], ["Jazz"], "missing", written=["Rock"], before=[]).new == ["Jazz"]
+    assert decide(["Blues", "Rock"], ["Jazz"], "merge", written=["Blues", "Rock"],
+                  before=["Blues"]).new == ["Blues", "Jazz"]
+    assert decide(["Hand"], ["Jazz"], "merge", written=["Rock"]).why == "keep-user"
+    assert decide(["rock"], ["Rock"], "overwrite").why == "same"
+    assert decide([], [], "overwrite").why == "abstain"
+
+
+def test_scan_cli_end_to_end(library: Path, tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'cli.sqlite'}"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+
+    def cli(*a: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "tagger", *a], capture_output=True, text=True,
+                              env=env, timeout=600)
+
+    dry = cli("scan", "--db", db, "--dry-run", "--min-confidence", "0.01", str(library))
+    assert dry.returncode == 0, dry.stderr
+    assert "(none) -> " in dry.stdout and "dry run" in dry.stderr
+    report = tmp_path / "r.json"
+    out = cli("scan", "--db", db, "--min-confidence", "0.01", "--json", str(report), str(library))
+    assert out.returncode == 0, out.stderr
+    # The dry run's analyses were cached: the real run reuses them and decodes nothing.
+    assert "0 analysed, 4 from the cache" in out.stderr and "3 tagged" in out.stderr
+    assert json.loads(report.read_text())["counts"]["reused"] == 4
+    f = library / "Artist" / "Album" / "flac.flac"
+    shown = cli("show", "--db", db, str(f))
+    assert shown.returncode == 0 and "status: done" in shown.stdout and "msd:" in shown.stdout
+    stats = json.loads(cli("stats", "--db", db, "--json").stdout)
+    assert stats["tagged"] == 3 and stats["by_status"]["done"] == 4
+    rev = cli("revert", "--db", db, str(library))
+    assert rev.returncode == 0 and "reverted 3 files" in rev.stderr
+    assert read_genres(f) == []
+    shutil.rmtree(library)
