@@ -175,8 +175,19 @@ class Scanner:
 
     def _analyse(self, todo: dict[str, tuple[os.stat_result, str | None]], stop: threading.Event,
                  record: Callable[[Outcome], None]) -> None:
+        # Files with the same audio (a track on an album and on a compilation) are analysed once.
+        copies: dict[str, list[str]] = {}
+        first: list[str] = []
+        for path, (_, audio_id) in todo.items():
+            if audio_id and audio_id in copies:
+                copies[audio_id].append(path)
+            else:
+                first.append(path)
+                if audio_id:
+                    copies[audio_id] = []
+
         def feed() -> Iterator[str]:
-            for path in todo:
+            for path in first:
                 if stop.is_set():
                     return  # in-flight files finish; the rest wait for the next scan
                 yield path
@@ -198,6 +209,16 @@ class Scanner:
             row = self.cache.get(result.path)
             assert row is not None
             record(self._apply(result.path, row, "analysed"))
+            for dup in copies.get(audio_id or "", []):
+                dup_st = todo[dup][0]
+                self.cache.upsert(dup, size=dup_st.st_size, mtime_ns=dup_st.st_mtime_ns,
+                                  audio_id=audio_id, model_version=result.model_version,
+                                  raw_scores=result.raw, genre_scores=result.genre_scores,
+                                  status="done", error_code=None, error_reason=None,
+                                  analysed_at=row.analysed_at)
+                dup_row = self.cache.get(dup)
+                assert dup_row is not None
+                record(self._apply(dup, dup_row, "reused"))
 
     # --- writing -----------------------------------------------------------------------------
 

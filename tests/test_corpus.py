@@ -55,3 +55,23 @@ def test_files_ffmpeg_rejects_fall_back_to_libsndfile(corpus: Path, manifest: li
         pytest.skip("this corpus has no file that ffmpeg cannot read")
     results = list(Engine(EngineConfig(device="cpu", budget=4)).predict_paths(files))
     assert all(isinstance(r, Prediction) for r in results), results
+
+
+def test_scan_tags_a_copy_of_the_real_corpus(corpus: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from tagger.cache import Cache
+    from tagger.scan import Scanner, ScanOptions
+    from tagger.tags import read_genres
+
+    lib = tmp_path / "lib"
+    shutil.copytree(corpus / "transcoded", lib)
+    with Cache(f"sqlite:///{tmp_path / 'c.sqlite'}") as cache:
+        report = Scanner(ScanOptions((str(lib),), policy="overwrite"), EngineConfig(device="cpu"),
+                         cache).run()
+        assert not report.failures, report.failures
+        again = Scanner(ScanOptions((str(lib),), policy="overwrite"), EngineConfig(device="cpu"),
+                        cache).run()
+    assert again.counts["analysed"] == 0
+    tagged = [p for p in lib.rglob("*") if p.is_file() and read_genres(p)]
+    assert len(tagged) == report.counts["tagged"] > 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -225,3 +226,47 @@ def test_scan_cli_end_to_end(library: Path, tmp_path: Path) -> None:
     assert rev.returncode == 0 and "reverted 3 files" in rev.stderr
     assert read_genres(f) == []
     shutil.rmtree(library)
+
+
+def test_ctrl_c_stops_cleanly_and_the_same_scan_resumes(tmp_path: Path) -> None:
+    """A real SIGINT to a real ``genre-tagger scan`` process."""
+    import signal
+    import time
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    for i in range(8):
+        make_tagged(lib, "flac", seconds=4.0 + i).rename(lib / f"t{i}.flac")
+    db = tmp_path / "c.sqlite"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    args = [sys.executable, "-m", "tagger", "scan", "--db", f"sqlite:///{db}", "--jobs", "1",
+            "--batch-size", "1", "--min-confidence", "0.01", str(lib)]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    done = 0
+    while time.monotonic() < deadline and done == 0:
+        time.sleep(0.2)
+        if db.exists():
+            with contextlib.suppress(sqlite3.OperationalError):  # the schema is being created
+                done = sqlite3.connect(db).execute(
+                    "SELECT count(*) FROM tracks WHERE genres_written IS NOT NULL").fetchone()[0]
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    finished = sqlite3.connect(db).execute("SELECT count(*) FROM tracks WHERE status='done'").fetchone()[0]
+    assert 1 <= finished < 8
+    again = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert f"{8 - finished} analysed" in again.stderr
+
+
+def test_copies_of_the_same_audio_are_analysed_once(tmp_path: Path, engine: Engine) -> None:
+    lib = tmp_path / "lib"
+    (lib / "album").mkdir(parents=True)
+    (lib / "compilation").mkdir()
+    src = make_tagged(lib / "album", "flac")
+    shutil.copy2(src, lib / "compilation" / "same-track.flac")
+    write_genres(lib / "compilation" / "same-track.flac", [])  # other tags, same audio
+    r = scanner(lib, tmp_path / "c.sqlite", engine).run()
+    assert r.counts["analysed"] == 1 and r.counts["reused"] == 1 and r.counts["tagged"] == 2

@@ -8,6 +8,9 @@ long-running processes.
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -30,6 +33,28 @@ def configure_backend(device: Device) -> None:
     if device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
         os.environ["JAX_PLATFORMS"] = "cpu"
+    if "keras" not in sys.modules:
+        with _quiet_native_stderr():
+            import keras  # noqa: F401
+
+
+@contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Hide what TensorFlow's C++ side prints while it loads (absl and oneDNN banners that no
+    log level silences). Python errors still surface: they are raised after fd 2 is back."""
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0":
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def gpu_visible() -> bool:
