@@ -26,10 +26,11 @@ from typing import Any
 
 from tagger.cache import Cache, TrackRow
 from tagger.config import EngineConfig
-from tagger.engine import Engine, Failure, Prediction
+from tagger.engine import Engine, Failure
 from tagger.identity import audio_identity
 from tagger.model.catalog import model_version
 from tagger.policy import Policy, decide
+from tagger.reuse import copy_scores, record_prediction
 from tagger.tags import TagOptions, TagWriteError, read_genres, write_genres
 from tagger.taxonomy import choose
 from tagger.walk import real_roots, walk, within
@@ -163,13 +164,8 @@ class Scanner:
                 self.cache.move(moved.path, path, size=st.st_size, mtime_ns=st.st_mtime_ns)
                 return self._apply(path, self.cache.get(path) or moved, "moved")
             if others:
-                src = others[0]
-                self.cache.upsert(path, size=st.st_size, mtime_ns=st.st_mtime_ns, audio_id=audio_id,
-                                  model_version=src.model_version, raw_scores=src.raw_scores,
-                                  genre_scores=src.genre_scores, status=src.status,
-                                  analysed_at=src.analysed_at, genres_written=None,
-                                  genres_before=None, error_code=None, error_reason=None)
-                return self._apply(path, self.cache.get(path) or src, "reused")
+                copy_scores(self.cache, path, others[0], st, audio_id)
+                return self._apply(path, self.cache.get(path) or others[0], "reused")
         to_analyse[path] = (st, audio_id)
         return None
 
@@ -194,28 +190,15 @@ class Scanner:
 
         for result in self.engine.predict_paths(feed()):
             st, audio_id = todo[result.path]
+            record_prediction(self.cache, result, st, audio_id, self.version)
             if isinstance(result, Failure):
-                self.cache.upsert(result.path, size=st.st_size, mtime_ns=st.st_mtime_ns,
-                                  audio_id=audio_id, status="failed", error_code=result.code,
-                                  error_reason=result.reason, model_version=self.version)
                 record(Outcome(result.path, "failed", error=result.code, reason=result.reason))
                 continue
-            assert isinstance(result, Prediction)
-            self.cache.upsert(result.path, size=st.st_size, mtime_ns=st.st_mtime_ns,
-                              audio_id=audio_id, model_version=result.model_version,
-                              raw_scores=result.raw, genre_scores=result.genre_scores,
-                              status="done", error_code=None, error_reason=None,
-                              analysed_at=time.time())
             row = self.cache.get(result.path)
             assert row is not None
             record(self._apply(result.path, row, "analysed"))
             for dup in copies.get(audio_id or "", []):
-                dup_st = todo[dup][0]
-                self.cache.upsert(dup, size=dup_st.st_size, mtime_ns=dup_st.st_mtime_ns,
-                                  audio_id=audio_id, model_version=result.model_version,
-                                  raw_scores=result.raw, genre_scores=result.genre_scores,
-                                  status="done", error_code=None, error_reason=None,
-                                  analysed_at=row.analysed_at)
+                copy_scores(self.cache, dup, row, todo[dup][0], audio_id)
                 dup_row = self.cache.get(dup)
                 assert dup_row is not None
                 record(self._apply(dup, dup_row, "reused"))

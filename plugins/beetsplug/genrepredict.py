@@ -1,0 +1,257 @@
+"""genrepredict: genres for beets from the audio itself, with genre-tagger's engine.
+
+Enable with ``plugins: genrepredict``. ``beet genre-predict [QUERY]`` predicts for the matched
+items (``-a`` for albums), and with ``auto: yes`` every imported album is predicted in one batch
+before beets writes its files. Predictions live in genre-tagger's cache, shared with
+``genre-tagger scan`` and the daemon: a track any of them analysed is not analysed again.
+
+Like ``lastgenre``: genres a person set are kept unless ``force``; with ``force`` and
+``keep_existing`` theirs come first and ours follow. ``genre_source`` records where genres came
+from (``genrepredict``), ``genre_confidence`` the best genre's score (a float: ``beet ls
+genre_confidence:0.5..`` works) and ``genre_raw`` the strongest raw model tags.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from beets import ui, util
+from beets.dbcore import types
+from beets.library import Album, Item
+from beets.plugins import BeetsPlugin
+
+if TYPE_CHECKING:
+    import optparse
+
+    from beets.importer import ImportSession, ImportTask
+    from beets.library import Library
+
+SOURCE = "genrepredict"
+MULTI_VALUED = "genres" in Item._fields  # beets >= 2.7: a genres list; before: one genre string
+
+
+class GenrePredictPlugin(BeetsPlugin):
+    # Read by beets.plugins.types(): typed flexible attributes, so numeric queries work.
+    item_types: ClassVar[dict[str, types.Type[Any, Any]]] = {
+        "genre_confidence": types.FLOAT, "genre_source": types.STRING,
+        "genre_raw": types.STRING, "genre_predicted": types.STRING}
+    album_types: ClassVar[dict[str, types.Type[Any, Any]]] = {
+        "genre_confidence": types.FLOAT, "genre_source": types.STRING,
+        "genre_predicted": types.STRING}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.config.add({
+            "auto": True,  # predict during `beet import`
+            "force": False,  # replace genres a person set
+            "keep_existing": False,  # with force: keep theirs first, add ours after
+            "pretend": False,
+            "count": 3,  # at most this many genres
+            "min_confidence": 0.15,  # abstain below this
+            "model": "musicnn",
+            "device": "auto",
+            "budget": 24,  # windows per track; 0 for every window
+            "batch_size": 0,  # 0: the device's default
+            "jobs": 0,  # 0: up to 4 CPUs
+            "cache_db": "",  # genre-tagger's cache URL; empty: its default (shared with scan)
+            "raw_tags": 5,  # how many raw model tags to keep in genre_raw
+            "separator": ", ",  # joins genres into `genre` on beets < 2.7
+        })
+        self._engine: Any = None
+        self._cache: Any = None
+        self._changed_tasks: set[int] = set()
+        if self.config["auto"].get(bool):
+            self.import_stages = [self.imported]
+            self.register_listener("import_task_files", self.import_task_files)
+
+    # --- engine and cache, loaded on first use -------------------------------------------------
+
+    def _engine_config(self) -> Any:
+        from tagger.config import EngineConfig
+        from tagger.taxonomy import Selection
+
+        budget = self.config["budget"].get(int)
+        return EngineConfig(
+            model=self.config["model"].as_str(), device=self.config["device"].as_str(),  # type: ignore[arg-type]
+            batch_size=self.config["batch_size"].get(int) or None,
+            jobs=self.config["jobs"].get(int) or EngineConfig().jobs,
+            budget=budget if budget > 0 else None,
+            selection=Selection(top_k=self.config["count"].get(int),
+                                min_confidence=self.config["min_confidence"].as_number()),
+        )
+
+    def _get_engine(self) -> Any:
+        if self._engine is None:
+            from tagger.engine import Engine
+
+            self._log.debug("loading the {} model", self.config["model"].as_str())
+            self._engine = Engine(self._engine_config())
+        return self._engine
+
+    def _get_cache(self) -> Any:
+        if self._cache is None:
+            from tagger.cache import Cache
+
+            self._cache = Cache(self.config["cache_db"].as_str() or None)
+        return self._cache
+
+    # --- prediction ----------------------------------------------------------------------------
+
+    def _scores(self, items: Sequence[Item]) -> dict[str, Any]:
+        """Path -> scores for every item that could be analysed; errors logged, never raised."""
+        from tagger.model.catalog import model_version
+        from tagger.reuse import score_paths
+
+        paths = [os.fsdecode(util.syspath(i.path)) for i in items]
+        version = model_version(self.config["model"].as_str())
+        scored, failed = score_paths(paths, self._get_cache(), self._get_engine, version)
+        for f in failed.values():
+            self._log.warning("cannot analyse {}: {}", f.path, f.reason)
+        fresh = sum(not s.from_cache for s in scored.values())
+        self._log.info("{} analysed, {} from the genre-tagger cache, {} failed",
+                       fresh, len(scored) - fresh, len(failed))
+        return scored
+
+    def _choose(self, genre_scores: dict[str, float]) -> list[tuple[str, float]]:
+        from tagger.taxonomy import choose
+
+        return choose(genre_scores, self._engine_config().selection)
+
+    @staticmethod
+    def _existing(obj: Item | Album) -> list[str]:
+        if MULTI_VALUED:
+            return list(obj.get("genres") or [])
+        value = obj.get("genre") or ""
+        return [g.strip() for g in value.split(",") if g.strip()] if value else []
+
+    def _ours(self, obj: Item | Album, existing: list[str]) -> bool:
+        """Are the current genres exactly what we set (not edited by a person since)?"""
+        return (obj.get("genre_source") == SOURCE
+                and obj.get("genre_predicted", "") == "; ".join(existing))
+
+    def _decide(self, obj: Item | Album, ours: list[str]) -> list[str] | None:
+        """lastgenre's rules; genres we set earlier, and nobody changed since, are ours."""
+        existing = self._existing(obj)
+        if not ours:
+            return None
+        theirs = bool(existing) and not self._ours(obj, existing)
+        if theirs and not self.config["force"].get(bool):
+            return None
+        if theirs and self.config["keep_existing"].get(bool):
+            seen = {g.casefold() for g in existing}
+            return existing + [g for g in ours if g.casefold() not in seen]
+        return ours
+
+    def _assign(self, obj: Item | Album, chosen: list[tuple[str, float]],
+                raw: dict[str, float] | None) -> bool:
+        new = self._decide(obj, [g for g, _ in chosen])
+        if new is None:
+            self._log.debug("{}: keeping {}", obj, self._existing(obj) or "no genre")
+            return False
+        if MULTI_VALUED:
+            obj.genres = new
+        else:
+            obj.genre = self.config["separator"].as_str().join(new)
+        obj["genre_confidence"] = round(chosen[0][1], 4)
+        obj["genre_source"] = SOURCE
+        obj["genre_predicted"] = "; ".join(new)
+        if raw is not None and isinstance(obj, Item):
+            top = sorted(raw.items(), key=lambda kv: -kv[1])[:self.config["raw_tags"].get(int)]
+            obj["genre_raw"] = ", ".join(f"{t}={s:.3f}" for t, s in top)
+        return True
+
+    def _apply_items(self, items: Sequence[Item], write: bool, store: bool) -> None:
+        scores = self._scores(items)
+        for item in items:
+            s = scores.get(os.fsdecode(util.syspath(item.path)))
+            if s is None:
+                continue
+            if self._assign(item, self._choose(s.genre_scores), s.raw):
+                self._show_and_save(item, write, store)
+
+    def _apply_album(self, album: Album, items: Sequence[Item], write: bool, store: bool) -> None:
+        """One genre set for the album, from its tracks' scores averaged."""
+        scores = self._scores(items)
+        per_track = [s.genre_scores for s in scores.values()]
+        if not per_track:
+            return
+        combined = {g: sum(t.get(g, 0.0) for t in per_track) / len(per_track) for g in per_track[0]}
+        chosen = self._choose(combined)
+        album_changed = self._assign(album, chosen, None)
+        for item in items:
+            s = scores.get(os.fsdecode(util.syspath(item.path)))
+            if s is not None and self._assign(item, chosen, s.raw):
+                self._show_and_save(item, write, store)
+        if album_changed:
+            ui.show_model_changes(album, fields=self._fields(), print_obj=True)
+            if store and not self.config["pretend"].get(bool):
+                album.store()
+
+    @staticmethod
+    def _fields() -> list[str]:
+        return ["genres" if MULTI_VALUED else "genre", "genre_confidence", "genre_source"]
+
+    def _show_and_save(self, item: Item, write: bool, store: bool) -> None:
+        ui.show_model_changes(item, fields=self._fields(), print_obj=True)
+        if self.config["pretend"].get(bool):
+            return
+        if store:
+            item.try_sync(write=write, move=False)
+
+    # --- beets hooks ---------------------------------------------------------------------------
+
+    def commands(self) -> list[ui.Subcommand]:
+        cmd = ui.Subcommand("genre-predict", help="predict genres from the audio itself")
+        cmd.parser.add_option("-p", "--pretend", action="store_true",
+                              help="show old -> new, change nothing")
+        cmd.parser.add_option("-f", "--force", dest="force", action="store_true",
+                              help="replace genres a person set")
+        cmd.parser.add_option("-k", "--keep-existing", dest="keep_existing", action="store_true",
+                              help="with --force: keep existing genres, add ours after them")
+        cmd.parser.add_option("-w", "--write", dest="write", action="store_true", default=None,
+                              help="write new metadata to files' tags (default: import.write)")
+        cmd.parser.add_option("-W", "--nowrite", dest="write", action="store_false",
+                              help="don't write metadata (opposite of -w)")
+        cmd.parser.add_album_option()
+        cmd.func = self.command
+        return [cmd]
+
+    def command(self, lib: Library, opts: optparse.Values, args: list[str]) -> None:
+        self.config.set_args({k: v for k, v in vars(opts).items()
+                              if v is not None and k in ("pretend", "force", "keep_existing")})
+        write = ui.should_write(opts.write)
+        if opts.album:
+            for album in lib.albums(args):
+                self._apply_album(album, list(album.items()), write, store=True)
+        else:
+            self._apply_items(list(lib.items(args)), write, store=True)
+
+    def imported(self, session: ImportSession, task: ImportTask) -> None:
+        """Import stage: the whole task in one batch; beets writes the files afterwards."""
+        items = list(task.imported_items())
+        if not items:
+            return
+        album = getattr(task, "album", None) if task.is_album else None
+        if album is not None:
+            self._apply_album(album, items, write=False, store=True)
+        else:
+            self._apply_items(items, write=False, store=True)
+        self._changed_tasks.add(id(task))
+
+    def import_task_files(self, session: ImportSession, task: ImportTask) -> None:
+        """beets writes tags on import only for tasks it tagged itself; for as-is imports
+        (``-A``, ``autotag: no``) we write our genres, if ``import.write`` asks for writes."""
+        from beets import config
+        from beets.importer import Action
+
+        if id(task) not in self._changed_tasks:
+            return
+        self._changed_tasks.discard(id(task))
+        beets_writes = getattr(task, "apply", False) or task.choice_flag == Action.RETAG
+        if config["import"]["write"].get(bool) and not beets_writes:
+            for item in task.imported_items():
+                item.try_write()
+
+

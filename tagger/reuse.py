@@ -1,0 +1,102 @@
+"""Find a file's cached analysis without decoding: by unchanged stat, then by audio identity.
+
+Shared by every front door (scan, the beets plugin, the daemon) so that a track one of them
+analysed is never analysed again by another.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from tagger.cache import Cache, TrackRow
+from tagger.engine import Engine, Failure, Prediction
+from tagger.identity import audio_identity
+
+ANALYSED = ("done", "abstained")
+
+
+def cached_row(cache: Cache, path: str, st: os.stat_result,
+               version: str) -> tuple[TrackRow | None, str | None]:
+    """``(row with usable scores, audio id)``; the row is None when the file must be analysed.
+
+    The audio id is only computed when the stat does not settle it (it reads the whole file).
+    """
+    row = cache.get(path)
+    if (row and row.size == st.st_size and row.mtime_ns == st.st_mtime_ns
+            and row.model_version == version and row.status in ANALYSED):
+        return row, row.audio_id
+    try:
+        audio_id: str | None = audio_identity(path)
+    except OSError:
+        return None, None
+    if row and row.audio_id == audio_id and row.model_version == version and row.status in ANALYSED:
+        return row, audio_id
+    assert audio_id is not None
+    others = cache.by_audio_id(audio_id, version)
+    return (others[0] if others else None), audio_id
+
+
+def record_prediction(cache: Cache, result: Prediction | Failure, st: os.stat_result,
+                      audio_id: str | None, version: str) -> None:
+    """Store an engine result for ``result.path`` (scores, or the failure and its reason)."""
+    if isinstance(result, Failure):
+        cache.upsert(result.path, size=st.st_size, mtime_ns=st.st_mtime_ns, audio_id=audio_id,
+                     status="failed", error_code=result.code, error_reason=result.reason,
+                     model_version=version)
+        return
+    cache.upsert(result.path, size=st.st_size, mtime_ns=st.st_mtime_ns, audio_id=audio_id,
+                 model_version=result.model_version, raw_scores=result.raw,
+                 genre_scores=result.genre_scores, status="done", error_code=None,
+                 error_reason=None, analysed_at=time.time())
+
+
+def copy_scores(cache: Cache, path: str, src: TrackRow, st: os.stat_result, audio_id: str | None) -> None:
+    """Give ``path`` the cached analysis ``src`` (same audio under another path)."""
+    cache.upsert(path, size=st.st_size, mtime_ns=st.st_mtime_ns, audio_id=audio_id,
+                 model_version=src.model_version, raw_scores=src.raw_scores,
+                 genre_scores=src.genre_scores, status=src.status, analysed_at=src.analysed_at,
+                 error_code=None, error_reason=None)
+
+
+@dataclass
+class Scored:
+    """A file's scores, wherever they came from."""
+
+    path: str
+    genre_scores: dict[str, float]
+    raw: dict[str, float]
+    from_cache: bool
+
+
+def score_paths(paths: Iterable[str], cache: Cache, engine_factory: object, version: str
+                ) -> tuple[dict[str, Scored], dict[str, Failure]]:
+    """Scores for every path: from the cache when possible, else one batched engine pass."""
+    scored: dict[str, Scored] = {}
+    failed: dict[str, Failure] = {}
+    todo: dict[str, tuple[os.stat_result, str | None]] = {}
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError as e:
+            failed[path] = Failure(path, "missing", e.strerror or "cannot stat")
+            continue
+        row, audio_id = cached_row(cache, path, st, version)
+        if row is not None:
+            if row.path != path:
+                copy_scores(cache, path, row, st, audio_id)
+            scored[path] = Scored(path, row.genre_scores, row.raw_scores, True)
+        else:
+            todo[path] = (st, audio_id)
+    if todo:
+        engine: Engine = engine_factory()  # type: ignore[operator]
+        for result in engine.predict_paths(list(todo)):
+            st, audio_id = todo[result.path]
+            record_prediction(cache, result, st, audio_id, version)
+            if isinstance(result, Failure):
+                failed[result.path] = result
+            else:
+                scored[result.path] = Scored(result.path, result.genre_scores, result.raw, False)
+    return scored, failed

@@ -1,0 +1,132 @@
+"""The beets plugin in a real beets library, driven through beets' own command line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tagfiles import make_tagged
+
+from tagger.tags import TagOptions, read_genres, write_genres
+
+pytest.importorskip("beets")
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def beets(tmp_path: Path):  # type: ignore[no-untyped-def]
+    src = tmp_path / "incoming" / "Album"
+    src.mkdir(parents=True)
+    for name in ("flac", "mp3-v24", "ogg"):
+        make_tagged(src, name, seconds=8.0)
+    cfg = tmp_path / "beetsdir"
+    cfg.mkdir()
+    (cfg / "config.yaml").write_text(f"""
+directory: {tmp_path / 'library'}
+library: {tmp_path / 'library.db'}
+plugins: genrepredict
+import:
+  copy: yes
+  write: yes
+  autotag: no
+  quiet: yes
+genrepredict:
+  cache_db: sqlite:///{tmp_path / 'cache.sqlite'}
+  min_confidence: 0.01
+  device: cpu
+""")
+    env = dict(os.environ, BEETSDIR=str(cfg), TF_CPP_MIN_LOG_LEVEL="3",
+               PYTHONPATH=os.pathsep.join([str(REPO / "plugins"), str(REPO)]))
+
+    def beet(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        out = subprocess.run([sys.executable, "-m", "beets", *args], env=env, capture_output=True,
+                             text=True, timeout=600)
+        if ok:
+            assert out.returncode == 0, out.stderr
+        return out
+
+    def rows() -> list[list[str]]:
+        out = beet("ls", "-f", "$path|$genres|$genre_source|$genre_confidence").stdout
+        return [line.split("|") for line in sorted(out.splitlines())]
+
+    return {"beet": beet, "rows": rows, "src": src, "lib": tmp_path / "library",
+            "cache": tmp_path / "cache.sqlite", "tmp": tmp_path}
+
+
+def test_import_predicts_the_album_in_one_batch_and_writes_files(beets) -> None:  # type: ignore[no-untyped-def]
+    out = beets["beet"]("-v", "import", str(beets["src"]))
+    assert "genrepredict: 3 analysed, 0 from the genre-tagger cache, 0 failed" in out.stderr
+    rows = beets["rows"]()
+    assert len(rows) == 3
+    genres = {r[1] for r in rows}
+    assert len(genres) == 1 and genres != {""}  # one genre set for the album
+    assert all(r[2] == "genrepredict" and float(r[3]) > 0 for r in rows)
+    for path, g, *_ in rows:
+        assert "; ".join(read_genres(path)) == g  # files and beets agree
+    typed = beets["beet"]("ls", "genre_confidence:0.01..").stdout.splitlines()
+    assert len(typed) == 3 and beets["beet"]("ls", "genre_confidence:0.999..").stdout == ""
+
+
+def test_person_set_genres_pretend_force_and_merge(beets) -> None:  # type: ignore[no-untyped-def]
+    beet, rows = beets["beet"], beets["rows"]
+    beet("import", str(beets["src"]))
+    flac = next(r[0] for r in rows() if r[0].endswith(".flac"))
+    beet("modify", "-y", f"path:{flac}", "genres=Blues")
+    ours = next(r[1] for r in rows() if r[0].endswith(".mp3"))
+
+    beet("genre-predict")  # not forced: the person's genre stays
+    assert next(r[1] for r in rows() if r[0] == flac) == "Blues"
+
+    before = rows()
+    shown = beet("genre-predict", "-p", "-f").stdout
+    assert "Blues" in shown and rows() == before and read_genres(flac) == ["Blues"]
+
+    beet("genre-predict", "-f", "-k")  # keep theirs, add ours after
+    merged = next(r[1] for r in rows() if r[0] == flac).split("; ")
+    assert merged[0] == "Blues" and len(merged) > 1 and read_genres(flac) == merged
+
+    beet("modify", "-y", f"path:{flac}", "genres=Blues")
+    beet("genre-predict", "-f")
+    assert next(r[1] for r in rows() if r[0] == flac) != "Blues"
+    assert next(r[1] for r in rows() if r[0].endswith(".mp3")) == ours
+
+
+def test_album_mode_and_no_write(beets) -> None:  # type: ignore[no-untyped-def]
+    beet, rows = beets["beet"], beets["rows"]
+    beet("import", str(beets["src"]))
+    for r in rows():
+        write_genres(r[0], [], TagOptions())
+    beet("modify", "-y", "-W", "genres=Blues")
+    beet("genre-predict", "-a", "-f", "-W")  # album level, database only
+    after = rows()
+    assert len({r[1] for r in after}) == 1 and after[0][1] != "Blues"
+    assert all(read_genres(r[0]) == [] for r in after)  # -W: files untouched
+    album = beet("ls", "-a", "-f", "$genres|$genre_source").stdout.strip()
+    assert album == f"{after[0][1]}|genrepredict"
+
+
+def test_a_bad_file_is_logged_and_the_rest_carry_on(beets) -> None:  # type: ignore[no-untyped-def]
+    beet, rows = beets["beet"], beets["rows"]
+    beet("import", str(beets["src"]))
+    beet("modify", "-y", "-W", "genres=Blues")
+    bad = next(r[0] for r in rows() if r[0].endswith(".ogg"))
+    Path(bad).write_bytes(b"OggS" + os.urandom(3000))
+    out = beet("-v", "genre-predict", "-f", "-W")
+    assert f"cannot analyse {bad}" in out.stderr
+    by_path = {r[0]: r[1] for r in rows()}
+    assert by_path[bad] == "Blues" and sum(v != "Blues" for v in by_path.values()) == 2
+
+
+def test_the_cache_is_shared_with_scan_and_between_runs(beets) -> None:  # type: ignore[no-untyped-def]
+    beet = beets["beet"]
+    beet("import", str(beets["src"]))
+    out = beet("-v", "genre-predict", "-f")
+    assert "0 analysed, 3 from the genre-tagger cache" in out.stderr  # second pass: no model work
+    scan = subprocess.run([sys.executable, "-m", "tagger", "scan", "--db",
+                           f"sqlite:///{beets['cache']}", "--dry-run", str(beets["lib"])],
+                          capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert scan.returncode == 0, scan.stderr
+    assert "0 analysed" in scan.stderr  # genre-tagger scan reuses the plugin's analyses
