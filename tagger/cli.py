@@ -352,3 +352,85 @@ def stats(as_json: bool, db_url: str | None) -> None:
         click.echo("by genre: " + ", ".join(f"{g} {n}" for g, n in list(s["genres"].items())[:20]))
     if s["failures"]:
         click.echo("failures: " + ", ".join(f"{k} {v}" for k, v in s["failures"].items()))
+
+
+# --- the daemon: watch, status ------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("roots", nargs=-1, type=click.Path(exists=True, file_okay=False))
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="TOML config [default: ~/.config/genre-tagger/config.toml, "
+                                 "or /etc/genre-tagger/config.toml as root].")
+@click.option("--policy", type=click.Choice(["missing", "merge", "overwrite"]), default=None)
+@click.option("--observer", type=click.Choice(["auto", "inotify", "polling"]), default=None)
+@click.option("--settle", "settle_seconds", type=click.FloatRange(0), default=None,
+              help="Seconds a file's size and mtime must stay unchanged before it is analysed.")
+@click.option("--db", "database", default=None, metavar="URL")
+@click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default=None)
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None)
+def watch(roots: tuple[str, ...], config_path: Path | None, **flags: Any) -> None:
+    """Watch music folders and tag new or changed files (the daemon systemd runs)."""
+    from tagger.daemon.service import Daemon, setup_logging
+    from tagger.daemon.settings import ConfigError, load
+
+    overrides = {k: v for k, v in flags.items() if v is not None}
+    if roots:
+        overrides["roots"] = list(roots)
+
+    def load_config() -> Any:
+        return load(config_path, overrides=overrides)
+
+    try:
+        cfg = load_config()
+    except ConfigError as e:
+        raise click.ClickException(f"configuration: {e}") from None
+    setup_logging(cfg.log_level)
+    sys.exit(Daemon(load_config).run())
+
+
+@main.command()
+@click.option("--db", "db_url", default=None, metavar="URL")
+@click.option("--json", "as_json", is_flag=True)
+def status(db_url: str | None, as_json: bool) -> None:
+    """What the daemon is doing: state, queue, throughput, failures, last errors."""
+    import datetime
+    import os
+    import time
+
+    from tagger.daemon.queue import DaemonState, WorkQueue
+
+    with _open_cache(db_url) as cache:
+        state = DaemonState(cache).get()
+        queued = len(WorkQueue(cache))
+        summary = cache.summary()
+        errors = cache.last_errors(5)
+    pid = state.get("pid")
+    alive = False
+    if pid and state.get("state") == "running":
+        try:
+            os.kill(int(pid), 0)
+            alive = True
+        except (OSError, ValueError):
+            alive = False
+    up = time.time() - state.get("started_at", time.time())
+    info = {"state": ("running" if alive else "not running") if state else "never ran",
+            "pid": pid if alive else None, "roots": state.get("roots", []), "queue": queued,
+            "processed": state.get("processed", 0),
+            "processed_today": state.get("processed_today", 0)
+            if state.get("processed_day") == time.strftime("%Y-%m-%d") else 0,
+            "files_per_minute": round(state.get("processed", 0) / up * 60, 2) if alive and up > 0 else None,
+            "failures": summary["failures"], "last_errors": errors}
+    if as_json:
+        click.echo(json.dumps(info, indent=2, ensure_ascii=False))
+        return
+    click.echo(f"daemon: {info['state']}" + (f" (pid {pid}, up {datetime.timedelta(seconds=int(up))})"
+                                             if alive else ""))
+    if info["roots"]:
+        click.echo(f"watching: {', '.join(info['roots'])}")
+    click.echo(f"queue: {queued} files; processed today: {info['processed_today']}"
+               + (f"; {info['files_per_minute']} files/min since start" if alive else ""))
+    if summary["failures"]:
+        click.echo("failures: " + ", ".join(f"{k} {v}" for k, v in summary["failures"].items()))
+    for e in errors:
+        click.echo(f"  {e['path']}: {e['reason']}")

@@ -51,6 +51,7 @@ def record_prediction(cache: Cache, result: Prediction | Failure, st: os.stat_re
                  model_version=result.model_version, raw_scores=result.raw,
                  genre_scores=result.genre_scores, status="done", error_code=None,
                  error_reason=None, analysed_at=time.time())
+    cache.count_analysis(result.path)
 
 
 def copy_scores(cache: Cache, path: str, src: TrackRow, st: os.stat_result, audio_id: str | None) -> None:

@@ -19,7 +19,7 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,7 +104,9 @@ class Scanner:
 
     def run(self, stop: threading.Event | None = None,
             on_total: Callable[[int], None] | None = None,
-            on_outcome: Callable[[Outcome], None] | None = None) -> ScanReport:
+            on_outcome: Callable[[Outcome], None] | None = None,
+            paths: Iterable[tuple[str, os.stat_result]] | None = None) -> ScanReport:
+        """Scan the roots, or only ``paths`` (with their stat) when given (the daemon's batches)."""
         stop = stop or threading.Event()
         report = ScanReport()
         started = time.perf_counter()
@@ -116,7 +118,7 @@ class Scanner:
 
         index = self.cache.stat_index()
         pending: list[tuple[str, os.stat_result]] = []
-        for path, st in walk(self.options.roots):
+        for path, st in (walk(self.options.roots) if paths is None else paths):
             known = index.get(path)
             same_file = known is not None and known[0] == st.st_size and known[1] == st.st_mtime_ns
             # A failure is about the file, not the model: retried only when the file changes.

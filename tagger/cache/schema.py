@@ -42,6 +42,24 @@ tracks = Table(
     Column("analysed_at", Float),
     Column("written_at", Float),
     Column("updated_at", Float),
+    Column("analyses", Integer, nullable=False, default=0),  # v2: how often the model ran on it
+)
+
+#: v2: the daemon's persistent work queue: a kill -9 loses nothing that was queued.
+queue = Table(
+    "queue", metadata,
+    Column("path", Text, primary_key=True),
+    Column("reason", String(20)),  # new | changed | moved | reconcile | retry
+    Column("enqueued_at", Float, nullable=False),
+    Column("not_before", Float, nullable=False, default=0.0),  # backoff for transient errors
+    Column("attempts", Integer, nullable=False, default=0),
+)
+
+#: v2: what the running daemon says about itself (read by `genre-tagger status`).
+daemon = Table(
+    "daemon", metadata,
+    Column("key", String(40), primary_key=True),
+    Column("value", Text),
 )
 
 meta = Table(
@@ -50,15 +68,24 @@ meta = Table(
     Column("value", Text),
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def _v0_to_v1(conn: Connection) -> None:
-    metadata.create_all(conn)
+    metadata.create_all(conn)  # creates the current shape; later steps then skip what exists
+
+
+def _v1_to_v2(conn: Connection) -> None:
+    cols = {c["name"] for c in inspect(conn).get_columns("tracks")}
+    if "analyses" not in cols:
+        conn.execute(text("ALTER TABLE tracks ADD COLUMN analyses INTEGER NOT NULL DEFAULT 0"))
+        conn.execute(text("UPDATE tracks SET analyses = 1 WHERE analysed_at IS NOT NULL"))
+    queue.create(conn, checkfirst=True)
+    daemon.create(conn, checkfirst=True)
 
 
 #: MIGRATIONS[n] takes a database at version n to version n + 1.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {0: _v0_to_v1}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {0: _v0_to_v1, 1: _v1_to_v2}
 
 
 def current_version(conn: Connection) -> int:

@@ -45,6 +45,7 @@ class TrackRow:
     analysed_at: float | None
     written_at: float | None
     updated_at: float | None
+    analyses: int = 0
 
 
 #: (size, mtime_ns, model_version, status, decision_key)
@@ -99,7 +100,7 @@ class Cache:
         """Analysed rows with this audio (other paths: moves, renames, copies)."""
         q = select(tracks).where(tracks.c.audio_id == audio_id,
                                  tracks.c.model_version == model_version,
-                                 tracks.c.status.in_(("done", "abstained")))
+                                 tracks.c.status.in_(("done", "abstained", "deleted")))
         with self.engine.connect() as conn:
             return [_row(m) for m in conn.execute(q).mappings()]
 
@@ -138,6 +139,12 @@ class Cache:
         return {"by_status": by_status, "failures": failures, "tagged": len(written),
                 "genres": dict(sorted(genres.items(), key=lambda kv: (-kv[1], kv[0])))}
 
+    def last_errors(self, n: int) -> list[dict[str, Any]]:
+        q = (select(tracks.c.path, tracks.c.error_code, tracks.c.error_reason, tracks.c.updated_at)
+             .where(tracks.c.status == "failed").order_by(tracks.c.updated_at.desc()).limit(n))
+        with self.engine.connect() as conn:
+            return [{"path": r[0], "code": r[1], "reason": r[2], "at": r[3]} for r in conn.execute(q)]
+
     # --- writes ------------------------------------------------------------------------------
 
     def upsert(self, path: str, **values: Any) -> None:
@@ -160,6 +167,11 @@ class Cache:
             conn.execute(delete(tracks).where(tracks.c.path == new))
             conn.execute(update(tracks).where(tracks.c.path == old)
                          .values(path=new, **_encode({**values, "updated_at": now})))
+
+    def count_analysis(self, path: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(tracks).where(tracks.c.path == path)
+                         .values(analyses=tracks.c.analyses + 1))
 
     def forget(self, path: str) -> None:
         with self.engine.begin() as conn:

@@ -1,0 +1,1 @@
+"""``genre-tagger watch``: watch music folders, queue what changes, tag it; run by systemd."""

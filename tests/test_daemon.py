@@ -1,0 +1,255 @@
+"""The daemon for real: a real watchdog observer, a real daemon subprocess, temporary folders."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import wave
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tagger.daemon.settings import ConfigError, load
+from tagger.identity import audio_identity
+from tagger.tags import read_genres
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def wav_bytes(seed: int, seconds: float = 3.0, rate: int = 16_000) -> bytes:
+    """Distinct, music-like audio per seed (so no two files share an audio identity)."""
+    import io
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    f = 110 * 2 ** (rng.integers(0, 24) / 12)
+    pcm = 0.3 * np.sin(2 * np.pi * f * t) + 0.3 * np.exp(-(t % 0.5) * 20) * rng.standard_normal(len(t))
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes((np.clip(pcm, -1, 1) * 32767).astype("<i2").tobytes())
+    return buf.getvalue()
+
+
+def copy_slowly(data: bytes, dest: Path, chunks: int = 3, pause: float = 0.05) -> None:
+    """Write a file in pieces, as a slow copy over the network would."""
+    step = -(-len(data) // chunks)
+    with open(dest, "wb") as fh:
+        for i in range(0, len(data), step):
+            fh.write(data[i:i + step])
+            fh.flush()
+            time.sleep(pause)
+
+
+class Daemon:
+    def __init__(self, root: Path, db: Path, log: Path, *extra: str, caps_dropped: bool = False) -> None:
+        args = [sys.executable, "-m", "tagger", "watch", str(root), "--db", f"sqlite:///{db}",
+                "--settle", "0.5", "--device", "cpu", *extra]
+        if caps_dropped and os.geteuid() == 0:
+            caps = "-dac_override,-dac_read_search"
+            args = ["setpriv", f"--inh-caps={caps}", f"--bounding-set={caps}", *args]
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO),
+                   GENRE_TAGGER_MIN_CONFIDENCE="0.01", XDG_CONFIG_HOME=str(db.parent / "no-config"))
+        self.log = log
+        with open(log, "ab") as out:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
+        self.db = db
+        wait_until(lambda: "watching" in log.read_text() or self.proc.poll() is not None, 120)
+        assert self.proc.poll() is None, log.read_text()
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 90) -> int:
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=timeout)
+
+
+def wait_until(pred: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def query(db: Path, sql: str) -> list[tuple]:  # type: ignore[type-arg]
+    if not db.exists():
+        return []
+    con = sqlite3.connect(db, timeout=30)
+    try:
+        return con.execute(sql).fetchall()
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        con.close()
+
+
+def tagged(db: Path) -> dict[str, int]:
+    return {p: n for p, n in query(db, "SELECT path, analyses FROM tracks WHERE genres_written IS NOT NULL")}
+
+
+@pytest.fixture
+def lib(tmp_path: Path) -> Iterator[tuple[Path, Path, Path]]:
+    root = tmp_path / "music"
+    root.mkdir()
+    yield root, tmp_path / "cache.sqlite", tmp_path / "daemon.log"
+
+
+def test_200_files_copied_slowly_are_each_analysed_once_after_their_copy(lib) -> None:  # type: ignore[no-untyped-def]
+    root, db, log = lib
+    d = Daemon(root, db, log)
+    datas = {}
+
+    def copier() -> None:
+        for i in range(200):
+            album = root / f"album{i // 20:02d}"
+            album.mkdir(exist_ok=True)
+            datas[album / f"track{i:03d}.wav"] = wav_bytes(i)
+            copy_slowly(datas[album / f"track{i:03d}.wav"], album / f"track{i:03d}.wav", pause=0.01)
+
+    t = threading.Thread(target=copier)
+    t.start()
+    t.join()
+    assert wait_until(lambda: len(tagged(db)) == 200, 400), (len(tagged(db)), log.read_text()[-3000:])
+    time.sleep(3)  # any re-queue caused by our own writes would show up now
+    assert d.stop() == 0
+    counts = tagged(db)
+    assert set(counts.values()) == {1}  # each analysed exactly once; own writes never re-queued
+    rows = dict(query(db, "SELECT path, audio_id FROM tracks"))
+    for path in datas:
+        assert read_genres(path)
+        assert rows[str(path)] == audio_identity(path)  # analysed the finished file, not a part
+
+
+def test_kill_9_loses_nothing_and_restarts_without_double_work(lib) -> None:  # type: ignore[no-untyped-def]
+    root, db, log = lib
+    for i in range(24):
+        (root / f"t{i:02d}.wav").write_bytes(wav_bytes(1000 + i))
+    d = Daemon(root, db, log, "--log-level", "info")  # start-up reconciliation queues all 24
+    assert wait_until(lambda: len(tagged(db)) >= 3, 120)
+    d.proc.send_signal(signal.SIGKILL)
+    d.proc.wait()
+    left = query(db, "SELECT count(*) FROM queue")[0][0]
+    assert left > 0  # killed with work queued
+    d2 = Daemon(root, db, log)
+    assert wait_until(lambda: len(tagged(db)) == 24, 240), log.read_text()[-2000:]
+    assert d2.stop() == 0
+    assert set(tagged(db).values()) == {1}
+    assert query(db, "SELECT count(*) FROM queue")[0][0] == 0
+
+
+def test_moves_and_renames_are_followed_without_reanalysis(lib) -> None:  # type: ignore[no-untyped-def]
+    root, db, log = lib
+    (root / "a").mkdir()
+    for i in range(4):
+        (root / "a" / f"t{i}.wav").write_bytes(wav_bytes(2000 + i))
+    d = Daemon(root, db, log)
+    assert wait_until(lambda: len(tagged(db)) == 4, 120)
+    (root / "b").mkdir()
+    (root / "a" / "t0.wav").rename(root / "a" / "renamed.wav")
+    (root / "a" / "t1.wav").rename(root / "b" / "t1.wav")
+    (root / "a").rename(root / "c")  # a whole folder moves
+    expect = {root / "c" / "renamed.wav", root / "b" / "t1.wav", root / "c" / "t2.wav",
+              root / "c" / "t3.wav"}
+    assert wait_until(lambda: set(map(Path, tagged(db))) >= expect, 60), (tagged(db), log.read_text())
+    time.sleep(2)
+    assert d.stop() == 0
+    counts = {Path(p): n for p, n in tagged(db).items() if Path(p).exists()}
+    assert set(counts) == expect and set(counts.values()) == {1}
+
+
+def test_sigterm_exits_cleanly_within_the_bound_with_the_queue_intact(lib) -> None:  # type: ignore[no-untyped-def]
+    root, db, log = lib
+    for i in range(40):
+        (root / f"t{i:02d}.wav").write_bytes(wav_bytes(3000 + i, seconds=6))
+    d = Daemon(root, db, log)
+    assert wait_until(lambda: len(tagged(db)) >= 1, 120)
+    start = time.monotonic()
+    assert d.stop(signal.SIGTERM) == 0
+    assert time.monotonic() - start < 60  # documented bound: one batch
+    queued = {p for (p,) in query(db, "SELECT path FROM queue")}
+    done = set(tagged(db))
+    assert queued and done and queued | done == {str(root / f"t{i:02d}.wav") for i in range(40)}
+    assert "stopped;" in log.read_text()
+
+
+def test_bad_files_are_recorded_and_the_daemon_keeps_running(lib) -> None:  # type: ignore[no-untyped-def]
+    root, db, log = lib
+    d = Daemon(root, db, log, caps_dropped=True)
+    (root / "empty.flac").touch()
+    (root / "random.mp3").write_bytes(os.urandom(20_000))
+    (root / "corrupt.wav").write_bytes(wav_bytes(1)[:60] + os.urandom(5000))
+    (root / "tiny.wav").write_bytes(wav_bytes(2, seconds=0.2))
+    locked = root / "locked.wav"
+    locked.write_bytes(wav_bytes(3))
+    locked.chmod(0)
+    (root / "good.wav").write_bytes(wav_bytes(4))
+    want = {"empty.flac", "random.mp3", "corrupt.wav", "tiny.wav", "locked.wav"}
+
+    def failures() -> dict[str, str]:
+        rows = query(db, "SELECT path, error_code FROM tracks WHERE status='failed'")
+        return {Path(p).name: c for p, c in rows}
+
+    settled = wait_until(lambda: set(failures()) >= want and len(tagged(db)) == 1, 120)
+    assert settled, (failures(), log.read_text())
+    assert d.proc.poll() is None  # still running
+    f = failures()
+    assert f["empty.flac"] == "empty" and f["random.mp3"] == "not-audio"
+    assert f["tiny.wav"] == "too-short" and f["locked.wav"] == "permission"
+    status = subprocess.run([sys.executable, "-m", "tagger", "status", "--db", f"sqlite:///{db}"],
+                            capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert "daemon: running" in status.stdout and "locked.wav" in status.stdout
+    assert d.stop() == 0
+    locked.chmod(0o644)
+
+
+def test_config_file_env_and_flags(tmp_path: Path) -> None:
+    music = tmp_path / "music"
+    music.mkdir()
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'roots = ["{music}"]\npolicy = "merge"\nsettle_seconds = 5\n')
+    c = load(cfg, env={"GENRE_TAGGER_SETTLE_SECONDS": "1.5"}, overrides={"policy": "overwrite"})
+    assert c.roots == (str(music),) and c.settle_seconds == 1.5 and c.policy == "overwrite"
+    cfg.write_text(f'roots = ["{music}"]\nsettel_seconds = 5\n')
+    with pytest.raises(ConfigError, match="unknown key 'settel_seconds'"):
+        load(cfg, env={})
+    cfg.write_text(f'roots = ["{music}"]\npolicy = "sometimes"\n')
+    with pytest.raises(ConfigError, match="'policy' must be one of"):
+        load(cfg, env={})
+    cfg.write_text(f'roots = ["{music}"]\ntop_k = "three"\n')
+    with pytest.raises(ConfigError, match="'top_k' must be"):
+        load(cfg, env={})
+    out = subprocess.run([sys.executable, "-m", "tagger", "watch", "--config", str(cfg)],
+                         capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert out.returncode == 1 and "top_k" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_schema_v1_database_is_migrated(tmp_path: Path) -> None:
+    from tagger.cache import Cache
+
+    db = tmp_path / "old.sqlite"
+    con = sqlite3.connect(db)
+    con.executescript("""
+        CREATE TABLE meta (key VARCHAR(40) PRIMARY KEY, value TEXT);
+        INSERT INTO meta VALUES ('schema_version', '1');
+        CREATE TABLE tracks (id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, size INTEGER,
+            mtime_ns INTEGER, audio_id VARCHAR(80), model_version VARCHAR(80), raw_scores TEXT,
+            genre_scores TEXT, genres_chosen TEXT, genres_before TEXT, genres_written TEXT,
+            decision_key VARCHAR(200), status VARCHAR(16) NOT NULL, error_code VARCHAR(40),
+            error_reason TEXT, created_at FLOAT, analysed_at FLOAT, written_at FLOAT, updated_at FLOAT);
+        INSERT INTO tracks (path, status, analysed_at) VALUES ('/m/a.flac', 'done', 1.0);
+    """)
+    con.commit()
+    con.close()
+    with Cache(f"sqlite:///{db}") as c:
+        assert c.schema_version == 2
+        row = c.get("/m/a.flac")
+        assert row is not None and row.analyses == 1  # kept, not dropped
