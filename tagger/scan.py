@@ -116,9 +116,10 @@ class Scanner:
             if on_outcome:
                 on_outcome(o)
 
-        index = self.cache.stat_index()
+        given = None if paths is None else list(paths)
+        index = self.cache.stat_index(paths=None if given is None else [p for p, _ in given])
         pending: list[tuple[str, os.stat_result]] = []
-        for path, st in (walk(self.options.roots) if paths is None else paths):
+        for path, st in (walk(self.options.roots) if given is None else given):
             known = index.get(path)
             same_file = known is not None and known[0] == st.st_size and known[1] == st.st_mtime_ns
             # A failure is about the file, not the model: retried only when the file changes.

@@ -104,10 +104,16 @@ class Cache:
         with self.engine.connect() as conn:
             return [_row(m) for m in conn.execute(q).mappings()]
 
-    def stat_index(self, prefixes: Iterable[str] = ()) -> dict[str, StatEntry]:
-        """path -> (size, mtime_ns, model_version, status, decision_key): the no-decode fast path."""
+    def stat_index(self, prefixes: Iterable[str] = (),
+                   paths: list[str] | None = None) -> dict[str, StatEntry]:
+        """path -> (size, mtime_ns, model_version, status, decision_key): the no-decode fast path.
+
+        With ``paths``, only those rows are read (the daemon's small batches), not the library.
+        """
         q = select(tracks.c.path, tracks.c.size, tracks.c.mtime_ns, tracks.c.model_version,
                    tracks.c.status, tracks.c.decision_key)
+        if paths is not None:
+            q = q.where(tracks.c.path.in_(paths))
         with self.engine.connect() as conn:
             rows = conn.execute(q)
             pre = tuple(prefixes)
