@@ -22,6 +22,8 @@ def cached_row(cache: Cache, path: str, st: os.stat_result,
                version: str) -> tuple[TrackRow | None, str | None]:
     """``(row with usable scores, audio id)``; the row is None when the file must be analysed.
 
+    The row is the file's own (unchanged stat, or same audio after a tag edit) or, for audio
+    cached under another path, preferably one whose file has vanished: then the file was moved.
     The audio id is only computed when the stat does not settle it (it reads the whole file).
     """
     row = cache.get(path)
@@ -29,13 +31,13 @@ def cached_row(cache: Cache, path: str, st: os.stat_result,
             and row.model_version == version and row.status in ANALYSED):
         return row, row.audio_id
     try:
-        audio_id: str | None = audio_identity(path)
+        audio_id = audio_identity(path)
     except OSError:
         return None, None
     if row and row.audio_id == audio_id and row.model_version == version and row.status in ANALYSED:
         return row, audio_id
-    assert audio_id is not None
-    others = cache.by_audio_id(audio_id, version)
+    others = [r for r in cache.by_audio_id(audio_id, version) if r.path != path]
+    others.sort(key=lambda r: os.path.exists(r.path))  # vanished paths (moves) first
     return (others[0] if others else None), audio_id
 
 

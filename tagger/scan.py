@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from tagger.cache import Cache, TrackRow
+from tagger.cache.store import StatEntry
 from tagger.config import EngineConfig
 from tagger.engine import Engine, Failure
-from tagger.identity import audio_identity
 from tagger.model.catalog import model_version
 from tagger.policy import Policy, decide
-from tagger.reuse import copy_scores, record_prediction
+from tagger.reuse import cached_row, copy_scores, record_prediction
 from tagger.tags import TagOptions, TagWriteError, read_genres, write_genres
 from tagger.taxonomy import choose
 from tagger.walk import real_roots, walk, within
@@ -100,6 +100,16 @@ class Scanner:
             self._engine = Engine(self.config)
         return self._engine
 
+    def settled(self, known: StatEntry | None, st: os.stat_result) -> bool:
+        """Nothing to do: same size and mtime as cached, and decided under this model, policy
+        and selection (a failure is about the file, so it is retried only when the file changes).
+
+        A file analysed but not yet written (a kill between the two) is not settled.
+        """
+        if known is None or (known[0], known[1]) != (st.st_size, st.st_mtime_ns):
+            return False
+        return known[3] == "failed" or (known[2] == self.version and known[4] == self.decision_key)
+
     # --- the scan ----------------------------------------------------------------------------
 
     def run(self, stop: threading.Event | None = None,
@@ -120,11 +130,7 @@ class Scanner:
         index = self.cache.stat_index(paths=None if given is None else [p for p, _ in given])
         pending: list[tuple[str, os.stat_result]] = []
         for path, st in (walk(self.options.roots) if given is None else given):
-            known = index.get(path)
-            same_file = known is not None and known[0] == st.st_size and known[1] == st.st_mtime_ns
-            # A failure is about the file, not the model: retried only when the file changes.
-            if known and same_file and (known[3] == "failed" or (
-                    known[2] == self.version and known[4] == self.decision_key)):
+            if self.settled(index.get(path), st):
                 report.counts["unchanged"] += 1
             else:
                 pending.append((path, st))
@@ -147,30 +153,22 @@ class Scanner:
 
     def _without_analysis(self, path: str, st: os.stat_result,
                           to_analyse: dict[str, tuple[os.stat_result, str | None]]) -> Outcome | None:
-        """Settle a changed or new file from the cache if its audio is known; else queue it."""
-        row = self.cache.get(path)
-        if row and row.status == "failed" and row.size == st.st_size and row.mtime_ns == st.st_mtime_ns:
-            return None  # failed before and unchanged since: retried only when the file changes
-        try:
-            audio_id: str | None = audio_identity(path)
-        except OSError:
-            audio_id = None
-        analysed = ("done", "abstained")
-        if row and audio_id and row.audio_id == audio_id and row.model_version == self.version \
-                and row.status in analysed:
-            self.cache.upsert(path, size=st.st_size, mtime_ns=st.st_mtime_ns)
-            return self._apply(path, row, "reused")
-        if audio_id:
-            others = [r for r in self.cache.by_audio_id(audio_id, self.version) if r.path != path]
-            moved = next((r for r in others if not os.path.exists(r.path)), None)
-            if moved:
-                self.cache.move(moved.path, path, size=st.st_size, mtime_ns=st.st_mtime_ns)
-                return self._apply(path, self.cache.get(path) or moved, "moved")
-            if others:
-                copy_scores(self.cache, path, others[0], st, audio_id)
-                return self._apply(path, self.cache.get(path) or others[0], "reused")
-        to_analyse[path] = (st, audio_id)
-        return None
+        """Settle a changed or new file from the cache if its audio is known; else queue it.
+
+        (Failed files with an unchanged stat never get here: :meth:`run` counts them unchanged.)
+        """
+        found, audio_id = cached_row(self.cache, path, st, self.version)
+        if found is None:
+            to_analyse[path] = (st, audio_id)
+            return None
+        if found.path == path:  # its own row: a tag edit, or a new policy or selection
+            self.cache.upsert(path, size=st.st_size, mtime_ns=st.st_mtime_ns, audio_id=audio_id)
+            return self._apply(path, found, "reused")
+        if not os.path.exists(found.path):
+            self.cache.move(found.path, path, size=st.st_size, mtime_ns=st.st_mtime_ns)
+            return self._apply(path, self.cache.get(path) or found, "moved")
+        copy_scores(self.cache, path, found, st, audio_id)
+        return self._apply(path, self.cache.get(path) or found, "reused")
 
     def _analyse(self, todo: dict[str, tuple[os.stat_result, str | None]], stop: threading.Event,
                  record: Callable[[Outcome], None]) -> None:

@@ -50,6 +50,20 @@ def copy_slowly(data: bytes, dest: Path, chunks: int = 3, pause: float = 0.05) -
             time.sleep(pause)
 
 
+RUNNING: list[subprocess.Popen[bytes]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_daemon_left_behind() -> Iterator[None]:
+    """A failed assertion must not leave a daemon running after its test."""
+    yield
+    while RUNNING:
+        proc = RUNNING.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 class Daemon:
     def __init__(self, root: Path, db: Path, log: Path, *extra: str, caps_dropped: bool = False) -> None:
         args = [sys.executable, "-m", "tagger", "watch", str(root), "--db", f"sqlite:///{db}",
@@ -62,6 +76,7 @@ class Daemon:
         self.log = log
         with open(log, "ab") as out:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
+        RUNNING.append(self.proc)
         self.db = db
         wait_until(lambda: "watching" in log.read_text() or self.proc.poll() is not None, 120)
         assert self.proc.poll() is None, log.read_text()
@@ -253,3 +268,23 @@ def test_schema_v1_database_is_migrated(tmp_path: Path) -> None:
         assert c.schema_version == 2
         row = c.get("/m/a.flac")
         assert row is not None and row.analyses == 1  # kept, not dropped
+
+
+def test_files_analysed_but_not_yet_tagged_are_finished_after_a_restart(lib) -> None:  # type: ignore[no-untyped-def]
+    """The state a kill -9 between analysis and tag write leaves: the restart must finish it."""
+    from tagger.cache import Cache
+    from tagger.config import EngineConfig
+    from tagger.scan import Scanner, ScanOptions
+    from tagger.taxonomy import Selection
+
+    root, db, log = lib
+    for i in range(3):
+        (root / f"t{i}.wav").write_bytes(wav_bytes(4000 + i))
+    with Cache(f"sqlite:///{db}") as cache:  # analyse and record, write nothing: a dry run
+        cfg = EngineConfig(device="cpu", selection=Selection(min_confidence=0.01))
+        Scanner(ScanOptions((str(root),), dry_run=True), cfg, cache).run()
+    assert not tagged(db) and query(db, "SELECT sum(analyses) FROM tracks")[0][0] == 3
+    d = Daemon(root, db, log)
+    assert wait_until(lambda: len(tagged(db)) == 3, 120), log.read_text()
+    assert d.stop() == 0
+    assert set(tagged(db).values()) == {1}  # finished from the cache, not analysed again

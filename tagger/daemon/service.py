@@ -130,13 +130,19 @@ class Daemon:
 
     # --- queueing ------------------------------------------------------------------------------
 
+    def _scanner(self) -> Scanner:
+        cfg = self.config
+        return Scanner(ScanOptions(roots=cfg.roots, policy=cfg.policy),  # type: ignore[arg-type]
+                       cfg.engine_config(), self.cache, self._engine)
+
     def reconcile(self) -> int:
-        """Queue every file that is new or changed since the cache last saw it."""
+        """Queue every file not settled in the cache: new, changed while the daemon was down,
+        or analysed but not yet tagged when it was killed."""
         index = self.cache.stat_index()
+        scanner = self._scanner()
         n = 0
         for path, st in walk(self.config.roots):
-            known = index.get(path)
-            if not known or (known[0], known[1]) != (st.st_size, st.st_mtime_ns):
+            if not scanner.settled(index.get(path), st):
                 self.queue.put(path, "reconcile")
                 n += 1
         for path in list(index):
@@ -149,10 +155,10 @@ class Daemon:
             st = os.stat(path)
         except OSError:
             return
-        row = self.cache.get(path)
-        if row and (row.size, row.mtime_ns) == (st.st_size, st.st_mtime_ns):
+        known = self.cache.stat_index(paths=[path]).get(path)
+        if self._scanner().settled(known, st):
             return  # our own tag write, or a touch that changed nothing we track
-        self.queue.put(path, "changed" if row else "new")
+        self.queue.put(path, "changed" if known else "new")
 
     def _moved(self, src: str, dest: str) -> None:
         if self.cache.get(src) is not None:
@@ -175,9 +181,7 @@ class Daemon:
                 self._deleted(path)
         done = [p for p in batch if p not in {i[0] for i in items}]
         if items:
-            cfg = self.config
-            scanner = Scanner(ScanOptions(roots=cfg.roots, policy=cfg.policy),  # type: ignore[arg-type]
-                              cfg.engine_config(), self.cache, self._engine)
+            scanner = self._scanner()
             report = scanner.run(paths=items, on_outcome=self._log_outcome)
             self._engine = scanner._engine
             for o in report.outcomes:
