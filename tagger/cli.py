@@ -1,93 +1,180 @@
 """``genre-tagger``: the command line. Parses options into one :class:`EngineConfig` and hands
-files to the engine; knows nothing of how genres are computed."""
+files to the engine; knows nothing of how genres are computed.
+
+Paths are data: every path (and every tag value read from a file) printed for a person goes
+through :func:`tagger.display.display` and is never read as rich markup; JSON output keeps the
+exact path (see :func:`as_json_text`).
+
+Exit codes, the same for every command: 0 all fine, 1 some files failed (the rest were done),
+2 usage or environment error (bad options, no ffmpeg, a cache that cannot be opened, a bad
+config), 130 interrupted (Ctrl-C).
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
 from tagger import __version__
-from tagger.config import DEFAULT_BUDGET, EngineConfig
+from tagger.config import EngineConfig
+from tagger.display import display
 from tagger.engine import Failure, Prediction, Result
-from tagger.model.catalog import DEFAULT_MODEL, MODELS
-from tagger.taxonomy import Selection
+from tagger.errors import TaggerError
+from tagger.model.catalog import MODELS
+from tagger.policy import POLICIES
+from tagger.settings import DEVICES, LOG_LEVELS, OBSERVERS, ConfigError, Settings, load_settings
 
-AUDIO_EXTENSIONS = {".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".mp4", ".aac", ".alac",
-                    ".wav", ".aif", ".aiff", ".wma", ".asf", ".wv", ".ape", ".mpc"}
+EXIT_OK = 0
+EXIT_FAILED = 1  # some files failed; the others were done
+EXIT_USAGE = 2  # click's own code for usage errors; also environment errors
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 
 
-def _budget(value: str) -> int | None:
-    if value.lower() == "all":
-        return None
+class EnvironmentProblem(click.ClickException):
+    """Something around the files is wrong (the cache, the config, ffmpeg): exit 2, not 1,
+    so scripts can tell "fix your setup" from "some files failed"."""
+
+    exit_code = EXIT_USAGE
+
+
+class _Main(click.Group):
+    """Maps Ctrl-C to exit 130 (click's own handler says "Aborted!" and exits 1) and a
+    genre-tagger error that escapes a command to one line and exit 2, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except TaggerError as e:
+            click.echo(f"error: {display(str(e))}", err=True)
+            sys.exit(EXIT_USAGE)
+
+
+def as_json_text(value: Any) -> str:
+    """JSON for machine output: valid, pure ASCII (so valid UTF-8 whatever the locale), lossless.
+
+    A path that is not valid UTF-8 is a str with surrogate escapes (``os.fsdecode``); with
+    ``ensure_ascii`` they are written as ``\\udcXX`` escapes, which ``json.loads`` turns back into
+    the same str (``os.fsencode`` of it gives the file's exact bytes). Built in full before it is
+    written, so an error can never leave half a document.
+    """
+    return json.dumps(value, indent=2, ensure_ascii=True)
+
+
+def require_ffmpeg() -> None:
+    """Without a working ffmpeg every file would fail one by one (and scan would remember each
+    as failed): say so once, before anything is loaded (``ffmpeg -version`` is run, so a broken
+    one is caught too)."""
+    from tagger.decode import check_decoder
+    from tagger.errors import EnvironmentProblem as MachineProblem
+
     try:
-        n = int(value)
-    except ValueError:
-        raise click.BadParameter("a positive number of windows, or 'all'") from None
-    if n < 1:
-        raise click.BadParameter("a positive number of windows, or 'all'")
-    return n
+        check_decoder()
+    except MachineProblem as e:
+        raise EnvironmentProblem(display(str(e))) from None
 
 
-def expand(paths: Sequence[str]) -> Iterator[str]:
-    """Files as given; folders walked for audio files by extension, in a stable order."""
+def error_text(path: str, reason: str) -> Any:
+    """``error PATH: REASON`` for a rich console: a Text, so no part is read as markup."""
+    from rich.text import Text
+
+    return Text.assemble(("error", "red"), f" {display(path)}: {display(reason)}")
+
+
+def expand(paths: Sequence[str], on_error: Callable[[str, OSError], None] | None = None) -> Iterator[str]:
+    """Files as given (the engine reports missing ones); folders walked by :func:`tagger.walk.walk`,
+    the same walker ``scan`` uses, in a stable order and under the path as given. Folders that
+    cannot be read go to ``on_error``."""
+    from tagger.walk import walk
+
     for p in paths:
-        path = Path(p)
-        if path.is_dir():
-            for f in sorted(path.rglob("*")):
-                if f.suffix.lower() in AUDIO_EXTENSIONS and f.is_file():
-                    yield str(f)
-        else:
+        if not os.path.isdir(p):
             yield p
+            continue
+        base = os.path.abspath(p)
+
+        def as_given(found: str, p: str = p, base: str = base) -> str:
+            rel = os.path.relpath(found, base)
+            return p if rel == "." else rel if p in (".", "./") else os.path.join(p, rel)
+
+        report = None if on_error is None else lambda f, e: on_error(as_given(f), e)
+        for found, _ in walk([p], clean_temps=False, on_error=report):
+            yield as_given(found)
 
 
-def engine_options(f: Any) -> Any:
-    """The engine's options, shared by every command that analyses audio."""
-    opts = [
-        click.option("--model", type=click.Choice(sorted(MODELS)), default=DEFAULT_MODEL,
-                     show_default=True, help="Which shipped model to run."),
-        click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto",
-                     show_default=True, help="auto uses a GPU when the backend sees one."),
-        click.option("--batch-size", type=click.IntRange(1), default=None,
-                     help="Windows per model call [default: 16 on CPU, 256 on GPU]."),
-        click.option("--jobs", "-j", type=click.IntRange(1), default=None,
-                     help="Files decoded in parallel [default: up to 4 CPUs]."),
-        click.option("--budget", default=str(DEFAULT_BUDGET), show_default=True,
-                     help="Windows analysed per track, spread evenly; 'all' for every window."),
-        click.option("--window-hop", type=click.FloatRange(0.1), default=3.0, show_default=True,
-                     help="Seconds between window starts (3 = no overlap)."),
-        click.option("--top-k", type=click.IntRange(1), default=Selection.top_k,
-                     show_default=True, help="At most this many genres per file."),
-        click.option("--min-confidence", type=click.FloatRange(0, 1),
-                     default=Selection.min_confidence, show_default=True,
-                     help="Abstain when no genre scores at least this."),
-        click.option("--timeout", type=click.FloatRange(1), default=120.0, show_default=True,
-                     help="Seconds a file may take to decode."),
-    ]
-    for opt in reversed(opts):
-        f = opt(f)
-    return f
+def _with(opts: list[Any]) -> Callable[[Any], Any]:
+    def decorate(f: Any) -> Any:
+        for opt in reversed(opts):
+            f = opt(f)
+        return f
+    return decorate
 
 
-def make_config(kw: dict[str, Any]) -> EngineConfig:
-    from tagger.features import HOP, SAMPLE_RATE
+_D = Settings()  # the defaults, shown in --help; an option not given leaves the setting to the
+# config file or the environment (every option defaults to None here)
+CONFIG = click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="TOML settings [default: ~/.config/genre-tagger/config.toml, or "
+         "/etc/genre-tagger/config.toml as root]; GENRE_TAGGER_<KEY> and options win over it.")
+DATABASE = click.option("--db", "database", default=None, metavar="URL",
+                        help="Cache database (any SQLAlchemy URL) [default: sqlite in "
+                             "~/.local/state/genre-tagger/].")
+POLICY = click.option("--policy", type=click.Choice(POLICIES), default=None,
+                      help=f"missing: only files without genres; merge: keep theirs, add ours; "
+                           f"overwrite: replace [default: {_D.policy}].")
+ENGINE = [
+    click.option("--model", type=click.Choice(sorted(MODELS)), default=None,
+                 help=f"Which shipped model to run [default: {_D.model}]."),
+    click.option("--device", type=click.Choice(DEVICES), default=None,
+                 help=f"auto uses a GPU when the backend sees one [default: {_D.device}]."),
+    click.option("--batch-size", type=click.IntRange(1), default=None,
+                 help="Windows per model call [default: 16 on CPU, 256 on GPU]."),
+    click.option("--jobs", "-j", type=click.IntRange(1), default=None,
+                 help="Files decoded in parallel [default: up to 4 CPUs]."),
+    click.option("--budget", default=None,
+                 help=f"Windows analysed per track, spread evenly; 'all' for every window "
+                      f"[default: {_D.budget}]."),
+    click.option("--window-hop", type=click.FloatRange(0.1), default=None,
+                 help=f"Seconds between window starts (3 = no overlap) [default: {_D.window_hop:g}]."),
+    click.option("--top-k", type=click.IntRange(1), default=None,
+                 help=f"At most this many genres per file [default: {_D.top_k}]."),
+    click.option("--min-confidence", type=click.FloatRange(0, 1), default=None,
+                 help=f"Abstain when no genre scores at least this [default: {_D.min_confidence}]."),
+    click.option("--timeout", type=click.FloatRange(1), default=None,
+                 help=f"Seconds a file may take to decode [default: {_D.timeout:g}]."),
+]
+TAGS = [
+    click.option("--id3v23", is_flag=True, default=None,
+                 help="Write ID3v2.3 (genres joined) instead of keeping each file's version."),
+    click.option("--id3-separator", default=None,
+                 help=f"How ID3v2.3 joins several genres [default: {_D.id3_separator!r}]."),
+    click.option("--touch", is_flag=True, default=None,
+                 help="Let tag writes update the files' mtime (kept by default)."),
+]
+engine_options = _with([CONFIG, *ENGINE])
 
-    defaults = EngineConfig()
-    return EngineConfig(
-        model=kw["model"], device=kw["device"], batch_size=kw["batch_size"],
-        jobs=kw["jobs"] or defaults.jobs, budget=_budget(kw["budget"]),
-        window_hop=max(1, round(kw["window_hop"] * SAMPLE_RATE / HOP)),
-        decode_timeout=kw["timeout"],
-        selection=Selection(top_k=kw["top_k"], min_confidence=kw["min_confidence"]),
-    )
+
+def settings_from(kw: dict[str, Any], **more: Any) -> Settings:
+    """The one :class:`Settings` of this command: config file, environment, then the options
+    given (taken out of ``kw``); a wrong value exits 2 naming it."""
+    overrides = {k: kw.pop(k) for k in list(kw) if k in Settings.__dataclass_fields__}
+    try:
+        return load_settings(kw.pop("config_path", None), overrides={**overrides, **more})
+    except ConfigError as e:
+        raise EnvironmentProblem(f"configuration: {display(str(e))}") from None
 
 
 def _as_json(r: Result) -> dict[str, Any]:
+    """One file's JSON entry; ``path`` is exactly the path given or found (see :func:`as_json_text`)."""
     if isinstance(r, Failure):
         return {"path": r.path, "ok": False, "error": r.code, "reason": r.reason}
     return {"path": r.path, "ok": True, "genres": [{"genre": g, "confidence": round(s, 4)}
@@ -99,22 +186,32 @@ def _as_json(r: Result) -> dict[str, Any]:
 
 def _as_line(r: Prediction) -> str:
     if not r.genres:
-        return f"{r.path}: (no genre reached the minimum confidence)"
-    return f"{r.path}: " + ", ".join(f"{g} {s:.2f}" for g, s in r.genres)
+        return f"{display(r.path)}: (no genre reached the minimum confidence)"
+    return f"{display(r.path)}: " + ", ".join(f"{g} {s:.2f}" for g, s in r.genres)
 
 
-def run_predict(paths: list[str], config: EngineConfig, as_json: bool) -> int:
-    """Predict, print, and return the exit code (1 if any file failed)."""
+def run_predict(paths: list[str], config: EngineConfig, as_json: bool,
+                unreadable: Sequence[tuple[str, str]] = ()) -> int:
+    """Predict, print, and return the exit code (1 if any file failed or any folder given,
+    ``(path, reason)`` in ``unreadable``, could not be read)."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.text import Text
 
     from tagger.engine import Engine
 
     err = Console(stderr=True)
+    results: list[dict[str, Any]] = []
+    for path, reason in unreadable:
+        err.print(error_text(path, reason), highlight=False, soft_wrap=True)
+        results.append({"path": path, "ok": False, "error": "unreadable-folder", "reason": reason})
+    if not paths:
+        if as_json:
+            sys.stdout.write(as_json_text(results) + "\n")
+        return EXIT_FAILED
     with err.status("loading the model..."):
         engine = Engine(config)
     failures = 0
-    results: list[dict[str, Any]] = []
     show_bar = len(paths) > 1 and err.is_terminal
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeRemainingColumn(), console=err, disable=not show_bar, transient=True,
@@ -124,38 +221,42 @@ def run_predict(paths: list[str], config: EngineConfig, as_json: bool) -> int:
             bar.advance(task)
             if isinstance(r, Failure):
                 failures += 1
-                err.print(f"[red]error[/red] {r.path}: {r.reason}", highlight=False, markup=True,
-                          soft_wrap=True)
+                err.print(error_text(r.path, r.reason), highlight=False, soft_wrap=True)
             elif not as_json:
                 if show_bar and sys.stdout.isatty():  # same terminal: print above the bar
-                    bar.console.print(_as_line(r), highlight=False, markup=False, soft_wrap=True)
+                    bar.console.print(Text(_as_line(r)), highlight=False, soft_wrap=True)
                 else:
                     click.echo(_as_line(r))
             results.append(_as_json(r))
     if as_json:
-        json.dump(results, sys.stdout, indent=2, ensure_ascii=False)
-        sys.stdout.write("\n")
+        sys.stdout.write(as_json_text(results) + "\n")
     if failures:
         err.print(f"{failures} of {len(paths)} files failed", highlight=False)
-    return 1 if failures else 0
+    return EXIT_FAILED if failures or unreadable else EXIT_OK
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="genre-tagger")
 def main() -> None:
     """Fill in genre tags by listening to the audio, offline."""
 
 
 @main.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path())
+@click.argument("files", nargs=-1, required=True, type=click.Path(readable=False))
 @click.option("--json", "as_json", is_flag=True, help="Machine output with every raw score.")
 @engine_options
 def predict(files: tuple[str, ...], as_json: bool, **kw: Any) -> None:
     """Predict the genres of FILES (folders are searched for audio files)."""
-    paths = list(expand(files))
-    if not paths:
+    from tagger.walk import unreadable_reason
+
+    unreadable: list[tuple[str, str]] = []
+    paths = list(expand(files, on_error=lambda p, e: unreadable.append((p, unreadable_reason(p, e)))))
+    if not paths and not unreadable:
         raise click.UsageError("no audio files found in the given folders")
-    sys.exit(run_predict(paths, make_config(kw), as_json))
+    if paths:
+        require_ffmpeg()
+    config = settings_from(kw).engine_config()
+    sys.exit(run_predict(paths, config, as_json, unreadable))
 
 
 @main.command()
@@ -167,61 +268,49 @@ def demo(keep: Path | None, as_json: bool, **kw: Any) -> None:
     """Synthesise a few example pieces (no network needed) and predict their genres."""
     from tagger.demo import write_demo
 
+    config = settings_from(kw).engine_config()
+    require_ffmpeg()
     with tempfile.TemporaryDirectory(prefix="genre-tagger-demo-") as tmp:
         files = write_demo(keep or Path(tmp))
-        sys.exit(run_predict([str(f) for f in files], make_config(kw), as_json))
+        sys.exit(run_predict([str(f) for f in files], config, as_json))
 
 
 # --- library commands: scan, revert, show, stats ------------------------------------------------
 
 
-def cache_option(f: Any) -> Any:
-    return click.option("--db", "db_url", default=None, metavar="URL",
-                        help="Cache database (any SQLAlchemy URL) [default: sqlite in "
-                             "~/.local/state/genre-tagger/].")(f)
-
-
-def tag_options(f: Any) -> Any:
-    opts = [
-        click.option("--id3v23", is_flag=True,
-                     help="Write ID3v2.3 (genres joined) instead of keeping each file's version."),
-        click.option("--id3-separator", default="; ", show_default=True,
-                     help="How ID3v2.3 joins several genres."),
-        click.option("--touch", is_flag=True,
-                     help="Let tag writes update the files' mtime (kept by default)."),
-    ]
-    for opt in reversed(opts):
-        f = opt(f)
-    return f
-
-
-def _tag_options(kw: dict[str, Any]) -> Any:
-    from tagger.tags import TagOptions
-
-    return TagOptions(id3_version=3 if kw.pop("id3v23") else None,
-                      id3v23_separator=kw.pop("id3_separator"), keep_mtime=not kw.pop("touch"))
+library_options = _with([CONFIG, DATABASE, *TAGS])
+cache_options = _with([CONFIG, DATABASE])
 
 
 def _open_cache(url: str | None) -> Any:
+    """The cache, or exit 2 with one line saying why it cannot be opened."""
     from tagger.cache import Cache
+    from tagger.cache.store import CacheUnavailable
 
-    return Cache(url)
+    try:
+        return Cache(url)
+    except CacheUnavailable as e:
+        raise EnvironmentProblem(display(str(e))) from None
+
+
+def _genres(genres: Sequence[str] | None, empty: str = "(none)") -> str:
+    """Genres read from a file are file data too: escaped like paths."""
+    return display("; ".join(genres or [])) or empty
 
 
 @main.command()
 @click.argument("roots", nargs=-1, required=True,
-                type=click.Path(exists=True, file_okay=False))
-@click.option("--policy", type=click.Choice(["missing", "merge", "overwrite"]), default="missing",
-              show_default=True, help="missing: only files without genres; merge: keep theirs, "
-                                      "add ours; overwrite: replace.")
+                type=click.Path(exists=True, file_okay=False, readable=False))
+@POLICY
 @click.option("--dry-run", is_flag=True, help="Print old -> new for each file; write nothing.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write a machine-readable report to this file.")
-@cache_option
-@tag_options
-@engine_options
-def scan(roots: tuple[str, ...], policy: str, dry_run: bool, json_out: Path | None,
-         db_url: str | None, **kw: Any) -> None:
+@click.option("--retry-failed", is_flag=True,
+              help="Analyse again the files that failed before, even if they did not change.")
+@library_options
+@_with(ENGINE)
+def scan(roots: tuple[str, ...], dry_run: bool, json_out: Path | None, retry_failed: bool,
+         **kw: Any) -> None:
     """Analyse every audio file under ROOTS and write genre tags per the policy."""
     import signal
     import threading
@@ -231,8 +320,10 @@ def scan(roots: tuple[str, ...], policy: str, dry_run: bool, json_out: Path | No
 
     from tagger.scan import Scanner, ScanOptions, resolve
 
-    tags = _tag_options(kw)
-    options = ScanOptions(roots=resolve(roots), policy=policy, dry_run=dry_run, tags=tags)  # type: ignore[arg-type]
+    settings = settings_from(kw)
+    require_ffmpeg()
+    options = ScanOptions(roots=resolve(roots), policy=settings.policy, dry_run=dry_run,
+                          tags=settings.tag_options(), retry_failed=retry_failed)
     err = Console(stderr=True)
     stop = threading.Event()
 
@@ -243,8 +334,8 @@ def scan(roots: tuple[str, ...], policy: str, dry_run: bool, json_out: Path | No
         err.print("stopping after the files in flight (Ctrl-C again to abort)...")
 
     previous = signal.signal(signal.SIGINT, on_sigint)
-    with _open_cache(db_url) as cache:
-        scanner = Scanner(options, make_config(kw), cache)
+    with _open_cache(settings.cache_url) as cache:
+        scanner = Scanner(options, settings.engine_config(), cache)
         with Progress(TextColumn("{task.description}"), BarColumn(),
                       TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn(),
                       console=err, disable=not err.is_terminal, transient=True,
@@ -254,10 +345,11 @@ def scan(roots: tuple[str, ...], policy: str, dry_run: bool, json_out: Path | No
             def on_outcome(o: Any) -> None:
                 bar.advance(task)
                 if o.error:
-                    err.print(f"[red]error[/red] {o.path}: {o.reason}", highlight=False)
+                    err.print(error_text(o.path, o.reason or o.error), highlight=False, soft_wrap=True)
                 elif dry_run and o.new is not None:
-                    click.echo(f"{o.path}: {'; '.join(o.old or []) or '(none)'} -> {'; '.join(o.new)}")
+                    click.echo(f"{display(o.path)}: {_genres(o.old)} -> {_genres(o.new)}")
 
+            # Folders the walk cannot read come here too, as failed outcomes (scan.py).
             report = scanner.run(stop, on_total=lambda n: bar.update(task, total=n),
                                  on_outcome=on_outcome)
     signal.signal(signal.SIGINT, previous)
@@ -271,79 +363,83 @@ def scan(roots: tuple[str, ...], policy: str, dry_run: bool, json_out: Path | No
               f"{sum(v for k, v in c.items() if k.startswith('left:'))} left as they were; "
               f"failed: {fails}"
               f"{' (interrupted: run the same scan again to resume)' if report.interrupted else ''}",
-              highlight=False)
+              highlight=False, markup=False, soft_wrap=True)
     if json_out:
-        json_out.write_text(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
-    sys.exit(130 if report.interrupted else 0)
+        json_out.write_text(as_json_text(report.as_dict()) + "\n", encoding="utf-8")
+    if report.interrupted:
+        sys.exit(EXIT_INTERRUPTED)
+    sys.exit(EXIT_FAILED if report.failures else EXIT_OK)
 
 
 @main.command()
 @click.argument("roots", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--dry-run", is_flag=True, help="Print what would be put back; write nothing.")
-@cache_option
-@tag_options
-def revert(roots: tuple[str, ...], dry_run: bool, db_url: str | None, **kw: Any) -> None:
+@library_options
+def revert(roots: tuple[str, ...], dry_run: bool, **kw: Any) -> None:
     """Put back the genres files under ROOTS had before genre-tagger changed them."""
     from tagger.scan import resolve
     from tagger.scan import revert as do_revert
 
-    tags = _tag_options(kw)
-    with _open_cache(db_url) as cache:
-        outcomes = do_revert(resolve(roots), cache, tags, dry_run)
+    settings = settings_from(kw)
+    with _open_cache(settings.cache_url) as cache:
+        outcomes = do_revert(resolve(roots), cache, settings.tag_options(), dry_run)
     for o in outcomes:
         if o.action == "reverted":
-            click.echo(f"{o.path}: {'; '.join(o.old or [])} -> {'; '.join(o.new or []) or '(none)'}")
+            click.echo(f"{display(o.path)}: {_genres(o.old, '')} -> {_genres(o.new)}")
+        elif o.action == "failed":
+            click.echo(f"error {display(o.path)}: {display(o.reason or o.error or '')}", err=True)
         else:
-            click.echo(f"{o.path}: skipped: {o.reason}", err=True)
+            click.echo(f"{display(o.path)}: skipped: {display(o.reason or '')}", err=True)
     done = sum(o.action == "reverted" for o in outcomes)
+    failed = sum(o.action == "failed" for o in outcomes)
     click.echo(f"{'would revert' if dry_run else 'reverted'} {done} files, "
-               f"skipped {len(outcomes) - done}", err=True)
+               f"skipped {len(outcomes) - done - failed}"
+               f"{f', failed {failed}' if failed else ''}", err=True)
+    sys.exit(EXIT_FAILED if failed else EXIT_OK)
 
 
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 @click.option("--json", "as_json", is_flag=True)
-@cache_option
-def show(files: tuple[str, ...], as_json: bool, db_url: str | None) -> None:
+@cache_options
+def show(files: tuple[str, ...], as_json: bool, **kw: Any) -> None:
     """Print what the cache knows about FILES."""
     import datetime
 
-    with _open_cache(db_url) as cache:
+    with _open_cache(settings_from(kw).cache_url) as cache:
         rows = [(f, cache.get(str(Path(f).absolute()))) for f in files]
+    missing = sum(r is None for _, r in rows)
     if as_json:
-        click.echo(json.dumps([{"path": f, **(r.__dict__ if r else {"known": False})} for f, r in rows],
-                              indent=2, ensure_ascii=False))
-        return
-    missing = 0
+        click.echo(as_json_text([{"path": f, **(r.__dict__ if r else {"known": False})} for f, r in rows]))
+        sys.exit(EXIT_FAILED if missing else EXIT_OK)
     for f, r in rows:
         if r is None:
-            missing += 1
-            click.echo(f"{f}: not in the cache")
+            click.echo(f"{display(f)}: not in the cache")
             continue
         when = (datetime.datetime.fromtimestamp(r.analysed_at).isoformat(" ", "seconds")
                 if r.analysed_at else "-")
-        error = f" ({r.error_code}: {r.error_reason})" if r.error_code else ""
-        click.echo(f"{r.path}\n  status: {r.status}{error}")
+        error = f" ({r.error_code}: {display(r.error_reason or '')})" if r.error_code else ""
+        click.echo(f"{display(r.path)}\n  status: {r.status}{error}")
         click.echo(f"  model: {r.model_version}, analysed {when}")
         click.echo(f"  genres chosen: {', '.join(r.genres_chosen) or '(none)'}")
-        click.echo(f"  written: {'; '.join(r.genres_written) if r.genres_written is not None else '(never)'}"
-                   f"; before us: {'; '.join(r.genres_before or []) or '(none)'}")
+        click.echo(f"  written: {_genres(r.genres_written) if r.genres_written is not None else '(never)'}"
+                   f"; before us: {_genres(r.genres_before)}")
         top = sorted(r.genre_scores.items(), key=lambda kv: -kv[1])[:6]
         click.echo("  genre scores: " + ", ".join(f"{g} {s:.2f}" for g, s in top))
         raw = sorted(r.raw_scores.items(), key=lambda kv: -kv[1])[:8]
         click.echo("  top raw tags: " + ", ".join(f"{t} {s:.2f}" for t, s in raw))
-    sys.exit(1 if missing else 0)
+    sys.exit(EXIT_FAILED if missing else EXIT_OK)
 
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True)
-@cache_option
-def stats(as_json: bool, db_url: str | None) -> None:
+@cache_options
+def stats(as_json: bool, **kw: Any) -> None:
     """Summarise the library as the cache sees it."""
-    with _open_cache(db_url) as cache:
+    with _open_cache(settings_from(kw).cache_url) as cache:
         s = cache.summary()
     if as_json:
-        click.echo(json.dumps(s, indent=2))
+        click.echo(as_json_text(s))
         return
     total = sum(s["by_status"].values())
     click.echo(f"{total} files known: " + ", ".join(f"{v} {k}" for k, v in sorted(s["by_status"].items())))
@@ -359,48 +455,44 @@ def stats(as_json: bool, db_url: str | None) -> None:
 
 @main.command()
 @click.argument("roots", nargs=-1, type=click.Path(exists=True, file_okay=False))
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-              default=None, help="TOML config [default: ~/.config/genre-tagger/config.toml, "
-                                 "or /etc/genre-tagger/config.toml as root].")
-@click.option("--policy", type=click.Choice(["missing", "merge", "overwrite"]), default=None)
-@click.option("--observer", type=click.Choice(["auto", "inotify", "polling"]), default=None)
+@CONFIG
+@POLICY
+@click.option("--observer", type=click.Choice(OBSERVERS), default=None)
 @click.option("--settle", "settle_seconds", type=click.FloatRange(0), default=None,
               help="Seconds a file's size and mtime must stay unchanged before it is analysed.")
-@click.option("--db", "database", default=None, metavar="URL")
-@click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default=None)
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None)
+@DATABASE
+@click.option("--device", type=click.Choice(DEVICES), default=None)
+@click.option("--log-level", type=click.Choice(LOG_LEVELS), default=None)
 def watch(roots: tuple[str, ...], config_path: Path | None, **flags: Any) -> None:
     """Watch music folders and tag new or changed files (the daemon systemd runs)."""
     from tagger.daemon.service import Daemon, setup_logging
-    from tagger.daemon.settings import ConfigError, load
 
-    overrides = {k: v for k, v in flags.items() if v is not None}
-    if roots:
-        overrides["roots"] = list(roots)
+    overrides = {**flags, "roots": list(roots) or None}
 
-    def load_config() -> Any:
-        return load(config_path, overrides=overrides)
+    def load_config() -> Settings:  # again on SIGHUP
+        return load_settings(config_path, overrides=overrides, require_roots=True)
 
     try:
-        cfg = load_config()
+        settings = load_config()
     except ConfigError as e:
-        raise click.ClickException(f"configuration: {e}") from None
-    setup_logging(cfg.log_level)
+        raise EnvironmentProblem(f"configuration: {display(str(e))}") from None
+    require_ffmpeg()
+    setup_logging(settings.log_level)
     sys.exit(Daemon(load_config).run())
 
 
 @main.command()
-@click.option("--db", "db_url", default=None, metavar="URL")
 @click.option("--json", "as_json", is_flag=True)
-def status(db_url: str | None, as_json: bool) -> None:
+@cache_options
+def status(as_json: bool, **kw: Any) -> None:
     """What the daemon is doing: state, queue, throughput, failures, last errors."""
     import datetime
     import os
     import time
 
-    from tagger.daemon.queue import DaemonState, WorkQueue
+    from tagger.cache.queue import DaemonState, WorkQueue
 
-    with _open_cache(db_url) as cache:
+    with _open_cache(settings_from(kw).cache_url) as cache:
         state = DaemonState(cache).get()
         queued = len(WorkQueue(cache))
         summary = cache.summary()
@@ -422,15 +514,15 @@ def status(db_url: str | None, as_json: bool) -> None:
             "files_per_minute": round(state.get("processed", 0) / up * 60, 2) if alive and up > 0 else None,
             "failures": summary["failures"], "last_errors": errors}
     if as_json:
-        click.echo(json.dumps(info, indent=2, ensure_ascii=False))
+        click.echo(as_json_text(info))
         return
     click.echo(f"daemon: {info['state']}" + (f" (pid {pid}, up {datetime.timedelta(seconds=int(up))})"
                                              if alive else ""))
     if info["roots"]:
-        click.echo(f"watching: {', '.join(info['roots'])}")
+        click.echo(f"watching: {', '.join(display(r) for r in info['roots'])}")
     click.echo(f"queue: {queued} files; processed today: {info['processed_today']}"
                + (f"; {info['files_per_minute']} files/min since start" if alive else ""))
     if summary["failures"]:
         click.echo("failures: " + ", ".join(f"{k} {v}" for k, v in summary["failures"].items()))
     for e in errors:
-        click.echo(f"  {e['path']}: {e['reason']}")
+        click.echo(f"  {display(e['path'])}: {display(e['reason'] or e['code'] or '')}")

@@ -5,10 +5,16 @@ time of ``librosa.load``, and as a child process a hostile file that crashes or 
 take us down. libsndfile (soundfile + soxr, also in a child process) is the fallback for files
 ffmpeg rejects but libsndfile reads (ffmpeg 5.1 fails some Ogg Vorbis headers that libvorbis
 accepts). For budget mode, :func:`decode_segments` seeks and decodes only the parts analysed.
+
+Full decodes are streamed (:func:`decode_stream`): the decoder's output is handed on in chunks,
+so what a caller keeps (log-mel frames, not audio) bounds the memory, whatever the file's length.
 """
 
 from __future__ import annotations
 
+import errno
+import functools
+import math
 import os
 import re
 import shutil
@@ -16,36 +22,194 @@ import signal
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, TypeVar
 
 import numpy as np
 
 from tagger.errors import (
+    AudioError,
     CorruptAudio,
     DecoderCrashed,
     DecoderMissing,
     DecodeTimeout,
     EmptyAudio,
+    EnvironmentProblem,
     MissingFile,
     NoPermission,
     NotAudio,
     TruncatedAudio,
 )
-from tagger.features import SAMPLE_RATE, Float32Array
+from tagger.features import SAMPLE_RATE, Float32Array, SignalSink
 
-#: A decode shorter than this share of the container's declared length is called truncated.
+#: A decode shorter than this share of the container's declared length is called truncated...
 TRUNCATION_RATIO = 0.9
+#: ...and only when this many seconds are missing: codec delay and padding (up to ~0.2 s at low
+#: sample rates) must never make a whole file look truncated ("0.1 s of the declared 0.1 s").
+TRUNCATION_SLACK = 0.5
 _RESAMPLE = f"aresample={SAMPLE_RATE}:resampler=soxr,aformat=sample_fmts=flt:channel_layouts=mono"
 _DECODE_ERRORS = ("Error while decoding", "Invalid data", "invalid residual", "decode_frame")
 SNDFILE_EXTENSIONS = {".ogg", ".oga", ".flac", ".wav", ".aif", ".aiff", ".mp3", ".opus"}
+#: Errors of the machine, not of a file: running out of descriptors, memory or processes.
+_MACHINE_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN}
+#: Bytes of decoder output handed on at a time (10 s of 16 kHz float32).
+_CHUNK_BYTES = 10 * SAMPLE_RATE * 4
+#: Decoder messages kept (the first and the last this many bytes): enough to explain a failure.
+_STDERR_KEEP = 64 * 1024
+
+
+# --- what a file is: its first bytes, not its name ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Kind:
+    container: bool  # a container whose structure can be damaged, or a bare stream of frames
+    extensions: frozenset[str]
+    sndfile: bool  # libsndfile reads it too (the fallback decoder)
+
+
+_KINDS = {
+    "MP3": _Kind(False, frozenset({".mp3", ".mp2", ".mpa", ".mpga"}), True),
+    "FLAC": _Kind(False, frozenset({".flac", ".fla"}), True),
+    "Ogg": _Kind(True, frozenset({".ogg", ".oga", ".opus", ".spx", ".ogx"}), True),
+    "WAV": _Kind(True, frozenset({".wav", ".wave", ".bwf"}), True),
+    "MP4": _Kind(True, frozenset({".m4a", ".m4b", ".m4p", ".mp4", ".3gp", ".mov", ".alac"}), False),
+    "AIFF": _Kind(True, frozenset({".aif", ".aiff", ".aifc"}), True),
+    "WMA": _Kind(True, frozenset({".wma", ".asf", ".wmv"}), False),
+    "AAC": _Kind(False, frozenset({".aac", ".adts"}), False),
+}
+_ASF_GUID = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")
+_MPEG_BITRATES = {  # kbit/s by (MPEG-1?, layer), index 1..14
+    (True, 1): (32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
+    (True, 2): (32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
+    (True, 3): (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    (False, 1): (32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
+    (False, 2): (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+    (False, 3): (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+}
+_MPEG_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
+
+
+def _mpeg_frame_length(b: bytes, pos: int) -> int | None:
+    """Length of the MPEG audio frame whose header is at ``pos``, or None if there is none."""
+    if pos + 4 > len(b) or b[pos] != 0xFF or b[pos + 1] & 0xE0 != 0xE0:
+        return None
+    version, layer_bits = (b[pos + 1] >> 3) & 3, (b[pos + 1] >> 1) & 3
+    rate_i, rate_bits, padding = b[pos + 2] >> 4, (b[pos + 2] >> 2) & 3, (b[pos + 2] >> 1) & 1
+    if version == 1 or layer_bits == 0 or rate_i in (0, 15) or rate_bits == 3:
+        return None
+    layer = 4 - layer_bits
+    kbps = _MPEG_BITRATES[(version == 3, layer)][rate_i - 1]
+    rate = _MPEG_RATES[version][rate_bits]
+    if layer == 1:
+        return (12 * kbps * 1000 // rate + padding) * 4
+    per_frame = 144 if layer == 2 or version == 3 else 72
+    return per_frame * kbps * 1000 // rate + padding
+
+
+def _adts_frame_length(b: bytes, pos: int) -> int | None:
+    if pos + 7 > len(b) or b[pos] != 0xFF or b[pos + 1] & 0xF6 != 0xF0:
+        return None
+    length = ((b[pos + 3] & 3) << 11) | (b[pos + 4] << 3) | (b[pos + 5] >> 5)
+    return length if length >= 7 else None
+
+
+def _sniff_bytes(b: bytes) -> str | None:
+    if b[:4] == b"fLaC":
+        return "FLAC"
+    if b[:4] == b"OggS":
+        return "Ogg"
+    if b[:4] in (b"RIFF", b"RF64", b"BW64") and b[8:12] == b"WAVE":
+        return "WAV"
+    if b[4:8] == b"ftyp":
+        return "MP4"
+    if b[:4] == b"FORM" and b[8:12] in (b"AIFF", b"AIFC"):
+        return "AIFF"
+    if b[:16] == _ASF_GUID:
+        return "WMA"
+    # Bare frame streams have only a 2-byte sync word: two frames in a row make it believable.
+    for kind, length_at in (("MP3", _mpeg_frame_length), ("AAC", _adts_frame_length)):
+        first = length_at(b, 0)
+        if first is not None and length_at(b, first) is not None:
+            return kind
+    return None
+
+
+def sniff(path: Path) -> str | None:
+    """What the file's first bytes say it is (``"FLAC"``, ``"MP4"``, ...), whatever its name."""
+    with _os_errors(path, "read"), open(path, "rb") as fh:
+        head = fh.read(4096)
+        if head[:3] != b"ID3" or len(head) < 10:
+            return _sniff_bytes(head)
+        # An ID3v2 tag: what follows it decides (nearly always MP3; sometimes FLAC or AAC).
+        size = 10 + sum((head[6 + i] & 0x7F) << (7 * (3 - i)) for i in range(4))
+        fh.seek(size + (10 if head[5] & 0x10 else 0))
+        return _sniff_bytes(fh.read(4096)) or "MP3"
+
+
+def _label(kind: str, path: Path) -> str:
+    """What to call the kind in a message: the M4A of an ``.m4a`` file, not "MP4"."""
+    ext = path.suffix.lower()
+    return ext[1:].upper() if kind == "MP4" and ext in _KINDS["MP4"].extensions else kind
+
+
+# --- the decoder itself ---------------------------------------------------------------------------
+
+_WORKING_DECODERS: set[str] = set()
 
 
 def _ffmpeg() -> str:
     exe = shutil.which("ffmpeg")
     if exe is None:
         raise DecoderMissing("ffmpeg was not found on PATH; install it (e.g. apt install ffmpeg)")
+    return exe
+
+
+def decoder_version() -> str:
+    """The decoder's version line (``ffmpeg version 5.1.8-0+deb12u1 ...``): analysis failures
+    recorded under another one are retried, since a newer ffmpeg may read the file."""
+    exe = shutil.which("ffmpeg")
+    return _version_line(exe) if exe else "no ffmpeg"
+
+
+@functools.lru_cache(maxsize=4)
+def _version_line(exe: str) -> str:
+    try:
+        done = subprocess.run([exe, "-version"], stdin=subprocess.DEVNULL, capture_output=True,
+                              timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return "broken ffmpeg"
+    return done.stdout.decode("utf-8", "replace").partition("\n")[0][:120]
+
+
+def check_decoder() -> str:
+    """Run ``ffmpeg -version`` once; raise :class:`EnvironmentProblem` if ffmpeg is missing or broken.
+
+    Front doors call it at start so that a machine without a working ffmpeg stops with one clear
+    line instead of blaming every file; decoding calls it again (cheaply) before calling a file
+    unreadable. Returns the path of the ffmpeg that works.
+    """
+    exe = _ffmpeg()
+    if exe in _WORKING_DECODERS:
+        return exe
+    try:
+        done = subprocess.run([exe, "-hide_banner", "-version"], stdin=subprocess.DEVNULL,
+                              capture_output=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        raise EnvironmentProblem(f"ffmpeg is broken: {exe} -version did not answer in 30 s") from None
+    except OSError as e:
+        raise EnvironmentProblem(f"ffmpeg is broken: {exe} cannot be run ({e.strerror or e})") from None
+    if done.returncode != 0 or not done.stdout.startswith(b"ffmpeg version"):
+        status = (f"was killed by {signal.Signals(-done.returncode).name}" if done.returncode < 0
+                  else f"exited with status {done.returncode}")
+        said = _last_line(done.stderr.decode("utf-8", "replace"))
+        raise EnvironmentProblem(f"ffmpeg is broken: {exe} -version {status}"
+                                 + (f" ({said})" if said != "unknown error" else ""))
+    _WORKING_DECODERS.add(exe)
     return exe
 
 
@@ -61,118 +225,348 @@ def _os_errors(path: Path, doing: str) -> Iterator[None]:
     except IsADirectoryError:
         raise NotAudio(path, "is a directory") from None
     except OSError as e:
+        if e.errno in _MACHINE_ERRNOS:
+            raise EnvironmentProblem(f"cannot {doing} {path}: {e.strerror} (this machine is out of "
+                                     "resources; the file is not at fault)") from None
         raise CorruptAudio(path, f"cannot {doing} the file: {e.strerror or e}") from None
 
 
+_NOT_REGULAR = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"),
+                (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
 def check_readable(path: Path) -> None:
-    """Raise the precise error for a file we cannot even open."""
+    """Raise the precise error for a file we cannot even open.
+
+    ``os.stat`` (which follows symlinks) comes before any ``open``: opening a FIFO blocks until a
+    writer comes, and a symlink to ``/dev/zero`` never ends.
+    """
     with _os_errors(path, "reach"):
         st = os.stat(path)
     if stat.S_ISDIR(st.st_mode):
         raise NotAudio(path, "is a directory")
-    if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or never end
-        raise NotAudio(path, "not a regular file")
+    if not stat.S_ISREG(st.st_mode):
+        what = next((name for test, name in _NOT_REGULAR if test(st.st_mode)), "a special file")
+        via = " (through a symlink)" if os.path.islink(path) else ""
+        raise NotAudio(path, f"not a regular file: it is {what}{via}, not audio")
     with _os_errors(path, "read"), open(path, "rb") as fh:
         first = fh.read(1)
     if not first:
         raise EmptyAudio(path, "the file is empty (0 bytes)")
 
 
-def declared_duration(path: Path) -> tuple[float | None, bool]:
-    """The length the container declares, and whether it is exact enough to judge truncation.
+# --- what the file declares (headers only) --------------------------------------------------------
 
-    mutagen reads only headers (no decoding). MP3 without a Xing/VBRI/LAME header only estimates
-    its length from the first frame's bitrate, so that estimate is not trusted.
-    """
-    try:
-        import mutagen
-        from mutagen.mp3 import MP3, BitrateMode
 
-        f = mutagen.File(path)
-        if f is None or not getattr(f.info, "length", 0):
-            return None, False
-        exact = not (isinstance(f, MP3) and getattr(f.info, "bitrate_mode", None) == BitrateMode.UNKNOWN)
-        return float(f.info.length), exact
-    except Exception:
+@dataclass(frozen=True)
+class Probe:
+    """What a file's headers say, read without decoding."""
+
+    kind: str | None  # from the first bytes (see :func:`sniff`); None: no audio format we know
+    declared: float | None  # seconds the container declares
+    exact: bool  # whether ``declared`` is exact enough to judge truncation by
+
+
+def _mutagen_length(path: Path, kind: str | None) -> tuple[float | None, bool]:
+    """The length the headers declare (mutagen decodes nothing), and whether it is exact."""
+    import mutagen
+    from mutagen.aac import AAC
+    from mutagen.aiff import AIFF
+    from mutagen.asf import ASF
+    from mutagen.flac import FLAC
+    from mutagen.mp3 import MP3, BitrateMode
+    from mutagen.mp4 import MP4
+    from mutagen.oggflac import OggFLAC
+    from mutagen.oggopus import OggOpus
+    from mutagen.oggspeex import OggSpeex
+    from mutagen.oggvorbis import OggVorbis
+    from mutagen.wave import WAVE
+
+    # The content decides the parser, not the name: a FLAC called .mp3 has a FLAC's length.
+    by_kind: dict[str, list[type[mutagen.FileType]]] = {
+        "MP3": [MP3], "FLAC": [FLAC], "WAV": [WAVE], "MP4": [MP4], "AIFF": [AIFF], "WMA": [ASF],
+        "AAC": [AAC], "Ogg": [OggVorbis, OggOpus, OggFLAC, OggSpeex]}
+    options = by_kind.get(kind or "")
+    f = mutagen.File(path, options=options) if options else mutagen.File(path)
+    length = float(getattr(f.info, "length", 0) or 0) if f is not None else 0.0
+    if not (0 < length < math.inf):  # absent, zero, NaN or infinite: unknown
         return None, False
+    # MP3 without a Xing/VBRI/LAME header and ADTS AAC only estimate their length from bitrates.
+    estimated = isinstance(f, AAC) or (
+        isinstance(f, MP3) and getattr(f.info, "bitrate_mode", None) == BitrateMode.UNKNOWN)
+    return length, not estimated
+
+
+def _ogg_ending(path: Path) -> str | None:
+    """How an Ogg file ends: ``"cut"`` mid-page, ``"no-eos"`` without the end-of-stream flag.
+
+    Ogg declares no length up front, and mutagen's comes from the last page it finds, so a cut
+    file looks complete. Walks the page headers (27 bytes + segment table each, no payload) from
+    the start; None when the file ends properly or holds something else after its pages (an
+    appended tag: then nothing can be said).
+    """
+    with _os_errors(path, "read"), open(path, "rb", buffering=0) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        pos, flags = 0, 0
+        while pos < size:
+            fh.seek(pos)
+            head = fh.read(27 + 255)
+            if len(head) < 27:
+                return "cut" if b"OggS".startswith(head[:4]) else None
+            if head[:4] != b"OggS" or head[4] != 0:
+                return None
+            n = head[26]
+            if len(head) < 27 + n:
+                return "cut"
+            flags = head[5]
+            pos += 27 + n + sum(head[27:27 + n])
+        if pos > size:
+            return "cut"
+        return None if flags & 0x04 else "no-eos"
+
+
+def probe(path: str | Path) -> Probe:
+    """Read what the headers say; a cut Ogg file raises :class:`TruncatedAudio` here already."""
+    path = Path(path)
+    check_readable(path)
+    kind = sniff(path)
+    try:
+        declared, exact = _mutagen_length(path, kind)
+    except Exception:  # mutagen's errors (even Python's own) only mean the length is unknown
+        declared, exact = None, False
+    if kind == "Ogg":
+        ending = _ogg_ending(path)
+        stops = f"its audio stops after {declared:.1f} s" if declared else "it stops before any audio"
+        if ending == "cut":
+            raise TruncatedAudio(path, f"the file is truncated: {stops}, part-way through a block of "
+                                       "data (the last Ogg page is cut short)")
+        if ending == "no-eos":
+            raise TruncatedAudio(path, f"the file is truncated: {stops}, without the end-of-stream "
+                                       "mark that ends every complete Ogg file")
+    return Probe(kind, declared, exact)
+
+
+# --- running decoder children ---------------------------------------------------------------------
+
+
+def _spawn(cmd: list[str]) -> subprocess.Popen[bytes]:
+    """Start a decoder child; failing to start one is the machine's problem, never the file's."""
+    try:
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=True)
+    except FileNotFoundError:
+        raise DecoderMissing(f"the decoder {cmd[0]} was not found; install ffmpeg "
+                             "(e.g. apt install ffmpeg)") from None
+    except OSError as e:
+        raise EnvironmentProblem(f"cannot start the decoder {cmd[0]}: {e.strerror or e}") from None
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    with suppress(ProcessLookupError):  # already gone
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _run(cmd: list[str], path: Path, timeout: float) -> tuple[bytes, str, int]:
     """Run a decoder child; a hang is killed at ``timeout``, a crash becomes an error."""
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True)
+    proc = _spawn(cmd)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        _kill(proc)
         proc.communicate()
         raise DecodeTimeout(path, f"decoding took longer than {timeout:g} s and was stopped") from None
     if proc.returncode < 0:
         name = signal.Signals(-proc.returncode).name
         raise DecoderCrashed(path, f"the decoder crashed ({name})")
-    return out, err.decode("utf-8", "replace"), proc.returncode
+    return out, _text(err, path), proc.returncode
+
+
+class _Stderr(threading.Thread):
+    """Drains a child's stderr (a full pipe would stall it), keeping its first and last part."""
+
+    def __init__(self, pipe: IO[bytes] | None) -> None:
+        super().__init__(daemon=True)
+        assert pipe is not None
+        self.fd, self.head, self.tail = pipe.fileno(), bytearray(), bytearray()
+
+    def run(self) -> None:
+        for block in iter(lambda: os.read(self.fd, 65536), b""):
+            if len(self.head) < _STDERR_KEEP:
+                self.head += block
+            else:
+                self.tail = (self.tail + block)[-_STDERR_KEEP:]
+
+    def text(self, path: Path) -> str:
+        return _text(bytes(self.head + (b"\n" if self.tail else b"") + self.tail), path)
+
+
+def _stream(cmd: list[str], path: Path, timeout: float, max_samples: int,
+            sink: SignalSink) -> tuple[str, int]:
+    """Run a decoder child, feeding its f32le output to ``sink`` as it comes.
+
+    At most ``max_samples`` are taken (the child is then stopped); a hang is killed at
+    ``timeout``. Returns the decoder's messages and its exit status (0 when we stopped it).
+    """
+    proc = _spawn(cmd)
+    expired = threading.Event()
+
+    def expire() -> None:
+        if proc.poll() is None:
+            expired.set()
+            _kill(proc)
+
+    timer = threading.Timer(timeout, expire)
+    timer.daemon = True
+    errors = _Stderr(proc.stderr)
+    errors.start()
+    timer.start()
+    stopped = False
+    try:
+        assert proc.stdout is not None
+        left, carry = max_samples, b""
+        while left > 0:
+            data = proc.stdout.read(_CHUNK_BYTES)
+            if not data:
+                break
+            data = carry + data
+            cut = len(data) // 4 * 4  # whole float32 samples; the rest waits for the next read
+            samples, carry = np.frombuffer(data[:cut], dtype=np.float32)[:left], data[cut:]
+            left -= len(samples)
+            sink.feed(samples)
+        if left <= 0:  # enough: the rest of a very long file is not needed
+            stopped = True
+            _kill(proc)
+        rc = proc.wait()
+    finally:
+        timer.cancel()
+        if proc.poll() is None:
+            _kill(proc)
+            proc.wait()
+        errors.join()
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+    if expired.is_set():
+        raise DecodeTimeout(path, f"decoding took longer than {timeout:g} s and was stopped")
+    if stopped:
+        return errors.text(path), 0
+    if rc < 0:
+        raise DecoderCrashed(path, f"the decoder crashed ({signal.Signals(-rc).name})")
+    return errors.text(path), rc
+
+
+def _text(stderr: bytes, path: Path) -> str:
+    """A decoder's messages as text, without the file's name (which ffmpeg repeats, in bytes
+    that may not even be UTF-8, or hold newlines)."""
+    return stderr.replace(os.fsencode(path), b"").decode("utf-8", "replace")
+
+
+def _lines(stderr: str) -> list[str]:
+    """The decoder's lines without their ``[demuxer @ 0x...]`` prefix or the file's name."""
+    lines = [re.sub(r"^\[[^]]*@ 0x[0-9a-f]+\]\s*", "", ln.strip()) for ln in stderr.splitlines()]
+    return [ln.lstrip(": ").strip() for ln in lines if ln.lstrip(": ").strip()]
 
 
 def _last_line(stderr: str) -> str:
-    """The decoder's most telling line, without its ``[demuxer @ 0x...]`` prefix."""
-    lines = [re.sub(r"^\[[^]]*@ 0x[0-9a-f]+\]\s*", "", ln.strip()) for ln in stderr.splitlines()]
-    lines = [ln for ln in lines if ln]
+    """The decoder's most telling line."""
+    lines = _lines(stderr)
     return lines[-1] if lines else "unknown error"
 
 
 def _first_line(stderr: str) -> str:
-    lines = [re.sub(r"^\[[^]]*@ 0x[0-9a-f]+\]\s*", "", ln.strip()) for ln in stderr.splitlines()]
-    return next((ln for ln in lines if ln), "unknown error")
+    lines = _lines(stderr)
+    return lines[0] if lines else "unknown error"
 
 
-def _ffmpeg_full(path: Path, timeout: float, max_seconds: float) -> tuple[Float32Array, str]:
-    cmd = [_ffmpeg(), "-nostdin", "-hide_banner", "-v", "error", "-i", str(path),
-           "-map", "0:a:0", "-vn", "-t", f"{max_seconds:g}", "-af", _RESAMPLE,
-           "-f", "f32le", "-"]
-    out, err, rc = _run(cmd, path, timeout)
+def _unreadable(path: Path, kind: str | None, stderr: str) -> AudioError:
+    """The error for a file ffmpeg refused, worded by what the file's first bytes say it is."""
+    if "matches no streams" in stderr or "does not contain any stream" in stderr:
+        return NotAudio(path, "no audio stream in the file")
+    said = _first_line(stderr)
+    if kind is None:
+        return NotAudio(path, f"not an audio file ffmpeg can read ({said})")
+    ext = path.suffix.lower()
+    if ext and ext not in _KINDS[kind].extensions:
+        return CorruptAudio(path, f"the extension {ext} does not match the content ({kind}), and "
+                                  f"ffmpeg cannot read it ({said})")
+    part = "container" if _KINDS[kind].container else "data"
+    return CorruptAudio(path, f"the {_label(kind, path)} {part} is damaged ({said})")
+
+
+# --- full decodes ---------------------------------------------------------------------------------
+
+SinkT = TypeVar("SinkT", bound=SignalSink)
+
+
+def decode_stream(path: str | Path, new_sink: Callable[[], SinkT], timeout: float = 120.0,
+                  max_seconds: float = 3600.0, info: Probe | None = None) -> SinkT:
+    """Decode the file's first ``max_seconds`` into a sink, or raise an ``AudioError``.
+
+    Memory stays bounded by what the sink keeps. A file ffmpeg refuses is tried with libsndfile
+    (into a fresh sink) when its content is a format libsndfile reads.
+    """
+    path = Path(path)
+    if info is None:
+        info = probe(path)
+    max_samples = int(max_seconds * SAMPLE_RATE)
+    ffmpeg = _ffmpeg()
+    cmd = [ffmpeg, "-nostdin", "-hide_banner", "-v", "error", "-i", str(path),
+           "-map", "0:a:0", "-vn", "-t", f"{max_seconds:g}", "-af", _RESAMPLE, "-f", "f32le", "-"]
+    sink = new_sink()
+    stderr, rc = _stream(cmd, path, timeout, max_samples, sink)
     if rc != 0:
-        if "matches no streams" in err or "does not contain any stream" in err:
-            raise NotAudio(path, "no audio stream in the file")
-        raise NotAudio(path, f"not an audio file ffmpeg can read ({_first_line(err)})")
-    return np.frombuffer(out, dtype=np.float32).copy(), err
+        check_decoder()  # a broken ffmpeg fails on every file: say so instead of blaming this one
+        ffmpeg_error = _unreadable(path, info.kind, stderr)
+        sndfile = _KINDS[info.kind].sndfile if info.kind else path.suffix.lower() in SNDFILE_EXTENSIONS
+        if not sndfile:
+            raise ffmpeg_error
+        cmd = [sys.executable, "-m", "tagger.sndfile_child", str(path), str(SAMPLE_RATE),
+               str(max_samples)]
+        sink = new_sink()
+        try:
+            stderr, rc = _stream(cmd, path, timeout, max_samples, sink)
+        except AudioError:
+            raise ffmpeg_error from None
+        if rc != 0:
+            raise ffmpeg_error
+        stderr = ""
+    if sink.n_samples == 0:
+        raise EmptyAudio(path, "the file holds no audio samples (zero length)")
+    if not sink.finite:
+        raise CorruptAudio(path, "the decoder produced NaN or infinite samples")
+    got = sink.n_samples / SAMPLE_RATE
+    expected = min(info.declared, max_seconds) if info.declared else 0.0
+    if info.declared and got < TRUNCATION_RATIO * expected and expected - got >= TRUNCATION_SLACK:
+        if any(marker in stderr for marker in _DECODE_ERRORS):
+            raise CorruptAudio(path, f"decoding failed part-way: {_span(got)} of {_span(info.declared)} "
+                                     f"decoded ({_last_line(stderr)})")
+        if info.exact:
+            raise TruncatedAudio(path, f"the file is truncated: {_span(got)} of the declared "
+                                       f"{_span(info.declared)} could be decoded")
+    return sink
 
 
-def _sndfile_full(path: Path, timeout: float) -> Float32Array:
-    cmd = [sys.executable, "-m", "tagger.sndfile_child", str(path), str(SAMPLE_RATE)]
-    out, err, rc = _run(cmd, path, timeout)
-    if rc != 0:
-        raise NotAudio(path, f"libsndfile cannot read it ({_last_line(err)})")
-    return np.frombuffer(out, dtype=np.float32).copy()
+def _span(seconds: float) -> str:
+    """Seconds as a person reads them: ``12.3 s``, or ``2.5 h`` for a long file."""
+    return f"{seconds:.1f} s" if seconds < 3600 else f"{seconds / 3600:.1f} h"
+
+
+class _Collect(SignalSink):
+    def __init__(self) -> None:
+        super().__init__()
+        self.chunks: list[Float32Array] = []
+
+    def _take(self, chunk: Float32Array) -> None:
+        self.chunks.append(chunk)
 
 
 def decode(path: str | Path, timeout: float = 120.0, max_seconds: float = 3600.0) -> Float32Array:
-    """The file (its first ``max_seconds``) as 16 kHz mono float32, or an ``AudioError``."""
-    path = Path(path)
-    check_readable(path)
-    try:
-        audio, stderr = _ffmpeg_full(path, timeout, max_seconds)
-    except NotAudio as ffmpeg_error:
-        if path.suffix.lower() not in SNDFILE_EXTENSIONS:
-            raise
-        try:
-            audio, stderr = _sndfile_full(path, timeout)[:int(max_seconds * SAMPLE_RATE)], ""
-        except NotAudio:
-            raise ffmpeg_error from None
-    if len(audio) == 0:
-        raise EmptyAudio(path, "the file holds no audio samples (zero length)")
-    if not np.isfinite(audio).all():
-        raise CorruptAudio(path, "the decoder produced NaN or infinite samples")
-    declared, exact = declared_duration(path)
-    got = len(audio) / SAMPLE_RATE
-    if declared and declared < max_seconds and got < TRUNCATION_RATIO * declared:
-        errors = any(marker in stderr for marker in _DECODE_ERRORS)
-        if errors:
-            raise CorruptAudio(path, f"decoding failed part-way: {got:.1f} s of {declared:.1f} s "
-                                     f"decoded ({_last_line(stderr)})")
-        if exact:
-            raise TruncatedAudio(path, f"the file is truncated: {got:.1f} s of the declared "
-                                       f"{declared:.1f} s could be decoded")
-    return audio
+    """The file (its first ``max_seconds``) as 16 kHz mono float32, or an ``AudioError``.
+
+    Holds the whole signal: the engine uses :func:`decode_stream` instead.
+    """
+    chunks = decode_stream(path, _Collect, timeout, max_seconds).chunks
+    return np.concatenate(chunks).astype(np.float32, copy=False)
 
 
 def decode_segments(path: str | Path, segments: list[tuple[int, int]],

@@ -5,13 +5,16 @@ the model runs in the calling thread, so decoding overlaps inference. The window
 go into one flat queue that the model drains in fixed-size batches: one call holds windows of
 many tracks, and each track's scores are averaged (MIL) once all its windows are scored.
 Results come back in input order; a file that fails yields a :class:`Failure`, never an
-exception, and the rest carry on.
+exception, and the rest carry on. A problem of the machine (no working ffmpeg, out of memory)
+is raised as :class:`tagger.errors.EnvironmentProblem` instead: it is no file's fault.
 """
 
 from __future__ import annotations
 
+import errno
+import logging
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,11 +22,13 @@ from pathlib import Path
 import numpy as np
 
 from tagger.config import EngineConfig
-from tagger.errors import AudioError
+from tagger.errors import AudioError, EnvironmentProblem
 from tagger.extract import TrackWindows, extract_windows
 from tagger.model.mil import mean_by_track
 from tagger.model.runner import WindowScorer
 from tagger.taxonomy import choose, genre_scores
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -36,20 +41,12 @@ class Prediction:
     seconds: float
     model_version: str
 
-    @property
-    def ok(self) -> bool:
-        return True
-
 
 @dataclass(frozen=True)
 class Failure:
     path: str
     code: str
     reason: str
-
-    @property
-    def ok(self) -> bool:
-        return False
 
 
 Result = Prediction | Failure
@@ -60,6 +57,66 @@ class _Track:
     windows: TrackWindows
     scores: list[np.ndarray] = field(default_factory=list)
     scored: int = 0
+
+    @property
+    def done(self) -> bool:
+        return self.scored == len(self.windows.windows)
+
+
+class WindowQueue:
+    """Tracks in input order, and their windows not yet scored (FIFO across tracks).
+
+    ``batches`` cuts fixed-size model batches from the windows of as many tracks as it takes;
+    ``finished`` hands tracks (and failures) back in input order once all their windows are
+    scored. No track's windows are copied; a batch holds views into them.
+    """
+
+    def __init__(self, batch: int) -> None:
+        self.batch = batch
+        self._order: deque[_Track | Failure] = deque()
+        self._waiting: deque[tuple[_Track, np.ndarray]] = deque()
+        self._queued = 0
+
+    def add(self, item: TrackWindows | Failure) -> None:
+        if isinstance(item, Failure):
+            self._order.append(item)
+            return
+        track = _Track(item)
+        self._order.append(track)
+        self._waiting.append((track, item.windows))
+        self._queued += len(item.windows)
+
+    def batches(self, final: bool) -> Iterator[tuple[np.ndarray, list[tuple[_Track, int]]]]:
+        """Full batches (and, when ``final``, the last partial one): the windows, and which
+        track each run of them belongs to."""
+        while self._queued >= self.batch or (final and self._queued):
+            parts: list[np.ndarray] = []
+            owners: list[tuple[_Track, int]] = []
+            need = min(self.batch, self._queued)
+            while need:
+                track, wins = self._waiting[0]
+                n = min(need, len(wins))
+                parts.append(wins[:n])
+                owners.append((track, n))
+                if n == len(wins):
+                    self._waiting.popleft()
+                else:
+                    self._waiting[0] = (track, wins[n:])
+                need -= n
+            self._queued -= sum(n for _, n in owners)
+            yield np.concatenate(parts), owners
+
+    @staticmethod
+    def record(scores: np.ndarray, owners: list[tuple[_Track, int]]) -> None:
+        pos = 0
+        for track, n in owners:
+            track.scores.append(scores[pos:pos + n])
+            track.scored += n
+            pos += n
+
+    def finished(self) -> Iterator[_Track | Failure]:
+        while self._order and (isinstance(self._order[0], Failure) or self._order[0].done):
+            yield self._order.popleft()
 
 
 class Engine:
@@ -74,81 +131,61 @@ class Engine:
         return self.scorer.version
 
     def _safe_extract(self, path: str) -> TrackWindows | Failure:
+        """A file's windows or its :class:`Failure`; the machine's own problems are raised.
+
+        A missing ffmpeg, exhausted memory or descriptors would fail every file alike: recorded
+        per file (and cached), they would blame sound files for the machine's fault.
+        """
         try:
             return extract_windows(path, self.config)
         except AudioError as e:
             return Failure(e.path, e.code, e.reason)
+        except EnvironmentProblem:
+            raise
+        except MemoryError:
+            raise EnvironmentProblem(f"out of memory while analysing {path}") from None
+        except OSError as e:
+            if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN):
+                raise EnvironmentProblem(f"{e.strerror} while analysing {path}") from None
+            return self._internal(path, e)
         except Exception as e:
-            return Failure(path, "internal-error", f"{type(e).__name__}: {e}")
-
-    def predict_paths(self, paths: Iterable[str | Path],
-                      on_result: Callable[[Result], None] | None = None) -> Iterator[Result]:
-        """Predict every path, yielding results in input order as they complete."""
-        batch = self.scorer.batch_size
-        # Enough decodes in flight to keep the model fed, few enough to bound memory.
-        ahead = max(2 * self.config.jobs, 2)
-        todo = iter(str(p) for p in paths)
-        inflight: deque[Future[TrackWindows | Failure]] = deque()
-        order: deque[_Track | Failure] = deque()
-        queue: list[tuple[_Track, np.ndarray]] = []  # windows not yet scored, FIFO
-        queued = 0
-
-        def drain(final: bool) -> None:
-            nonlocal queue, queued
-            while queued >= batch or (final and queued):
-                take, need = [], min(batch, queued)
-                while need:
-                    track, wins = queue[0]
-                    n = min(need, len(wins))
-                    take.append((track, wins[:n]))
-                    if n == len(wins):
-                        queue.pop(0)
-                    else:
-                        queue[0] = (track, wins[n:])
-                    need -= n
-                scores = self.scorer.score(np.concatenate([w for _, w in take]))
-                pos = 0
-                for track, wins in take:
-                    track.scores.append(scores[pos:pos + len(wins)])
-                    track.scored += len(wins)
-                    pos += len(wins)
-                queued -= pos
-
-        def finished() -> Iterator[Result]:
-            while order and (isinstance(order[0], Failure)
-                             or order[0].scored == len(order[0].windows.windows)):
-                item = order.popleft()
-                result = item if isinstance(item, Failure) else self._prediction(item)
-                if on_result:
-                    on_result(result)
-                yield result
-
-        with ThreadPoolExecutor(self.config.jobs, thread_name_prefix="decode") as pool:
-            for path in todo:
-                inflight.append(pool.submit(self._safe_extract, path))
-                if len(inflight) < ahead:
-                    continue
-                self._accept(inflight.popleft().result(), order, queue)
-                queued = sum(len(w) for _, w in queue)
-                drain(final=False)
-                yield from finished()
-            while inflight:
-                self._accept(inflight.popleft().result(), order, queue)
-                queued = sum(len(w) for _, w in queue)
-                drain(final=not inflight)
-                yield from finished()
-            drain(final=True)
-            yield from finished()
+            return self._internal(path, e)
 
     @staticmethod
-    def _accept(item: TrackWindows | Failure, order: deque[_Track | Failure],
-                queue: list[tuple[_Track, np.ndarray]]) -> None:
-        if isinstance(item, Failure):
-            order.append(item)
-            return
-        track = _Track(item)
-        order.append(track)
-        queue.append((track, item.windows))
+    def _internal(path: str, e: Exception) -> Failure:
+        """A bug of ours: the traceback goes to the log, a plain line to the person."""
+        log.debug("internal error on %s", path, exc_info=e)
+        return Failure(path, "internal-error",
+                       f"genre-tagger failed unexpectedly on this file ({type(e).__name__}); "
+                       "please report it")
+
+    def predict_paths(self, paths: Iterable[str | Path]) -> Iterator[Result]:
+        """Predict every path, yielding results in input order as they complete.
+
+        Raises :class:`tagger.errors.EnvironmentProblem` (no working decoder, out of memory):
+        a machine's problem is no file's result.
+        """
+        # Enough decodes in flight to keep the model fed, few enough to bound memory.
+        ahead = max(2 * self.config.jobs, 2)
+        windows = WindowQueue(self.scorer.batch_size)
+        inflight: deque[Future[TrackWindows | Failure]] = deque()
+        todo = iter(paths)
+        pool = ThreadPoolExecutor(self.config.jobs, thread_name_prefix="decode")
+        try:
+            while True:
+                for path in todo:  # top up the decoders
+                    inflight.append(pool.submit(self._safe_extract, str(path)))
+                    if len(inflight) >= ahead:
+                        break
+                if not inflight:
+                    break
+                windows.add(inflight.popleft().result())
+                for batch, owners in windows.batches(final=not inflight):
+                    windows.record(self.scorer.score(batch), owners)
+                for item in windows.finished():
+                    yield item if isinstance(item, Failure) else self._prediction(item)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)  # stop soon after an error or close()
 
     def _prediction(self, track: _Track) -> Prediction:
         scores = np.concatenate(track.scores)

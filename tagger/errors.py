@@ -6,7 +6,15 @@ the line a person reads.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def one_line(text: str) -> str:
+    """Collapse newlines and control characters: a reason is printed, logged and stored as one line."""
+    return " ".join(_CONTROL.sub(" ", text).split())
 
 
 class TaggerError(Exception):
@@ -19,6 +27,7 @@ class AudioError(TaggerError):
     code = "audio-error"
 
     def __init__(self, path: str | Path, reason: str) -> None:
+        reason = one_line(reason)
         super().__init__(f"{path}: {reason}")
         self.path = str(path)
         self.reason = reason
@@ -64,5 +73,16 @@ class DecoderCrashed(AudioError):
     code = "decoder-crashed"
 
 
-class DecoderMissing(TaggerError):
+class EnvironmentProblem(TaggerError):
+    """The machine is at fault, not the file (no working ffmpeg, out of memory, too many open files).
+
+    Raised out of the engine instead of becoming a per-file failure: recording it against each
+    file would cache the machine's problem as the file's fault.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(one_line(message))
+
+
+class DecoderMissing(EnvironmentProblem):
     """No usable decoder is installed (ffmpeg not on PATH)."""

@@ -1,5 +1,10 @@
 """From an audio file to its analysis windows: decode (all, or only what the budget needs),
-log-mel, window. I/O at the edge; the arithmetic lives in :mod:`tagger.features`."""
+log-mel, window. I/O at the edge; the arithmetic lives in :mod:`tagger.features`.
+
+Memory per file is bounded whatever its length: budget mode seeks to the windows it analyses
+over the whole declared length; a full decode (``budget=None``, an unknown length, or a seek
+that failed) streams into log-mel frames and stops after ``cfg.max_seconds``.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +14,17 @@ from pathlib import Path
 import numpy as np
 
 from tagger.config import EngineConfig
-from tagger.decode import declared_duration, decode, decode_segments
+from tagger.decode import check_readable, decode_segments, decode_stream, probe
 from tagger.errors import SilentAudio, TooShort
 from tagger.features import (
+    HOP,
+    N_FRAMES,
     SAMPLE_RATE,
     Float32Array,
+    LogMelStream,
     cut_windows,
-    log_mel,
     log_mel_segment,
     plan_windows,
-    repeat_pad,
     window_starts,
 )
 
@@ -36,32 +42,33 @@ class TrackWindows:
     seeked: bool  # True when only the budgeted segments were decoded
 
 
-def _check_signal(path: Path, audio: Float32Array) -> None:
-    if len(audio) < MIN_SECONDS * SAMPLE_RATE:
-        raise TooShort(path, f"only {len(audio) / SAMPLE_RATE:.2f} s of audio "
+def _check_signal(path: Path, n_samples: int, peak: float) -> None:
+    if n_samples < MIN_SECONDS * SAMPLE_RATE:
+        raise TooShort(path, f"only {n_samples / SAMPLE_RATE:.2f} s of audio "
                              f"(at least {MIN_SECONDS:g} s is needed)")
-    if float(np.max(np.abs(audio))) < SILENCE_PEAK:
+    if peak < SILENCE_PEAK:
         raise SilentAudio(path, "the audio is silent")
 
 
 def extract_windows(path: str | Path, cfg: EngineConfig) -> TrackWindows:
     """Analysis windows of one file, or a typed :class:`tagger.errors.AudioError`."""
     path = Path(path)
-    if cfg.budget is not None:
-        seconds, _ = declared_duration(path)
-        if seconds and seconds < cfg.max_seconds:
-            plan = plan_windows(int(seconds * SAMPLE_RATE), cfg.window_hop, None)
-            if len(plan.starts) > cfg.budget:
-                plan = plan_windows(int(seconds * SAMPLE_RATE), cfg.window_hop, cfg.budget)
-                pieces = decode_segments(path, plan.segments, cfg.decode_timeout)
-                if pieces is not None:
-                    joined = np.concatenate(pieces)
-                    if float(np.max(np.abs(joined))) >= SILENCE_PEAK:
-                        windows = np.stack([log_mel_segment(p) for p in pieces])
-                        return TrackWindows(str(path), windows, seconds, True)
-                    # Silent where we looked: decode in full before calling the file silent.
-    audio = decode(path, cfg.decode_timeout, cfg.max_seconds)
-    _check_signal(path, audio)
-    frames = log_mel(repeat_pad(audio))
+    # First, before anything opens the file: a FIFO would block the header reader forever, and
+    # a symlink to /dev/zero never ends.
+    check_readable(path)
+    info = probe(path)
+    if cfg.budget is not None and info.declared:
+        n_samples = int(info.declared * SAMPLE_RATE)
+        n_windows = len(range(0, 1 + n_samples // HOP - N_FRAMES + 1, max(1, cfg.window_hop)))
+        if n_windows > cfg.budget:
+            plan = plan_windows(n_samples, cfg.window_hop, cfg.budget)
+            pieces = decode_segments(path, plan.segments, cfg.decode_timeout)
+            # Silent where we looked: decode in full before calling the file silent.
+            if pieces is not None and max(float(np.max(np.abs(p))) for p in pieces) >= SILENCE_PEAK:
+                windows = np.stack([log_mel_segment(p) for p in pieces])
+                return TrackWindows(str(path), windows, info.declared, True)
+    stream = decode_stream(path, LogMelStream, cfg.decode_timeout, cfg.max_seconds, info)
+    _check_signal(path, stream.n_samples, stream.peak)
+    frames = stream.finish()
     windows = cut_windows(frames, window_starts(len(frames), cfg.window_hop, cfg.budget))
-    return TrackWindows(str(path), windows, len(audio) / SAMPLE_RATE, False)
+    return TrackWindows(str(path), windows, stream.n_samples / SAMPLE_RATE, False)

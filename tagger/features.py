@@ -106,6 +106,81 @@ def log_mel_segment(segment: Float32Array) -> Float32Array:
     return _log_compress(_frames_power(np.asarray(segment, dtype=np.float32)))
 
 
+class SignalSink:
+    """Takes a decoded signal piece by piece and keeps its length, peak and finiteness.
+
+    Decoders stream into a sink so that no caller has to hold a whole long file in memory.
+    """
+
+    def __init__(self) -> None:
+        self.n_samples = 0
+        self.peak = 0.0
+        self.finite = True
+
+    def feed(self, chunk: Float32Array) -> None:
+        chunk = np.asarray(chunk, dtype=np.float32)
+        if not len(chunk):
+            return
+        self.n_samples += len(chunk)
+        if not np.isfinite(chunk).all():
+            self.finite = False
+        else:
+            self.peak = max(self.peak, float(np.max(np.abs(chunk))))
+        self._take(chunk)
+
+    def _take(self, chunk: Float32Array) -> None:
+        """What a subclass keeps of each piece."""
+
+
+class LogMelStream(SignalSink):
+    """:func:`log_mel` of ``repeat_pad(signal)``, computed as the signal arrives.
+
+    Only the log-mel frames (96 floats per 256 samples: 3/8 of the audio's size) and one chunk of
+    audio are kept, never the whole signal: a long file's audio is never in memory at once.
+    Frames are the same as :func:`log_mel` of the whole signal (frame by frame: each depends only
+    on its own 512 samples of the reflect-padded signal).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._head: list[Float32Array] = []  # the signal until it fills a window (repeat-pad)
+        self._buf: Float32Array | None = None  # padded signal from the next frame's first sample
+        self._tail = np.zeros(0, dtype=np.float32)  # the last N_FFT/2 + 1 samples (end padding)
+        self._frames: list[Float32Array] = []
+
+    def _take(self, chunk: Float32Array) -> None:
+        self._tail = np.concatenate([self._tail, chunk[-(N_FFT // 2 + 1):]])[-(N_FFT // 2 + 1):]
+        if self._buf is None:
+            self._head.append(chunk)
+            if self.n_samples < MIN_SAMPLES:
+                return
+            head = np.concatenate(self._head)
+            self._head = []
+            self._buf = np.concatenate([head[1:N_FFT // 2 + 1][::-1], head])  # reflect padding
+        else:
+            self._buf = np.concatenate([self._buf, chunk])
+        self._frame()
+
+    def _frame(self) -> None:
+        assert self._buf is not None
+        if len(self._buf) < N_FFT:
+            return
+        k = 1 + (len(self._buf) - N_FFT) // HOP
+        self._frames.append(_log_compress(_frames_power(self._buf[:(k - 1) * HOP + N_FFT])))
+        self._buf = self._buf[k * HOP:].copy()
+
+    def finish(self) -> Float32Array:
+        """All (frames, 96) log-mel frames; a signal shorter than a window is repeated first."""
+        if self._buf is None:
+            if not self._head:
+                return np.zeros((0, N_MELS), dtype=np.float32)
+            return log_mel(repeat_pad(np.concatenate(self._head)))
+        self._buf = np.concatenate([self._buf, self._tail[:-1][::-1]])  # reflect padding
+        self._frame()
+        frames, self._frames = self._frames, []
+        return np.concatenate(frames) if len(frames) > 1 else frames[0]
+
+
 def repeat_pad(audio: Float32Array, min_samples: int = MIN_SAMPLES) -> Float32Array:
     """Repeat a short signal until it fills one window (musicnn's training ``repeat-pad``).
 
@@ -129,11 +204,13 @@ def window_starts(n_frames: int, hop: int = N_FRAMES, budget: int | None = None)
     """
     if n_frames < N_FRAMES:
         return []
-    starts = list(range(0, n_frames - N_FRAMES + 1, max(1, hop)))
-    if budget is not None and len(starts) > budget:
-        picks = (np.arange(budget) + 0.5) * len(starts) / budget - 0.5
-        starts = [starts[round(float(p))] for p in picks]
-    return starts
+    hop = max(1, hop)
+    count = (n_frames - N_FRAMES) // hop + 1  # window i starts at frame i * hop
+    if budget is not None and count > budget:
+        # Arithmetic, never the list of every start: a header may declare a length of years.
+        picks = (np.arange(budget) + 0.5) * count / budget - 0.5
+        return [round(float(p)) * hop for p in picks]
+    return list(range(0, count * hop, hop))
 
 
 def cut_windows(frames: Float32Array, starts: list[int]) -> Float32Array:

@@ -13,8 +13,10 @@ identity. Container by container, the payload is:
 * WAV: the ``data`` chunk; AIFF: the ``SSND`` chunk;
 * ASF/WMA: the Data Object.
 
-Anything else falls back to the hash of the whole file (a tag edit then looks like new audio,
-which costs one analysis, never a wrong answer).
+Anything else, or a payload that cannot be located or is implausibly small (a damaged
+container), falls back to the hash of the whole file: a tag edit then looks like new audio, which
+costs one analysis, never a wrong answer; and a tag rewrite of such a file cannot be verified,
+so it is refused.
 """
 
 from __future__ import annotations
@@ -25,7 +27,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from tagger.chunks import chunks
+
 CHUNK = 1 << 20
+#: A located payload smaller than this is not audio: the container is damaged or lying.
+MIN_PAYLOAD = 1024
 _ASF_HEADER = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")
 _ASF_DATA = bytes.fromhex("3626b2758e66cf11a6d900aa0062ce6c")
 
@@ -69,6 +75,8 @@ def _mpeg(fh: BinaryIO, size: int) -> Iterator[bytes]:
             tag_size = struct.unpack("<I", footer[12:16])[0]
             flags = struct.unpack("<I", footer[20:24])[0]
             end -= tag_size + (32 if flags & (1 << 31) else 0)
+            if end - start < MIN_PAYLOAD:  # a damaged footer claiming the whole file
+                raise ValueError("implausible APE tag size")
     yield from _read_range(fh, start, end)
 
 
@@ -141,16 +149,10 @@ def _mp4(fh: BinaryIO, size: int) -> Iterator[bytes]:
 
 
 def _iff(fh: BinaryIO, size: int, wanted: bytes, little: bool) -> Iterator[bytes]:
-    fmt = "<I" if little else ">I"
-    pos = 12
-    while pos + 8 <= size:
-        fh.seek(pos)
-        head = fh.read(8)
-        length = struct.unpack(fmt, head[4:8])[0]
-        if head[:4] == wanted:
-            yield from _read_range(fh, pos + 8, min(size, pos + 8 + length))
+    for chunk in chunks(fh, size, little):
+        if chunk.id == wanted:
+            yield from _read_range(fh, chunk.offset + 8, min(size, chunk.offset + 8 + chunk.length))
             return
-        pos += 8 + length + (length & 1)
     raise ValueError(f"no {wanted.decode()} chunk")
 
 
@@ -193,17 +195,42 @@ def _payload(fh: BinaryIO, size: int) -> tuple[str, Iterator[bytes]]:
 
 
 def audio_identity(path: str | Path) -> str:
-    """``kind:sha256`` of the audio payload (whole file when the container is unknown)."""
+    """``kind:sha256`` of the audio payload; ``file:sha256`` of the whole file when the payload
+    cannot be located (unknown or damaged container, or a payload too small to be audio)."""
     path = Path(path)
     size = path.stat().st_size
     with open(path, "rb") as fh:
         kind, blocks = _payload(fh, size)
         h = hashlib.sha256()
+        hashed = 0
         try:
             for block in blocks:
                 h.update(block)
+                hashed += len(block)
         except (ValueError, struct.error):
-            kind, h = "file", hashlib.sha256()
+            kind = "file"
+        if kind != "file" and hashed < MIN_PAYLOAD:
+            kind = "file"
+        if kind == "file":
+            h = hashlib.sha256()
             for block in _read_range(fh, 0, size):
                 h.update(block)
     return f"{kind}:{h.hexdigest()}"
+
+
+_EMPTY = hashlib.sha256(b"").hexdigest()
+
+
+def trusted(audio_id: str | None) -> bool:
+    """May two files with this identity share one analysis?
+
+    A whole-file hash is (equal bytes, equal audio); an empty payload hash is not: releases
+    before 0.2 stored one for every MP3 whose damaged APE footer hid its audio, so different
+    songs matched.
+    """
+    return bool(audio_id) and not str(audio_id).endswith(":" + _EMPTY)
+
+
+def located(audio_id: str | None) -> bool:
+    """Was the audio payload itself hashed (so a tag rewrite must leave the identity as is)?"""
+    return trusted(audio_id) and not str(audio_id).startswith("file:")

@@ -26,7 +26,8 @@ class Decision:
     why: str  # one word for summaries: write, keep-user, has-genre, abstain, same
 
 
-def _same(a: list[str], b: list[str]) -> bool:
+def same_genres(a: list[str], b: list[str]) -> bool:
+    """Equal as genre lists: same order, case aside."""
     return [x.casefold() for x in a] == [x.casefold() for x in b]
 
 
@@ -36,16 +37,18 @@ def _union(first: list[str], then: list[str]) -> list[str]:
 
 
 def decide(current: list[str], predicted: list[str], policy: Policy,
-           written: list[str] | None = None, before: list[str] | None = None) -> Decision:
+           written: list[str] | None = None, before: list[str] | None = None,
+           force: bool = False) -> Decision:
     """The genres to write given the file's ``current`` genres and our ``predicted`` ones.
 
     ``written`` is what we last wrote to this file (None: never), ``before`` what it held before
-    our first write.
+    our first write. ``force`` (beets' ``-f``) treats a person's edit of our genres like genres
+    they set before us: ``merge`` then keeps theirs and adds ours (lastgenre's keep_existing).
     """
     if not predicted:
         return Decision(None, "abstain")
-    ours_untouched = written is not None and _same(current, written)
-    if written is not None and not ours_untouched and policy != "overwrite":
+    ours_untouched = written is not None and same_genres(current, written)
+    if written is not None and not ours_untouched and policy != "overwrite" and not force:
         return Decision(None, "keep-user")
     if policy == "overwrite":
         new = list(predicted)
@@ -56,6 +59,6 @@ def decide(current: list[str], predicted: list[str], policy: Policy,
     else:  # merge: the user's own genres first, then ours
         users = (before or []) if ours_untouched else current
         new = _union(list(users), predicted)
-    if _same(new, current):
+    if same_genres(new, current):
         return Decision(None, "same")
     return Decision(new, "write")

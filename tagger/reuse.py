@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
 
 from tagger.cache import Cache, TrackRow
-from tagger.engine import Engine, Failure, Prediction
-from tagger.identity import audio_identity
+from tagger.engine import Failure, Prediction
+from tagger.identity import audio_identity, trusted
 
 ANALYSED = ("done", "abstained")
 
@@ -34,11 +32,23 @@ def cached_row(cache: Cache, path: str, st: os.stat_result,
         audio_id = audio_identity(path)
     except OSError:
         return None, None
-    if row and row.audio_id == audio_id and row.model_version == version and row.status in ANALYSED:
-        return row, audio_id
+    if not trusted(audio_id):
+        return None, audio_id  # an identity that says nothing about the audio is never reused
+    if row and row.audio_id == audio_id and row.model_version == version and (
+            row.status in ANALYSED or (row.status == "deleted" and row.genre_scores)):
+        return row, audio_id  # a tag edit, or a file that went away and came back
     others = [r for r in cache.by_audio_id(audio_id, version) if r.path != path]
     others.sort(key=lambda r: os.path.exists(r.path))  # vanished paths (moves) first
     return (others[0] if others else None), audio_id
+
+
+def failure_key() -> str:
+    """What an analysis failure depends on besides the file: genre-tagger's version and the
+    decoder's. A failure recorded under another key is retried (a newer ffmpeg may read it)."""
+    from tagger import __version__
+    from tagger.decode import decoder_version
+
+    return f"analysis|{__version__}|{decoder_version()}"
 
 
 def record_prediction(cache: Cache, result: Prediction | Failure, st: os.stat_result,
@@ -47,7 +57,7 @@ def record_prediction(cache: Cache, result: Prediction | Failure, st: os.stat_re
     if isinstance(result, Failure):
         cache.upsert(result.path, size=st.st_size, mtime_ns=st.st_mtime_ns, audio_id=audio_id,
                      status="failed", error_code=result.code, error_reason=result.reason,
-                     model_version=version)
+                     model_version=version, decision_key=failure_key())
         return
     cache.upsert(result.path, size=st.st_size, mtime_ns=st.st_mtime_ns, audio_id=audio_id,
                  model_version=result.model_version, raw_scores=result.raw,
@@ -62,44 +72,3 @@ def copy_scores(cache: Cache, path: str, src: TrackRow, st: os.stat_result, audi
                  model_version=src.model_version, raw_scores=src.raw_scores,
                  genre_scores=src.genre_scores, status=src.status, analysed_at=src.analysed_at,
                  error_code=None, error_reason=None)
-
-
-@dataclass
-class Scored:
-    """A file's scores, wherever they came from."""
-
-    path: str
-    genre_scores: dict[str, float]
-    raw: dict[str, float]
-    from_cache: bool
-
-
-def score_paths(paths: Iterable[str], cache: Cache, engine_factory: object, version: str
-                ) -> tuple[dict[str, Scored], dict[str, Failure]]:
-    """Scores for every path: from the cache when possible, else one batched engine pass."""
-    scored: dict[str, Scored] = {}
-    failed: dict[str, Failure] = {}
-    todo: dict[str, tuple[os.stat_result, str | None]] = {}
-    for path in paths:
-        try:
-            st = os.stat(path)
-        except OSError as e:
-            failed[path] = Failure(path, "missing", e.strerror or "cannot stat")
-            continue
-        row, audio_id = cached_row(cache, path, st, version)
-        if row is not None:
-            if row.path != path:
-                copy_scores(cache, path, row, st, audio_id)
-            scored[path] = Scored(path, row.genre_scores, row.raw_scores, True)
-        else:
-            todo[path] = (st, audio_id)
-    if todo:
-        engine: Engine = engine_factory()  # type: ignore[operator]
-        for result in engine.predict_paths(list(todo)):
-            st, audio_id = todo[result.path]
-            record_prediction(cache, result, st, audio_id, version)
-            if isinstance(result, Failure):
-                failed[result.path] = result
-            else:
-                scored[result.path] = Scored(result.path, result.genre_scores, result.raw, False)
-    return scored, failed

@@ -22,18 +22,25 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from tagger.cache import Cache, TrackRow
-from tagger.cache.store import StatEntry
+from tagger.cache import Cache, Intent, TrackRow
+from tagger.cache.store import StatEntry, Status
 from tagger.config import EngineConfig
 from tagger.engine import Engine, Failure
+from tagger.faults import checkpoint
+from tagger.identity import trusted
 from tagger.model.catalog import model_version
-from tagger.policy import Policy, decide
-from tagger.reuse import cached_row, copy_scores, record_prediction
+from tagger.policy import Policy, decide, same_genres
+from tagger.reuse import cached_row, copy_scores, failure_key, record_prediction
 from tagger.tags import TagOptions, TagWriteError, read_genres, write_genres
 from tagger.taxonomy import choose
-from tagger.walk import real_roots, walk, within
+from tagger.walk import real_roots, unreadable_reason, walk, within
+
+#: Tag-stage failures that say "not now" rather than "not this file": retried on the next scan
+#: (and by the daemon, with backoff).
+TRANSIENT: frozenset[str] = frozenset({"busy", "changed", "timeout", "write-error", "disk-full",
+                                       "missing"})
 
 
 @dataclass(frozen=True)
@@ -42,17 +49,34 @@ class ScanOptions:
     policy: Policy = "missing"
     dry_run: bool = False
     tags: TagOptions = field(default_factory=TagOptions)
+    #: Analyse files that failed before even if nothing about them changed.
+    retry_failed: bool = False
+
+
+#: What happened to a file (or a folder the walk could not read) in a scan or revert.
+Action = Literal["unchanged", "analysed", "reused", "moved", "failed", "recovered", "unreadable",
+                 "reverted", "skipped"]
 
 
 @dataclass
 class Outcome:
     path: str
-    action: str  # unchanged | analysed | reused | moved | failed
+    action: Action
     old: list[str] | None = None
     new: list[str] | None = None
     decision: str | None = None
     error: str | None = None
     reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A file's scores (its cache row) or why it has none."""
+
+    path: str
+    stat: os.stat_result  # as found: a write checks the file still matches it
+    result: TrackRow | Failure
+    action: Action
 
 
 @dataclass
@@ -93,6 +117,7 @@ class Scanner:
         t = options.tags
         self.decision_key = (f"{options.policy}|{sel.top_k}|{sel.min_confidence}|{sel.relative}|"
                              f"{t.id3_version}|{t.id3v23_separator}|{self.version}")
+        self.failure_key = failure_key()
 
     @property
     def engine(self) -> Engine:
@@ -100,15 +125,27 @@ class Scanner:
             self._engine = Engine(self.config)
         return self._engine
 
+    @property
+    def loaded_engine(self) -> Engine | None:
+        """The engine if this scan needed (and so loaded) one: the daemon keeps it for the next
+        batch."""
+        return self._engine
+
     def settled(self, known: StatEntry | None, st: os.stat_result) -> bool:
         """Nothing to do: same size and mtime as cached, and decided under this model, policy
-        and selection (a failure is about the file, so it is retried only when the file changes).
+        and selection. A failure is retried when the file changes, or what it depended on: the
+        settings for a tag-stage failure, genre-tagger's and the decoder's version for an
+        analysis failure (``failure_key``), or when asked (``retry_failed``).
 
         A file analysed but not yet written (a kill between the two) is not settled.
         """
-        if known is None or (known[0], known[1]) != (st.st_size, st.st_mtime_ns):
+        if known is None or (known.size, known.mtime_ns) != (st.st_size, st.st_mtime_ns):
             return False
-        return known[3] == "failed" or (known[2] == self.version and known[4] == self.decision_key)
+        if known.status == "failed":
+            return not self.options.retry_failed and known.decision_key in (
+                self.decision_key, self.failure_key)
+        return (known.status != "deleted" and known.model_version == self.version
+                and known.decision_key == self.decision_key)
 
     # --- the scan ----------------------------------------------------------------------------
 
@@ -126,90 +163,133 @@ class Scanner:
             if on_outcome:
                 on_outcome(o)
 
+        if not self.options.dry_run:
+            for o in finish_interrupted_writes(self.cache, self.options.tags):
+                record(o)
         given = None if paths is None else list(paths)
         index = self.cache.stat_index(paths=None if given is None else [p for p, _ in given])
         pending: list[tuple[str, os.stat_result]] = []
-        for path, st in (walk(self.options.roots) if given is None else given):
+        seen: set[str] = set()
+        def unreadable(path: str, e: OSError) -> None:
+            record(Outcome(path, "unreadable", error="unreadable-folder",
+                           reason=unreadable_reason(path, e)))
+
+        for path, st in (walk(self.options.roots, on_error=unreadable) if given is None else given):
+            seen.add(path)
             if self.settled(index.get(path), st):
                 report.counts["unchanged"] += 1
             else:
                 pending.append((path, st))
+        if given is None and not self.options.dry_run:
+            report.counts["deleted"] = self._mark_deleted(index, seen)
         if on_total:
             on_total(len(pending))
 
-        to_analyse: dict[str, tuple[os.stat_result, str | None]] = {}
-        for path, st in pending:
-            if stop.is_set():
-                report.interrupted = True
-                break
-            outcome = self._without_analysis(path, st, to_analyse)
-            if outcome:
-                record(outcome)
-        if to_analyse and not stop.is_set():
-            self._analyse(to_analyse, stop, record)
-        report.interrupted = report.interrupted or stop.is_set()
+        for found in self.scores(pending, stop):
+            if isinstance(found.result, Failure):
+                r = found.result
+                record(Outcome(r.path, "failed", error=r.code, reason=r.reason))
+            else:
+                record(self._apply(found.path, found.result, found.action, found.stat))
+        report.interrupted = stop.is_set()
         report.seconds = time.perf_counter() - started
         return report
 
-    def _without_analysis(self, path: str, st: os.stat_result,
-                          to_analyse: dict[str, tuple[os.stat_result, str | None]]) -> Outcome | None:
-        """Settle a changed or new file from the cache if its audio is known; else queue it.
+    def _mark_deleted(self, index: dict[str, StatEntry], seen: set[str]) -> int:
+        """Rows under the roots whose file is gone (not merely unreadable) say so."""
+        prefixes = tuple(os.path.join(os.path.abspath(r), "") for r in self.options.roots)
+        gone = 0
+        for path, known in index.items():
+            if known.status == "deleted" or path in seen or not path.startswith(prefixes):
+                continue
+            try:
+                os.lstat(path)
+            except FileNotFoundError:
+                self.cache.upsert(path, status="deleted")
+                gone += 1
+            except OSError:
+                continue
+        return gone
 
-        (Failed files with an unchanged stat never get here: :meth:`run` counts them unchanged.)
+    # --- cached or analysed -------------------------------------------------------------------
+
+    def scores(self, items: Iterable[tuple[str, os.stat_result]],
+               stop: threading.Event | None = None) -> Iterator[Scored]:
+        """Every file's scores, cheapest first: from the cache (its own row after a tag edit,
+        another path's after a move, rename or copy), else from the engine, in cross-track
+        batches. Every file comes out, with its row or its failure; the cache holds both.
+
+        The one cache-then-engine loop: ``scan``, the daemon's batches and the beets plugin.
         """
-        found, audio_id = cached_row(self.cache, path, st, self.version)
-        if found is None:
-            to_analyse[path] = (st, audio_id)
-            return None
-        if found.path == path:  # its own row: a tag edit, or a new policy or selection
-            self.cache.upsert(path, size=st.st_size, mtime_ns=st.st_mtime_ns, audio_id=audio_id)
-            return self._apply(path, found, "reused")
-        if not os.path.exists(found.path):
-            self.cache.move(found.path, path, size=st.st_size, mtime_ns=st.st_mtime_ns)
-            return self._apply(path, self.cache.get(path) or found, "moved")
-        copy_scores(self.cache, path, found, st, audio_id)
-        return self._apply(path, self.cache.get(path) or found, "reused")
-
-    def _analyse(self, todo: dict[str, tuple[os.stat_result, str | None]], stop: threading.Event,
-                 record: Callable[[Outcome], None]) -> None:
-        # Files with the same audio (a track on an album and on a compilation) are analysed once.
-        copies: dict[str, list[str]] = {}
-        first: list[str] = []
-        for path, (_, audio_id) in todo.items():
-            if audio_id and audio_id in copies:
-                copies[audio_id].append(path)
+        stop = stop or threading.Event()
+        todo: dict[str, tuple[os.stat_result, str | None]] = {}
+        for path, st in items:
+            if stop.is_set():
+                return
+            found, audio_id = cached_row(self.cache, path, st, self.version)
+            if found is None:
+                todo[path] = (st, audio_id)
+            elif found.path == path:  # its own row: a tag edit, or a new policy or selection
+                self.cache.upsert(path, size=st.st_size, mtime_ns=st.st_mtime_ns, audio_id=audio_id)
+                yield Scored(path, st, found, "reused")
+            elif not os.path.exists(found.path):
+                self.cache.move(found.path, path, size=st.st_size, mtime_ns=st.st_mtime_ns)
+                yield Scored(path, st, self.cache.get(path) or found, "moved")
             else:
-                first.append(path)
-                if audio_id:
-                    copies[audio_id] = []
+                copy_scores(self.cache, path, found, st, audio_id)
+                yield Scored(path, st, self.cache.get(path) or found, "reused")
+        if todo and not stop.is_set():
+            yield from self._analysed(todo, stop)
 
-        def feed() -> Iterator[str]:
-            for path in first:
+    def _analysed(self, todo: dict[str, tuple[os.stat_result, str | None]],
+                  stop: threading.Event) -> Iterator[Scored]:
+        # Files with the same audio (a track on an album and on a compilation) are analysed once;
+        # if that one fails (its container may be the damaged part), its copies are analysed too.
+        copies: dict[str, list[str]] = {}  # the path analysed -> paths with the same audio
+        first_with: dict[str, str] = {}  # audio id -> the path analysed for it
+        for path, (_, audio_id) in todo.items():
+            if trusted(audio_id) and audio_id in first_with:
+                copies[first_with[str(audio_id)]].append(path)
+                continue
+            copies[path] = []
+            if trusted(audio_id):
+                first_with[str(audio_id)] = path
+        leaders = list(copies)
+        retry: list[str] = []  # filled while the leaders run
+
+        def feed(paths: list[str]) -> Iterator[str]:
+            for path in paths:
                 if stop.is_set():
                     return  # in-flight files finish; the rest wait for the next scan
                 yield path
 
-        for result in self.engine.predict_paths(feed()):
-            st, audio_id = todo[result.path]
-            record_prediction(self.cache, result, st, audio_id, self.version)
-            if isinstance(result, Failure):
-                record(Outcome(result.path, "failed", error=result.code, reason=result.reason))
+        for paths in (leaders, retry):
+            if not paths:
                 continue
-            row = self.cache.get(result.path)
-            assert row is not None
-            record(self._apply(result.path, row, "analysed"))
-            for dup in copies.get(audio_id or "", []):
-                copy_scores(self.cache, dup, row, todo[dup][0], audio_id)
-                dup_row = self.cache.get(dup)
-                assert dup_row is not None
-                record(self._apply(dup, dup_row, "reused"))
+            for result in self.engine.predict_paths(feed(paths)):
+                st, audio_id = todo[result.path]
+                record_prediction(self.cache, result, st, audio_id, self.version)
+                if isinstance(result, Failure):
+                    yield Scored(result.path, st, result, "failed")
+                    retry.extend(copies.get(result.path, []))
+                    continue
+                row = self.cache.get(result.path)
+                assert row is not None
+                yield Scored(result.path, st, row, "analysed")
+                for dup in copies.get(result.path, []):
+                    copy_scores(self.cache, dup, row, todo[dup][0], audio_id)
+                    yield Scored(dup, todo[dup][0], self.cache.get(dup) or row, "reused")
 
     # --- writing -----------------------------------------------------------------------------
 
-    def _apply(self, path: str, row: TrackRow, action: str) -> Outcome:
-        """Choose genres from the cached scores, let the policy decide, write, record."""
+    def _apply(self, path: str, row: TrackRow, action: Action, st: os.stat_result) -> Outcome:
+        """Choose genres from the cached scores, let the policy decide, write, record.
+
+        ``st`` is the file's stat when it was found: if the file differs from it when the new
+        copy is about to replace it, nothing is written (it changed after it was analysed).
+        """
         chosen = [g for g, _ in choose(row.genre_scores, self.config.selection)]
-        status = "done" if chosen else "abstained"
+        status: Status = "done" if chosen else "abstained"
         if not within(path, self.roots):
             self.cache.upsert(path, genres_chosen=chosen, status=status)
             return Outcome(path, action, error="outside-roots",
@@ -217,31 +297,73 @@ class Scanner:
         try:
             current = read_genres(path, self.options.tags)
         except TagWriteError as e:
-            self.cache.upsert(path, genres_chosen=chosen, status=status)
-            return Outcome(path, action, error=e.code, reason=e.reason)
+            return self._tag_failure(path, action, chosen, status, None, e)
         d = decide(current, chosen, self.options.policy, row.genres_written, row.genres_before)
         outcome = Outcome(path, action, old=current, new=d.new, decision=d.why)
         if self.options.dry_run:
             return outcome
-        values: dict[str, Any] = {"genres_chosen": chosen, "status": status,
-                                  "decision_key": self.decision_key}
-        if d.new is not None:
-            try:
-                write_genres(path, d.new, self.options.tags)
-            except TagWriteError as e:
-                self.cache.upsert(path, genres_chosen=chosen, status=status)
-                return Outcome(path, action, old=current, error=e.code, reason=e.reason)
-            st = os.stat(path)
-            values.update(genres_written=d.new, written_at=time.time(), size=st.st_size,
-                          mtime_ns=st.st_mtime_ns,
-                          genres_before=row.genres_before if row.genres_written is not None else current)
-        self.cache.upsert(path, **values)
+        values: dict[str, Any] = {"genres_chosen": chosen, "status": status, "error_code": None,
+                                  "error_reason": None, "decision_key": self.decision_key}
+        if d.new is None:
+            self.cache.upsert(path, **values)
+            return outcome
+        before = (row.genres_before or []) if row.genres_written is not None else current
+        self.cache.begin_write(Intent(path, current, before, d.new, self.decision_key))
+        checkpoint("after-intent")
+        try:
+            new_st = write_genres(path, d.new, self.options.tags, expect=st)
+        except TagWriteError as e:
+            self.cache.drop_intent(path)
+            return self._tag_failure(path, action, chosen, status, current, e)
+        self.cache.finish_write(path, **values, genres_written=d.new, genres_before=before,
+                                written_at=time.time(), size=new_st.st_size,
+                                mtime_ns=new_st.st_mtime_ns)
+        checkpoint("after-commit")
         return outcome
+
+    def _tag_failure(self, path: str, action: Action, chosen: list[str], status: Status,
+                     current: list[str] | None, e: TagWriteError) -> Outcome:
+        """A transient failure (busy, changed...) is retried by the next scan; any other is
+        recorded as the file's failure, retried when the file changes."""
+        if e.code in TRANSIENT:
+            self.cache.upsert(path, genres_chosen=chosen, status=status, decision_key=None)
+        else:
+            self.cache.upsert(path, genres_chosen=chosen, status="failed", error_code=e.code,
+                              error_reason=e.reason, decision_key=self.decision_key)
+        return Outcome(path, action, old=current, error=e.code, reason=e.reason)
+
+
+def finish_interrupted_writes(cache: Cache, tags: TagOptions) -> list[Outcome]:
+    """Settle the tag writes a killed process left between its intent and its record.
+
+    The file shows whether the rename happened: still its genres from before the write, it did
+    not (the intent is dropped); anything else, it did (recorded as ours, with the genres from
+    before our first write, so ``revert`` restores them; a person's edit since is then seen as
+    one, as it would have been without the kill).
+    """
+    done = []
+    for it in cache.intents():
+        try:
+            now = read_genres(it.path, tags)
+            st = os.stat(it.path)
+        except (TagWriteError, OSError):
+            cache.drop_intent(it.path)
+            continue
+        if same_genres(now, it.current):
+            cache.drop_intent(it.path)
+            continue
+        cache.finish_write(it.path, genres_written=it.new, genres_before=it.before,
+                           written_at=time.time(), size=st.st_size, mtime_ns=st.st_mtime_ns,
+                           decision_key=it.decision_key)
+        done.append(Outcome(it.path, "recovered", old=it.current, new=it.new, decision="write"))
+    return done
 
 
 def revert(roots: tuple[str, ...], cache: Cache, tags: TagOptions, dry_run: bool = False) -> list[Outcome]:
     """Put back the genres files had before we wrote; skip files a person edited since."""
-    outcomes = []
+    if not dry_run:
+        finish_interrupted_writes(cache, tags)  # so every write we made can be put back
+    outcomes: list[Outcome] = []
     real = real_roots(roots)
     prefixes = tuple(os.path.abspath(r) for r in roots)
     for row in cache.rows_under(prefixes):
@@ -250,11 +372,15 @@ def revert(roots: tuple[str, ...], cache: Cache, tags: TagOptions, dry_run: bool
         path = row.path
         before = row.genres_before or []
         try:
+            st = os.stat(path)
             current = read_genres(path, tags)
+        except OSError as e:
+            outcomes.append(Outcome(path, "failed", error="missing", reason=e.strerror or str(e)))
+            continue
         except TagWriteError as e:
             outcomes.append(Outcome(path, "failed", error=e.code, reason=e.reason))
             continue
-        if [g.casefold() for g in current] != [g.casefold() for g in row.genres_written]:
+        if not same_genres(current, row.genres_written):
             outcomes.append(Outcome(path, "skipped", old=current, decision="edited-since",
                                     reason="a person changed its genres after we wrote them"))
             continue
@@ -263,11 +389,10 @@ def revert(roots: tuple[str, ...], cache: Cache, tags: TagOptions, dry_run: bool
             continue
         if not dry_run:
             try:
-                write_genres(path, before, tags)
+                st = write_genres(path, before, tags, expect=st)
             except TagWriteError as e:
                 outcomes.append(Outcome(path, "failed", error=e.code, reason=e.reason))
                 continue
-            st = os.stat(path)
             cache.upsert(path, genres_written=None, genres_before=None, decision_key=None,
                          size=st.st_size, mtime_ns=st.st_mtime_ns, written_at=time.time())
         outcomes.append(Outcome(path, "reverted", old=current, new=before))

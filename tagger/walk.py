@@ -3,21 +3,30 @@
 Hidden files and folders are skipped (they hold players' caches, trash and our own temporary
 copies). Symlinked folders are followed once each: a (device, inode) set breaks loops. A file
 whose real location lies outside every root is still analysed but never written to.
+
+Every command that looks for audio in folders (``predict``, ``scan``, the daemon) walks with
+:func:`walk`, so they all find the same files. Folders that cannot be read are reported to the
+caller (``on_error``), never silently taken for empty ones.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from tagger.tags.safe_write import TEMP_SUFFIX
+from tagger.tags.safe_write import is_temp_name, remove_if_stale
 
+#: The one set of audio file extensions (every container ffmpeg decodes that music comes in).
+#: Formats whose tags we cannot write (WavPack, Monkey's Audio, Musepack) are still analysed.
 AUDIO_EXTENSIONS = frozenset({".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".mp4", ".m4b",
-                              ".aac", ".wav", ".aif", ".aiff", ".aifc", ".wma", ".asf"})
-#: A temporary copy older than this was left by a killed writer, not one still writing.
-STALE_TEMP_SECONDS = 600
+                              ".aac", ".alac", ".wav", ".aif", ".aiff", ".aifc", ".wma", ".asf",
+                              ".wv", ".ape", ".mpc"})
+
+#: ``on_error(path, error)``: a folder (or an entry in one) that could not be read.
+OnError = Callable[[str, OSError], None]
 
 
 def is_audio_name(name: str) -> bool:
@@ -34,12 +43,32 @@ def within(path: str | Path, roots: tuple[str, ...]) -> bool:
     return any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
 
 
-def walk(roots: Iterable[str | Path], clean_temps: bool = True) -> Iterator[tuple[str, os.stat_result]]:
-    """``(path, stat)`` of every audio file under ``roots``, in a stable order."""
+def unreadable_reason(path: str, e: OSError) -> str:
+    """What a person reads about a path :func:`walk` passed to ``on_error``: plain words, the
+    same in every command."""
+    if e.errno in (errno.EACCES, errno.EPERM):
+        why = "permission denied"
+    elif e.errno == errno.ENOENT:
+        why = "no such file or folder"
+    else:
+        why = (e.strerror or str(e)).lower()
+    if os.path.isdir(path):
+        return f"cannot read this folder: {why}; its files were skipped"
+    return f"cannot read this file: {why}; skipped"
+
+
+def walk(roots: Iterable[str | Path], clean_temps: bool = True,
+         on_error: OnError | None = None) -> Iterator[tuple[str, os.stat_result]]:
+    """``(path, stat)`` of every audio file under ``roots``, in a stable order.
+
+    A folder that cannot be listed (or an audio file or sub-folder that cannot be examined) is
+    passed to ``on_error`` and skipped, so callers can tell "unreadable" from "no music here".
+    """
     seen: set[tuple[int, int]] = set()
     now = time.time()
     for root in roots:
-        stack = [os.path.abspath(root)]
+        top = os.path.abspath(root)
+        stack = [top]
         while stack:
             folder = stack.pop()
             try:
@@ -48,27 +77,26 @@ def walk(roots: Iterable[str | Path], clean_temps: bool = True) -> Iterator[tupl
                     continue
                 seen.add((st.st_dev, st.st_ino))
                 entries = sorted(os.scandir(folder), key=lambda e: e.name)
-            except OSError:
-                continue  # unreadable or vanished folder: nothing to find there
+            except OSError as e:
+                if on_error and (e.errno != errno.ENOENT or folder == top):  # vanished meanwhile: no loss
+                    on_error(folder, e)
+                continue  # unreadable or vanished folder: nothing more to find there
             subdirs = []
             for entry in entries:
                 if entry.name.startswith("."):
-                    if clean_temps and entry.name.endswith(TEMP_SUFFIX):
-                        _remove_if_stale(entry, now)
+                    if clean_temps and is_temp_name(entry.name):
+                        remove_if_stale(entry.path, now)
                     continue
                 try:
                     if entry.is_dir():  # follows symlinks; loops are caught by `seen`
                         subdirs.append(entry.path)
-                    elif is_audio_name(entry.name) and entry.is_file():
-                        yield entry.path, entry.stat()
-                except OSError:
+                        continue
+                    if not (is_audio_name(entry.name) and entry.is_file()):
+                        continue
+                    file_stat = entry.stat()
+                except OSError as e:  # e.g. a folder we may list but not search (mode r--)
+                    if on_error and e.errno != errno.ENOENT:  # vanished meanwhile: nothing lost
+                        on_error(entry.path, e)
                     continue
+                yield entry.path, file_stat
             stack.extend(reversed(subdirs))
-
-
-def _remove_if_stale(entry: os.DirEntry[str], now: float) -> None:
-    try:
-        if now - entry.stat(follow_symlinks=False).st_mtime > STALE_TEMP_SECONDS:
-            os.unlink(entry.path)
-    except OSError:
-        pass

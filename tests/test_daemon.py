@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -16,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tagger.daemon.settings import ConfigError, load
 from tagger.identity import audio_identity
+from tagger.settings import ConfigError, load_settings
 from tagger.tags import read_genres
 
 REPO = Path(__file__).resolve().parent.parent
@@ -156,6 +157,12 @@ def test_kill_9_loses_nothing_and_restarts_without_double_work(lib) -> None:  # 
     assert left > 0  # killed with work queued
     d2 = Daemon(root, db, log)
     assert wait_until(lambda: len(tagged(db)) == 24, 240), log.read_text()[-2000:]
+    status = subprocess.run([sys.executable, "-m", "tagger", "status", "--db", f"sqlite:///{db}",
+                             "--json"], capture_output=True, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)))
+    info = json.loads(status.stdout)
+    # "processed today" is kept in the database: the killed daemon's files still count.
+    assert info["processed_today"] >= 24 - 8 and info["processed"] < info["processed_today"], info
     assert d2.stop() == 0
     assert set(tagged(db).values()) == {1}
     assert query(db, "SELECT count(*) FROM queue")[0][0] == 0
@@ -231,20 +238,21 @@ def test_config_file_env_and_flags(tmp_path: Path) -> None:
     music.mkdir()
     cfg = tmp_path / "config.toml"
     cfg.write_text(f'roots = ["{music}"]\npolicy = "merge"\nsettle_seconds = 5\n')
-    c = load(cfg, env={"GENRE_TAGGER_SETTLE_SECONDS": "1.5"}, overrides={"policy": "overwrite"})
+    c = load_settings(cfg, env={"GENRE_TAGGER_SETTLE_SECONDS": "1.5"}, overrides={"policy": "overwrite"},
+                      require_roots=True)
     assert c.roots == (str(music),) and c.settle_seconds == 1.5 and c.policy == "overwrite"
     cfg.write_text(f'roots = ["{music}"]\nsettel_seconds = 5\n')
     with pytest.raises(ConfigError, match="unknown key 'settel_seconds'"):
-        load(cfg, env={})
+        load_settings(cfg, env={})
     cfg.write_text(f'roots = ["{music}"]\npolicy = "sometimes"\n')
     with pytest.raises(ConfigError, match="'policy' must be one of"):
-        load(cfg, env={})
+        load_settings(cfg, env={})
     cfg.write_text(f'roots = ["{music}"]\ntop_k = "three"\n')
-    with pytest.raises(ConfigError, match="'top_k' must be"):
-        load(cfg, env={})
+    with pytest.raises(ConfigError, match="'top_k' must be a whole number, not 'three'"):
+        load_settings(cfg, env={})
     out = subprocess.run([sys.executable, "-m", "tagger", "watch", "--config", str(cfg)],
                          capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
-    assert out.returncode == 1 and "top_k" in out.stderr and "Traceback" not in out.stderr
+    assert out.returncode == 2 and "top_k" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_schema_v1_database_is_migrated(tmp_path: Path) -> None:
@@ -265,9 +273,10 @@ def test_schema_v1_database_is_migrated(tmp_path: Path) -> None:
     con.commit()
     con.close()
     with Cache(f"sqlite:///{db}") as c:
-        assert c.schema_version == 2
+        assert c.schema_version == 3  # v1 -> v2 (queue, daemon, analyses) -> v3 (write intents)
         row = c.get("/m/a.flac")
         assert row is not None and row.analyses == 1  # kept, not dropped
+        assert c.intents() == []
 
 
 def test_files_analysed_but_not_yet_tagged_are_finished_after_a_restart(lib) -> None:  # type: ignore[no-untyped-def]

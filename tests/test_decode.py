@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,12 +16,16 @@ import pytest
 from conftest import FORMATS, ffmpeg_encode, music_like
 
 from tagger.config import EngineConfig
-from tagger.decode import _run, decode, decode_segments
+from tagger.decode import _run, check_decoder, decode, decode_segments
+from tagger.engine import Engine, Failure
 from tagger.errors import (
+    AudioError,
     CorruptAudio,
     DecoderCrashed,
+    DecoderMissing,
     DecodeTimeout,
     EmptyAudio,
+    EnvironmentProblem,
     MissingFile,
     NoPermission,
     NotAudio,
@@ -201,3 +207,289 @@ def test_decoding_never_writes_to_the_file(good: dict[str, Path]) -> None:
     decode(f)
     extract_windows(f, EngineConfig(budget=2))
     assert (hashlib.sha256(f.read_bytes()).hexdigest(), f.stat().st_mtime_ns) == before
+
+
+# --- issue 9: hard inputs and honest outcomes -----------------------------------------------------
+
+_CHILD = """
+import sys
+from tagger.config import EngineConfig
+from tagger.extract import extract_windows
+try:
+    extract_windows(sys.argv[1], EngineConfig())
+except Exception as e:
+    print(type(e).__name__, getattr(e, "reason", e))
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the forking parent (pytest, with the
+# model loaded), while VmHWM is this program's own peak.
+hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print("peak MB", hwm // 1024)
+"""
+
+
+def _extract_in_child(path: Path) -> tuple[str, int]:
+    """extract_windows in a child under a time and memory limit, so that a regression fails the
+    test instead of hanging it (a FIFO) or eating the machine (/dev/zero). (message, peak MB)"""
+    def limit() -> None:
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+
+    try:
+        out = subprocess.run([sys.executable, "-c", _CHILD, str(path)], capture_output=True,
+                             text=True, timeout=60, preexec_fn=limit)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"extract_windows({path}) hung")
+    lines = out.stdout.splitlines()
+    assert len(lines) == 2, out.stderr
+    return lines[0], int(lines[1].split()[-1])
+
+
+@pytest.mark.parametrize("target", ["fifo", "/dev/zero", "/dev/null"])
+def test_only_regular_files_are_opened(tmp_path: Path, target: str) -> None:
+    """stat before anything opens the file: a FIFO blocked mutagen forever, /dev/zero grew to 24 GB."""
+    f = tmp_path / "track.mp3"
+    if target == "fifo":
+        os.mkfifo(f)
+        want = "NotAudio not a regular file: it is a named pipe, not audio"
+    else:
+        f.symlink_to(target)
+        want = "NotAudio not a regular file: it is a character device (through a symlink), not audio"
+    message, peak_mb = _extract_in_child(f)
+    assert peak_mb < 1024  # nothing was read from the device
+    assert message == want
+
+
+def test_special_files_say_what_they_are(tmp_path: Path) -> None:
+    with pytest.raises(NotAudio) as e:
+        extract_windows("/dev/null", EngineConfig())
+    assert e.value.reason == "not a regular file: it is a character device, not audio"
+    sock = tmp_path / "s.flac"
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(sock))
+        with pytest.raises(NotAudio) as e:
+            extract_windows(sock, EngineConfig())
+    assert e.value.reason == "not a regular file: it is a socket, not audio"
+
+
+def _m4a(tmp_path: Path) -> bytes:
+    f = ffmpeg_encode(music_like(5.0), 44_100, tmp_path / "ok.m4a", FORMATS["m4a-aac"][1])
+    data = f.read_bytes()
+    assert data.find(b"moov") > data.find(b"mdat") > 0  # ffmpeg writes the index last
+    return data
+
+
+@pytest.mark.parametrize(("name", "keep", "reason"), [
+    ("flac", 42, "the FLAC data is damaged (Invalid data found when processing input)"),
+    ("flac", 300, "the FLAC data is damaged (End of file)"),
+    ("wav", 44, "the WAV container is damaged (no 'data' tag found)"),
+])
+def test_a_damaged_file_is_named_by_its_content(good: dict[str, Path], tmp_path: Path, name: str,
+                                                keep: int, reason: str) -> None:
+    f = tmp_path / f"damaged.{name}"
+    f.write_bytes(good[name].read_bytes()[:keep] + bytes(3000))
+    with pytest.raises(CorruptAudio) as e:
+        decode(f)
+    assert e.value.reason == reason
+
+
+@pytest.mark.parametrize("damage", ["cut-off", "overwritten"])
+def test_a_damaged_m4a_is_called_damaged_not_not_audio(tmp_path: Path, damage: str) -> None:
+    data = _m4a(tmp_path)
+    moov = data.find(b"moov") - 4
+    f = tmp_path / "damaged.m4a"
+    f.write_bytes(data[:moov] if damage == "cut-off" else data[:moov] + bytes(len(data) - moov))
+    for call in (lambda: decode(f), lambda: extract_windows(f, EngineConfig())):
+        with pytest.raises(CorruptAudio) as e:
+            call()
+        assert e.value.reason == "the M4A container is damaged (moov atom not found)"
+        assert "not an audio file ffmpeg can read (moov atom not found)" not in str(e.value)
+
+
+def test_a_complete_tenth_of_a_second_is_too_short_not_truncated(tmp_path: Path) -> None:
+    """Codec padding made a whole 0.1 s MP3 "truncated: 0.1 s of the declared 0.1 s"."""
+    f = ffmpeg_encode(music_like(0.1), 44_100, tmp_path / "blip.mp3", FORMATS["mp3"][1])
+    assert len(decode(f)) > 0
+    with pytest.raises(TooShort) as e:
+        extract_windows(f, EngineConfig())
+    assert e.value.reason == "only 0.10 s of audio (at least 1 s is needed)"
+    assert "truncated: 0.1 s of the declared 0.1 s" not in e.value.reason
+
+
+@pytest.mark.parametrize("name", [n for n in FORMATS if n != "wma"])  # WMA never seeks exactly
+def test_the_content_not_the_name_decides_the_format(audio_files: dict[str, Path], tmp_path: Path,
+                                                     name: str) -> None:
+    """A FLAC called .mp3 decodes, and its declared length (from the content) lets budget mode seek."""
+    wrong = tmp_path / ("track.flac" if name == "mp3" else "track.mp3")
+    shutil.copy(audio_files[name], wrong)
+    assert abs(len(decode(wrong)) / SAMPLE_RATE - 13.0) < 0.1
+    seeked = extract_windows(wrong, EngineConfig(budget=2))
+    assert seeked.seeked and seeked.windows.shape == (2, 187, 96)
+
+
+@pytest.mark.parametrize("keep", [42, 300], ids=["streaminfo-only", "first-frame-cut"])
+def test_a_misnamed_file_ffmpeg_cannot_read_says_the_name_is_wrong(good: dict[str, Path], tmp_path: Path,
+                                                                   keep: int) -> None:
+    f = tmp_path / "song.mp3"
+    f.write_bytes(good["flac"].read_bytes()[:keep] + bytes(2000))
+    with pytest.raises(CorruptAudio) as e:
+        extract_windows(f, EngineConfig())
+    assert e.value.reason.startswith("the extension .mp3 does not match the content (FLAC), and "
+                                     "ffmpeg cannot read it (")
+
+
+def test_no_file_name_or_python_text_in_a_reason(tmp_path: Path) -> None:
+    """ffmpeg repeats the file's name, in bytes that may not be UTF-8 or hold a newline: the reason
+    must stay one plain line, without the name's pieces or codec errors."""
+    folder = tmp_path / os.fsdecode(b"caf\xe9 \xa0")
+    folder.mkdir()
+    f = folder / "two\nlines.wav"
+    f.write_bytes(b"plain text, not music\n" * 50)
+    with pytest.raises(NotAudio) as e:
+        decode(f)
+    assert e.value.reason == "not an audio file ffmpeg can read (Invalid data found when processing input)"
+    bad_wav = folder / "x\xa0.wav"
+    bad_wav.write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt \xff\xff\xff\x7f" + bytes(100))
+    with pytest.raises(AudioError) as e2:
+        decode(bad_wav)
+    assert e2.value.reason == "the WAV container is damaged (Invalid sample rate: 0)"
+    for text in (e.value.reason, e2.value.reason):
+        assert "\n" not in text and "codec" not in text and "Error" not in text and "\ufffd" not in text
+
+
+def test_every_reason_is_one_line() -> None:
+    assert TruncatedAudio("a.ogg", "the file is\ntruncated:\r\n\tsee\x00here ").reason == \
+        "the file is truncated: see here"
+
+
+def _ogg_pages(data: bytes) -> list[int]:
+    starts, pos = [], 0
+    while pos < len(data):
+        assert data[pos:pos + 4] == b"OggS"
+        starts.append(pos)
+        n = data[pos + 26]
+        pos += 27 + n + sum(data[pos + 27:pos + 27 + n])
+    return starts
+
+
+@pytest.mark.parametrize("name", ["ogg", "opus"])
+def test_a_cut_ogg_file_is_truncated_not_complete(good: dict[str, Path], tmp_path: Path,
+                                                  name: str) -> None:
+    """Ogg declares no length, and mutagen's comes from the last page: a cut file looked whole.
+    Cut at every page boundary (no end-of-stream flag) and inside every page (a short page)."""
+    src = tmp_path / f"whole.{name}"
+    ffmpeg_encode(music_like(20.0, seed=1), 44_100, src, FORMATS[name][1])
+    data = src.read_bytes()
+    assert extract_windows(src, EngineConfig(budget=None)).windows.shape == (6, 187, 96)
+    pages = _ogg_pages(data)
+    cuts = [(p, "no-eos") for p in pages[1:]] + [(p + d, "mid-page") for p in pages for d in (13, 40)]
+    cuts.append((len(data) - 1, "mid-page"))
+    f = tmp_path / f"cut.{name}"
+    for cut, how in cuts:
+        f.write_bytes(data[:cut])
+        for budget in (None, 2):
+            with pytest.raises(TruncatedAudio) as e:
+                extract_windows(f, EngineConfig(budget=budget))
+            r = e.value.reason
+            assert re.match(r"the file is truncated: (its audio stops after \d+\.\d s|it stops before "
+                            r"any audio), ", r), (cut, r)
+            if how == "no-eos":
+                assert r.endswith(", without the end-of-stream mark that ends every complete Ogg file")
+            else:
+                assert r.endswith(", part-way through a block of data (the last Ogg page is cut short)")
+    f.write_bytes(data[:pages[len(pages) // 2]])
+    with pytest.raises(TruncatedAudio, match=r"^.*: the file is truncated: its audio stops after \d+\.\d s,"):
+        decode(f)
+
+
+# --- the machine's problems are not the file's ----------------------------------------------------
+
+
+def test_no_ffmpeg_on_path(tmp_path: Path, good: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    for call in (check_decoder, lambda: decode(good["flac"]),
+                 lambda: extract_windows(good["flac"], EngineConfig(budget=2))):
+        with pytest.raises(EnvironmentProblem) as e:
+            call()
+        assert isinstance(e.value, DecoderMissing) and not isinstance(e.value, AudioError)
+        assert str(e.value) == "ffmpeg was not found on PATH; install it (e.g. apt install ffmpeg)"
+
+
+def _broken_ffmpeg(tmp_path: Path) -> Path:
+    folder = tmp_path / "broken-bin"
+    folder.mkdir()
+    fake = folder / "ffmpeg"
+    fake.write_text("#!/bin/sh\necho 'ffmpeg: error while loading shared libraries: libavdevice.so.59: "
+                    "cannot open shared object file: No such file or directory' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    return fake
+
+
+def test_a_broken_ffmpeg_is_not_blamed_on_the_file(tmp_path: Path, good: dict[str, Path],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = _broken_ffmpeg(tmp_path)
+    monkeypatch.setenv("PATH", str(fake.parent))
+    want = (f"ffmpeg is broken: {fake} -version exited with status 1 (ffmpeg: error while loading "
+            "shared libraries: libavdevice.so.59: cannot open shared object file: No such file or directory)")
+    for call in (check_decoder, lambda: decode(good["flac"]),
+                 lambda: extract_windows(good["mp3"], EngineConfig(budget=2))):
+        with pytest.raises(EnvironmentProblem) as e:
+            call()
+        assert str(e.value) == want
+
+
+def test_the_engine_raises_the_machines_problems_instead_of_failing_each_file(
+        engine_full: Engine, good: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A per-file "internal-error" would be cached as the files' fault: the engine stops instead."""
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    with pytest.raises(DecoderMissing, match=r"^ffmpeg was not found on PATH; install it"):
+        list(engine_full.predict_paths([good["flac"], good["mp3"]]))
+    monkeypatch.setenv("PATH", str(_broken_ffmpeg(tmp_path).parent))
+    with pytest.raises(EnvironmentProblem, match=r"^ffmpeg is broken: \S+/ffmpeg -version exited with"):
+        list(engine_full.predict_paths([good["mp3"]]))
+
+
+@pytest.mark.parametrize(("script", "how"), [
+    ("kill -SEGV $$", "-version was killed by SIGSEGV"),
+    ("exit 0", "-version exited with status 0"),  # prints nothing: not an ffmpeg
+])
+def test_other_broken_ffmpegs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str, how: str) -> None:
+    fake = tmp_path / "ffmpeg"
+    fake.write_text(f"#!/bin/sh\n{script}\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(EnvironmentProblem) as e:
+        check_decoder()
+    assert str(e.value) == f"ffmpeg is broken: {fake} {how}"
+
+
+def test_an_ffmpeg_that_cannot_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = tmp_path / "ffmpeg"
+    fake.write_text("#!/nonexistent/interpreter\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(EnvironmentProblem) as e:
+        check_decoder()
+    assert str(e.value) == f"ffmpeg is broken: {fake} cannot be run (No such file or directory)"
+
+
+def test_an_internal_error_is_one_plain_line(good: dict[str, Path]) -> None:
+    """Our own bug (here: a nonsensical setting) fails the file without Python's message."""
+    engine = Engine(EngineConfig(budget=None, device="cpu", max_seconds=float("nan")))
+    [result] = list(engine.predict_paths([good["flac"]]))
+    assert isinstance(result, Failure) and result.code == "internal-error"
+    assert result.reason == "genre-tagger failed unexpectedly on this file (ValueError); please report it"
+
+
+def test_running_out_of_file_descriptors_is_the_machines_problem(good: dict[str, Path]) -> None:
+    code = ("import os, resource, sys\nfrom tagger.decode import decode\n"
+            "from tagger.errors import EnvironmentProblem\n"
+            "n = len(os.listdir('/proc/self/fd'))\n"
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (n + 1, n + 1))\n"
+            "try:\n    decode(sys.argv[1])\nexcept EnvironmentProblem as e:\n    print('machine:', e)\n"
+            "except Exception as e:\n    print('file:', type(e).__name__, e)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(good["flac"])], capture_output=True, text=True,
+                         timeout=60)
+    assert out.stdout == f"machine: cannot start the decoder {shutil.which('ffmpeg')}: Too many open files\n"

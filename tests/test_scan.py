@@ -17,6 +17,7 @@ from tagfiles import make_tagged
 
 from tagger.cache import Cache
 from tagger.cache.schema import SCHEMA_VERSION
+from tagger.cache.store import CacheUnavailable
 from tagger.config import EngineConfig
 from tagger.engine import Engine
 from tagger.policy import decide
@@ -183,8 +184,10 @@ def test_schema_is_versioned_and_migrated(tmp_path: Path) -> None:
     con = sqlite3.connect(db)
     con.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
     con.commit()
-    with pytest.raises(RuntimeError, match="newer"):
+    with pytest.raises(CacheUnavailable) as e:
         Cache(f"sqlite:///{db}")
+    assert str(e.value) == ("cannot open the cache database: the cache database is schema version 99, "
+                            "newer than this genre-tagger (3); upgrade genre-tagger")
 
 
 def test_policy_table() -> None:

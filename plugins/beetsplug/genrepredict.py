@@ -22,6 +22,8 @@ from beets.dbcore import types
 from beets.library import Album, Item
 from beets.plugins import BeetsPlugin
 
+import tagger  # noqa: F401  (first, before beets starts threads: see tagger.memory)
+
 if TYPE_CHECKING:
     import optparse
 
@@ -36,26 +38,29 @@ class GenrePredictPlugin(BeetsPlugin):
     # Read by beets.plugins.types(): typed flexible attributes, so numeric queries work.
     item_types: ClassVar[dict[str, types.Type[Any, Any]]] = {
         "genre_confidence": types.FLOAT, "genre_source": types.STRING,
-        "genre_raw": types.STRING, "genre_predicted": types.STRING}
+        "genre_raw": types.STRING, "genre_predicted": types.STRING, "genre_before": types.STRING}
     album_types: ClassVar[dict[str, types.Type[Any, Any]]] = {
         "genre_confidence": types.FLOAT, "genre_source": types.STRING,
-        "genre_predicted": types.STRING}
+        "genre_predicted": types.STRING, "genre_before": types.STRING}
 
     def __init__(self) -> None:
         super().__init__()
+        from tagger.settings import Settings
+
+        d = Settings()  # genre-tagger's defaults: one place for both
         self.config.add({
             "auto": True,  # predict during `beet import`
             "force": False,  # replace genres a person set
             "keep_existing": False,  # with force: keep theirs first, add ours after
             "pretend": False,
-            "count": 3,  # at most this many genres
-            "min_confidence": 0.15,  # abstain below this
-            "model": "musicnn",
-            "device": "auto",
-            "budget": 24,  # windows per track; 0 for every window
-            "batch_size": 0,  # 0: the device's default
-            "jobs": 0,  # 0: up to 4 CPUs
-            "cache_db": "",  # genre-tagger's cache URL; empty: its default (shared with scan)
+            "count": d.top_k,  # at most this many genres
+            "min_confidence": d.min_confidence,  # abstain below this
+            "model": d.model,
+            "device": d.device,
+            "budget": d.budget,  # windows per track; 0 for every window
+            "batch_size": d.batch_size,  # 0: the device's default
+            "jobs": d.jobs,  # 0: up to 4 CPUs
+            "cache_db": d.database,  # genre-tagger's cache URL; empty: its default (shared with scan)
             "raw_tags": 5,  # how many raw model tags to keep in genre_raw
             "separator": ", ",  # joins genres into `genre` on beets < 2.7
         })
@@ -66,58 +71,82 @@ class GenrePredictPlugin(BeetsPlugin):
             self.import_stages = [self.imported]
             self.register_listener("import_task_files", self.import_task_files)
 
-    # --- engine and cache, loaded on first use -------------------------------------------------
+    # --- settings, cache and pipeline, made on first use ------------------------------------
 
-    def _engine_config(self) -> Any:
-        from tagger.config import EngineConfig
-        from tagger.taxonomy import Selection
+    def _settings(self) -> Any:
+        """beets' config mapped onto genre-tagger's one settings object (checked the same way)."""
+        from tagger.settings import ConfigError, build_settings
 
-        budget = self.config["budget"].get(int)
-        return EngineConfig(
-            model=self.config["model"].as_str(), device=self.config["device"].as_str(),  # type: ignore[arg-type]
-            batch_size=self.config["batch_size"].get(int) or None,
-            jobs=self.config["jobs"].get(int) or EngineConfig().jobs,
-            budget=budget if budget > 0 else None,
-            selection=Selection(top_k=self.config["count"].get(int),
-                                min_confidence=self.config["min_confidence"].as_number()),
-        )
+        keys = {"count": "top_k", "min_confidence": "min_confidence", "model": "model",
+                "device": "device", "budget": "budget", "batch_size": "batch_size", "jobs": "jobs",
+                "cache_db": "database"}
+        values = {ours: self.config[theirs].get() for theirs, ours in keys.items()}
+        where = {ours: f"beets config genrepredict.{theirs}" for theirs, ours in keys.items()}
+        try:
+            return build_settings(values, where)
+        except ConfigError as e:
+            raise ui.UserError(str(e)) from None
 
-    def _get_engine(self) -> Any:
-        if self._engine is None:
-            from tagger.engine import Engine
+    def _policy(self) -> str:
+        """lastgenre's force / keep_existing, as genre-tagger's policies."""
+        if not self.config["force"].get(bool):
+            return "missing"
+        return "merge" if self.config["keep_existing"].get(bool) else "overwrite"
 
-            self._log.debug("loading the {} model", self.config["model"].as_str())
-            self._engine = Engine(self._engine_config())
-        return self._engine
+    def _scanner(self) -> Any:
+        """genre-tagger's library pipeline (no roots, writes nothing: beets writes the files)."""
+        from tagger.cache import Cache
+        from tagger.scan import Scanner, ScanOptions
 
-    def _get_cache(self) -> Any:
+        settings = self._settings()
         if self._cache is None:
-            from tagger.cache import Cache
-
-            self._cache = Cache(self.config["cache_db"].as_str() or None)
-        return self._cache
+            self._cache = Cache(settings.cache_url)
+        options = ScanOptions(roots=(), policy=self._policy(), dry_run=True)  # type: ignore[arg-type]
+        return Scanner(options, settings.engine_config(), self._cache, self._engine)
 
     # --- prediction ----------------------------------------------------------------------------
 
     def _scores(self, items: Sequence[Item]) -> dict[str, Any]:
-        """Path -> scores for every item that could be analysed; errors logged, never raised."""
-        from tagger.model.catalog import model_version
-        from tagger.reuse import score_paths
+        """Path -> cache row for every item that could be analysed; errors logged, never raised.
 
-        paths = [os.fsdecode(util.syspath(i.path)) for i in items]
-        version = model_version(self.config["model"].as_str())
-        scored, failed = score_paths(paths, self._get_cache(), self._get_engine, version)
-        for f in failed.values():
-            self._log.warning("cannot analyse {}: {}", f.path, f.reason)
-        fresh = sum(not s.from_cache for s in scored.values())
+        The same cache-then-engine loop as ``genre-tagger scan`` (identity reuse, duplicates
+        analysed once, the engine loaded only if something needs analysing).
+        """
+        from tagger.display import display
+        from tagger.engine import Failure
+        from tagger.errors import EnvironmentProblem
+
+        scanner = self._scanner()
+        items_with_stat = []
+        failed = 0
+        for item in items:
+            path = os.fsdecode(util.syspath(item.path))
+            try:
+                items_with_stat.append((path, os.stat(path)))
+            except OSError as e:
+                failed += 1
+                self._log.warning("cannot analyse {}: {}", display(path), e.strerror or e)
+        rows: dict[str, Any] = {}
+        fresh = 0
+        try:
+            for found in scanner.scores(items_with_stat):
+                if isinstance(found.result, Failure):
+                    failed += 1
+                    self._log.warning("cannot analyse {}: {}", display(found.path), found.result.reason)
+                    continue
+                rows[found.path] = found.result
+                fresh += found.action == "analysed"
+        except EnvironmentProblem as e:  # the machine's fault: say so once, blame no file
+            self._log.error("genre-tagger cannot run: {}", display(str(e)))
+        self._engine = scanner.loaded_engine
         self._log.info("{} analysed, {} from the genre-tagger cache, {} failed",
-                       fresh, len(scored) - fresh, len(failed))
-        return scored
+                       fresh, len(rows) - fresh, failed)
+        return rows
 
     def _choose(self, genre_scores: dict[str, float]) -> list[tuple[str, float]]:
         from tagger.taxonomy import choose
 
-        return choose(genre_scores, self._engine_config().selection)
+        return choose(genre_scores, self._settings().selection())
 
     @staticmethod
     def _existing(obj: Item | Album) -> list[str]:
@@ -126,30 +155,27 @@ class GenrePredictPlugin(BeetsPlugin):
         value = obj.get("genre") or ""
         return [g.strip() for g in value.split(",") if g.strip()] if value else []
 
-    def _ours(self, obj: Item | Album, existing: list[str]) -> bool:
-        """Are the current genres exactly what we set (not edited by a person since)?"""
-        return (obj.get("genre_source") == SOURCE
-                and obj.get("genre_predicted", "") == "; ".join(existing))
-
-    def _decide(self, obj: Item | Album, ours: list[str]) -> list[str] | None:
-        """lastgenre's rules; genres we set earlier, and nobody changed since, are ours."""
-        existing = self._existing(obj)
-        if not ours:
-            return None
-        theirs = bool(existing) and not self._ours(obj, existing)
-        if theirs and not self.config["force"].get(bool):
-            return None
-        if theirs and self.config["keep_existing"].get(bool):
-            seen = {g.casefold() for g in existing}
-            return existing + [g for g in ours if g.casefold() not in seen]
-        return ours
+    @staticmethod
+    def _split(value: str | None) -> list[str]:
+        return [g for g in (value or "").split("; ") if g]
 
     def _assign(self, obj: Item | Album, chosen: list[tuple[str, float]],
                 raw: dict[str, float] | None) -> bool:
-        new = self._decide(obj, [g for g, _ in chosen])
-        if new is None:
-            self._log.debug("{}: keeping {}", obj, self._existing(obj) or "no genre")
+        """genre-tagger's policy decides (:func:`tagger.policy.decide`): what we set before is
+        ``genre_predicted`` (ours while nobody changed it), what was there before us
+        ``genre_before``."""
+        from tagger.policy import decide
+
+        existing = self._existing(obj)
+        ours = obj.get("genre_source") == SOURCE and obj.get("genre_predicted") is not None
+        written = self._split(obj.get("genre_predicted")) if ours else None
+        before = self._split(obj.get("genre_before")) if ours else None
+        d = decide(existing, [g for g, _ in chosen], self._policy(), written, before,  # type: ignore[arg-type]
+                   force=self.config["force"].get(bool))
+        if d.new is None:
+            self._log.debug("{}: keeping {} ({})", obj, existing or "no genre", d.why)
             return False
+        new = d.new
         if MULTI_VALUED:
             obj.genres = new
         else:
@@ -157,6 +183,8 @@ class GenrePredictPlugin(BeetsPlugin):
         obj["genre_confidence"] = round(chosen[0][1], 4)
         obj["genre_source"] = SOURCE
         obj["genre_predicted"] = "; ".join(new)
+        if not ours:
+            obj["genre_before"] = "; ".join(existing)
         if raw is not None and isinstance(obj, Item):
             top = sorted(raw.items(), key=lambda kv: -kv[1])[:self.config["raw_tags"].get(int)]
             obj["genre_raw"] = ", ".join(f"{t}={s:.3f}" for t, s in top)
@@ -168,7 +196,7 @@ class GenrePredictPlugin(BeetsPlugin):
             s = scores.get(os.fsdecode(util.syspath(item.path)))
             if s is None:
                 continue
-            if self._assign(item, self._choose(s.genre_scores), s.raw):
+            if self._assign(item, self._choose(s.genre_scores), s.raw_scores):
                 self._show_and_save(item, write, store)
 
     def _apply_album(self, album: Album, items: Sequence[Item], write: bool, store: bool) -> None:
@@ -182,7 +210,7 @@ class GenrePredictPlugin(BeetsPlugin):
         album_changed = self._assign(album, chosen, None)
         for item in items:
             s = scores.get(os.fsdecode(util.syspath(item.path)))
-            if s is not None and self._assign(item, chosen, s.raw):
+            if s is not None and self._assign(item, chosen, s.raw_scores):
                 self._show_and_save(item, write, store)
         if album_changed:
             ui.show_model_changes(album, fields=self._fields(), print_obj=True)

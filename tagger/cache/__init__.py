@@ -1,5 +1,5 @@
 """The prediction cache: SQLite (or any SQLAlchemy URL) holding every prediction and every write."""
 
-from tagger.cache.store import Cache, TrackRow, default_url
+from tagger.cache.store import Cache, Intent, TrackRow, default_url
 
-__all__ = ["Cache", "TrackRow", "default_url"]
+__all__ = ["Cache", "Intent", "TrackRow", "default_url"]

@@ -35,7 +35,7 @@ tracks = Table(
     Column("genres_before", Text),  # JSON: the file's genres before our first write; NULL: never wrote
     Column("genres_written", Text),  # JSON: what we last wrote; NULL: never wrote (or reverted)
     Column("decision_key", String(200)),  # policy + selection the file was last decided under
-    Column("status", String(16), nullable=False, default="pending"),  # pending|done|abstained|failed
+    Column("status", String(16), nullable=False, default="pending"),  # pending|done|abstained|failed|deleted
     Column("error_code", String(40)),
     Column("error_reason", Text),
     Column("created_at", Float),
@@ -62,13 +62,27 @@ daemon = Table(
     Column("value", Text),
 )
 
+#: v3: a tag write in flight, recorded (committed) before the rename and removed in the same
+#: transaction that records the write; one left behind by a kill is resolved at the next start,
+#: so the genres before our first write are never lost and our write is never taken for a
+#: person's edit.
+intents = Table(
+    "intents", metadata,
+    Column("path", Text, primary_key=True),
+    Column("current", Text, nullable=False),  # JSON: the file's genres just before this write
+    Column("before", Text, nullable=False),  # JSON: what revert restores (before our first write)
+    Column("new", Text, nullable=False),  # JSON: what is being written
+    Column("decision_key", String(200)),
+    Column("created_at", Float, nullable=False),
+)
+
 meta = Table(
     "meta", metadata,
     Column("key", String(40), primary_key=True),
     Column("value", Text),
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def _v0_to_v1(conn: Connection) -> None:
@@ -84,8 +98,12 @@ def _v1_to_v2(conn: Connection) -> None:
     daemon.create(conn, checkfirst=True)
 
 
+def _v2_to_v3(conn: Connection) -> None:
+    intents.create(conn, checkfirst=True)
+
+
 #: MIGRATIONS[n] takes a database at version n to version n + 1.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {0: _v0_to_v1, 1: _v1_to_v2}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {0: _v0_to_v1, 1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def current_version(conn: Connection) -> int:

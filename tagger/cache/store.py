@@ -4,26 +4,67 @@ moments they overlap instead of failing with "database is locked"."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import Engine, create_engine, delete, event, func, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
-from tagger.cache.schema import migrate, tracks
+from tagger.cache.schema import intents, migrate, tracks
+from tagger.errors import TaggerError
 
 BUSY_TIMEOUT_MS = 30_000
+
+#: Marks a stored path that is not valid UTF-8 (see :func:`encode_path`).
+_B64_PREFIX = "b64:"
+
+
+def encode_path(path: str) -> str:
+    """The text stored for ``path`` in the ``tracks`` and ``queue`` tables.
+
+    A Linux file name is any bytes: one that is not valid UTF-8 arrives as a str with surrogate
+    escapes (``os.fsdecode``), which neither SQLite nor PostgreSQL can store. Such a path is
+    stored as ``"b64:"`` + base64 of its bytes; every other path as itself. Real paths are
+    absolute (they start with "/"), so the prefix cannot be mistaken for one; a name that does
+    start with it is encoded too, which keeps the codec lossless for any str.
+    """
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        pass
+    else:
+        if not path.startswith(_B64_PREFIX):
+            return path
+    return _B64_PREFIX + base64.b64encode(os.fsencode(path)).decode("ascii")
+
+
+def decode_path(stored: str) -> str:
+    """The path :func:`encode_path` stored as ``stored`` (surrogate escapes for odd bytes)."""
+    if stored.startswith(_B64_PREFIX):
+        try:
+            return os.fsdecode(base64.b64decode(stored[len(_B64_PREFIX):], validate=True))
+        except (binascii.Error, ValueError):
+            return stored  # not ours: keep it as it is rather than lose the row
+    return stored
 
 
 def default_url() -> str:
     """SQLite in the XDG state directory (``~/.local/state/genre-tagger/cache.sqlite``)."""
     state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return f"sqlite:///{Path(state) / 'genre-tagger' / 'cache.sqlite'}"
+
+
+#: A file's state in the cache. ``deleted``: the file is gone (its row keeps the scores, so a
+#: file that comes back, or moves, is not analysed again).
+Status = Literal["pending", "done", "abstained", "failed", "deleted"]
 
 
 @dataclass(frozen=True)
@@ -39,7 +80,7 @@ class TrackRow:
     genres_before: list[str] | None
     genres_written: list[str] | None
     decision_key: str | None
-    status: str
+    status: Status
     error_code: str | None
     error_reason: str | None
     analysed_at: float | None
@@ -48,8 +89,25 @@ class TrackRow:
     analyses: int = 0
 
 
-#: (size, mtime_ns, model_version, status, decision_key)
-StatEntry = tuple[int | None, int | None, str | None, str, str | None]
+@dataclass(frozen=True)
+class Intent:
+    """A genre write about to happen (see :data:`tagger.cache.schema.intents`)."""
+
+    path: str
+    current: list[str]  # the file's genres just before this write
+    before: list[str]  # what revert restores: the genres before our first write
+    new: list[str]  # what is being written
+    decision_key: str | None
+
+
+class StatEntry(NamedTuple):
+    """What the no-decode fast path needs to know about a file."""
+
+    size: int | None
+    mtime_ns: int | None
+    model_version: str | None
+    status: Status
+    decision_key: str | None
 
 _JSON = ("raw_scores", "genre_scores", "genres_chosen", "genres_before", "genres_written")
 _EMPTY: dict[str, Any] = {"raw_scores": {}, "genre_scores": {}, "genres_chosen": []}
@@ -57,6 +115,7 @@ _EMPTY: dict[str, Any] = {"raw_scores": {}, "genre_scores": {}, "genres_chosen":
 
 def _row(m: Any) -> TrackRow:
     d = dict(m)
+    d["path"] = decode_path(d["path"])
     for k in _JSON:
         d[k] = json.loads(d[k]) if d[k] is not None else _EMPTY.get(k)
     d.pop("id", None)
@@ -68,17 +127,25 @@ def _encode(values: dict[str, Any]) -> dict[str, Any]:
     return {k: (json.dumps(v) if k in _JSON and v is not None else v) for k, v in values.items()}
 
 
+class CacheUnavailable(TaggerError):
+    """The cache database cannot be opened (a machine's problem, never a file's)."""
+
+
 class Cache:
     def __init__(self, url: str | None = None) -> None:
         url = url or default_url()
-        if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.url = url
-        self.engine: Engine = create_engine(url)
-        if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        with self.engine.begin() as conn:
-            self.schema_version = migrate(conn)
+        try:
+            if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            self.engine: Engine = create_engine(url)
+            if self.engine.dialect.name == "sqlite":
+                event.listen(self.engine, "connect", _sqlite_pragmas)
+            with self.engine.begin() as conn:
+                self.schema_version = migrate(conn)
+        except (SQLAlchemyError, RuntimeError, OSError, ImportError) as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise CacheUnavailable(f"cannot open the cache database: {first}") from None
 
     def close(self) -> None:
         self.engine.dispose()
@@ -93,7 +160,7 @@ class Cache:
 
     def get(self, path: str) -> TrackRow | None:
         with self.engine.connect() as conn:
-            m = conn.execute(select(tracks).where(tracks.c.path == path)).mappings().first()
+            m = conn.execute(select(tracks).where(tracks.c.path == encode_path(path))).mappings().first()
         return _row(m) if m else None
 
     def by_audio_id(self, audio_id: str, model_version: str) -> list[TrackRow]:
@@ -113,18 +180,19 @@ class Cache:
         q = select(tracks.c.path, tracks.c.size, tracks.c.mtime_ns, tracks.c.model_version,
                    tracks.c.status, tracks.c.decision_key)
         if paths is not None:
-            q = q.where(tracks.c.path.in_(paths))
+            q = q.where(tracks.c.path.in_([encode_path(p) for p in paths]))
         with self.engine.connect() as conn:
             rows = conn.execute(q)
             pre = tuple(prefixes)
-            return {r[0]: (r[1], r[2], r[3], r[4], r[5]) for r in rows
-                    if not pre or r[0].startswith(pre)}
+            found = ((decode_path(r[0]), r) for r in rows)
+            return {p: StatEntry(r[1], r[2], r[3], r[4], r[5]) for p, r in found
+                    if not pre or p.startswith(pre)}
 
     def rows_under(self, prefixes: Iterable[str]) -> Iterator[TrackRow]:
         pre = tuple(prefixes)
         with self.engine.connect() as conn:
             for m in conn.execute(select(tracks).order_by(tracks.c.path)).mappings():
-                if m["path"].startswith(pre):
+                if decode_path(m["path"]).startswith(pre):
                     yield _row(m)
 
     def summary(self) -> dict[str, Any]:
@@ -149,7 +217,8 @@ class Cache:
         q = (select(tracks.c.path, tracks.c.error_code, tracks.c.error_reason, tracks.c.updated_at)
              .where(tracks.c.status == "failed").order_by(tracks.c.updated_at.desc()).limit(n))
         with self.engine.connect() as conn:
-            return [{"path": r[0], "code": r[1], "reason": r[2], "at": r[3]} for r in conn.execute(q)]
+            return [{"path": decode_path(r[0]), "code": r[1], "reason": r[2], "at": r[3]}
+                    for r in conn.execute(q)]
 
     # --- writes ------------------------------------------------------------------------------
 
@@ -161,14 +230,45 @@ class Cache:
 
     @staticmethod
     def _upsert(conn: Connection, path: str, values: dict[str, Any], now: float) -> None:
+        path = encode_path(path)
         done = conn.execute(update(tracks).where(tracks.c.path == path).values(**values))
         if done.rowcount == 0:
             conn.execute(tracks.insert().values(path=path, created_at=now,
                                                 **{"status": "pending", **values}))
 
+    # --- tag writes in flight (see schema.intents) ---------------------------------------------
+
+    def begin_write(self, intent: Intent) -> None:
+        """Record, durably, that ``intent.new`` is about to replace the file's genres."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(intents).where(intents.c.path == encode_path(intent.path)))
+            conn.execute(intents.insert().values(
+                path=encode_path(intent.path), current=json.dumps(intent.current),
+                before=json.dumps(intent.before), new=json.dumps(intent.new),
+                decision_key=intent.decision_key, created_at=time.time()))
+
+    def finish_write(self, path: str, **values: Any) -> None:
+        """Record the file's row and forget its intent, in one transaction."""
+        now = time.time()
+        with self.engine.begin() as conn:
+            self._upsert(conn, path, _encode({**values, "updated_at": now}), now)
+            conn.execute(delete(intents).where(intents.c.path == encode_path(path)))
+
+    def drop_intent(self, path: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(intents).where(intents.c.path == encode_path(path)))
+
+    def intents(self) -> list[Intent]:
+        """Writes a killed process may or may not have finished, oldest first."""
+        q = select(intents).order_by(intents.c.created_at)
+        with self.engine.connect() as conn:
+            return [Intent(decode_path(m["path"]), json.loads(m["current"]), json.loads(m["before"]),
+                           json.loads(m["new"]), m["decision_key"]) for m in conn.execute(q).mappings()]
+
     def move(self, old: str, new: str, **values: Any) -> None:
         """A file moved or was renamed: its row follows it (replacing any row at ``new``)."""
         now = time.time()
+        old, new = encode_path(old), encode_path(new)
         with self.engine.begin() as conn:
             conn.execute(delete(tracks).where(tracks.c.path == new))
             conn.execute(update(tracks).where(tracks.c.path == old)
@@ -176,12 +276,8 @@ class Cache:
 
     def count_analysis(self, path: str) -> None:
         with self.engine.begin() as conn:
-            conn.execute(update(tracks).where(tracks.c.path == path)
+            conn.execute(update(tracks).where(tracks.c.path == encode_path(path))
                          .values(analyses=tracks.c.analyses + 1))
-
-    def forget(self, path: str) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(delete(tracks).where(tracks.c.path == path))
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -23,27 +23,30 @@ from collections.abc import Callable
 from typing import Any
 
 from tagger.cache import Cache
+from tagger.cache.queue import DaemonState, WorkQueue
 from tagger.daemon.notify import notify, watchdog_interval
-from tagger.daemon.queue import DaemonState, WorkQueue
-from tagger.daemon.settings import DaemonConfig
 from tagger.daemon.watcher import Handler, Settler, make_observer, wants_polling
+from tagger.display import display
 from tagger.engine import Engine
-from tagger.scan import Outcome, Scanner, ScanOptions
-from tagger.walk import walk
+from tagger.errors import EnvironmentProblem
+from tagger.scan import TRANSIENT, Outcome, Scanner, ScanOptions
+from tagger.settings import Settings
+from tagger.tags.safe_write import being_written
+from tagger.walk import unreadable_reason, walk
 
 log = logging.getLogger("genre-tagger")
+#: After a machine's problem (ffmpeg gone, out of memory) the worker waits this long.
+MACHINE_RETRY_SECONDS = 60
 
-#: Errors worth retrying with backoff (the file may be fine a little later).
-TRANSIENT = {"changed", "timeout", "write-error", "disk-full"}
 
 
 class Daemon:
-    def __init__(self, load_config: Callable[[], DaemonConfig]) -> None:
+    def __init__(self, load_config: Callable[[], Settings]) -> None:
         self.load_config = load_config
         self.config = load_config()
         self.stop = threading.Event()
         self.reload = threading.Event()
-        self.cache = Cache(self.config.database or None)
+        self.cache = Cache(self.config.cache_url)
         self.queue = WorkQueue(self.cache)
         self.state = DaemonState(self.cache)
         self.settler = Settler(self.config.settle_seconds)
@@ -62,21 +65,26 @@ class Daemon:
         self._start_observers()
         queued = self.reconcile()
         self.state.set(state="running", pid=os.getpid(), started_at=self.started,
-                       roots=list(self.config.roots), processed=0, failed=0,
-                       processed_day=time.strftime("%Y-%m-%d"), processed_today=0)
-        log.info("watching %s; %d files queued at start-up", ", ".join(self.config.roots), queued)
+                       roots=list(self.config.roots), processed=0, failed=0)  # this run's
+        log.info("watching %s; %d files queued at start-up", ", ".join(map(display, self.config.roots)),
+                 queued)
         notify(f"READY=1\nSTATUS=watching {len(self.config.roots)} folders, {queued} queued")
         ping = watchdog_interval()
-        last_ping = last_status = time.monotonic()
+        last_ping = last_status = pause = time.monotonic()
         try:
             while not self.stop.is_set():
                 if self.reload.is_set():
                     self._reload()
                 for path in self.settler.due():
                     self._enqueue_if_changed(path)
-                batch = self.queue.take(self.config.batch_files)
+                batch = self.queue.take(self.config.batch_files) if time.monotonic() >= pause else []
                 if batch:
-                    self._process(batch)
+                    try:
+                        self._process(batch)
+                    except EnvironmentProblem as e:  # the machine's fault: no file is blamed
+                        log.error("cannot analyse now: %s; the batch stays queued, retrying in "
+                                  "%d s", display(str(e)), MACHINE_RETRY_SECONDS)
+                        pause = time.monotonic() + MACHINE_RETRY_SECONDS
                 else:
                     self.stop.wait(0.25)
                 now = time.monotonic()
@@ -105,20 +113,20 @@ class Daemon:
             obs.start()
             self.observers.append(obs)
             kind = "polling" if wants_polling(root, self.config.observer) else "inotify"
-            log.info("observer for %s: %s", root, kind)
+            log.info("observer for %s: %s", display(root), kind)
 
     def _reload(self) -> None:
         self.reload.clear()
         try:
             new = self.load_config()
         except Exception as e:
-            log.error("SIGHUP: keeping the old configuration: %s", e)
+            log.error("SIGHUP: keeping the old configuration: %s", display(str(e)))
             return
         roots_changed = new.roots != self.config.roots or new.observer != self.config.observer
+        if new.engine_config() != self.config.engine_config():
+            self._engine = None  # model, device, batch size, budget...: loaded anew when needed
         self.config = new
         self.settler.settle = new.settle_seconds
-        if new.model != (self._engine.config.model if self._engine else new.model):
-            self._engine = None
         logging.getLogger().setLevel(new.log_level.upper())
         if roots_changed:
             for obs in self.observers:
@@ -132,7 +140,7 @@ class Daemon:
 
     def _scanner(self) -> Scanner:
         cfg = self.config
-        return Scanner(ScanOptions(roots=cfg.roots, policy=cfg.policy),  # type: ignore[arg-type]
+        return Scanner(ScanOptions(roots=cfg.roots, policy=cfg.policy, tags=cfg.tag_options()),
                        cfg.engine_config(), self.cache, self._engine)
 
     def reconcile(self) -> int:
@@ -141,10 +149,17 @@ class Daemon:
         index = self.cache.stat_index()
         scanner = self._scanner()
         n = 0
-        for path, st in walk(self.config.roots):
-            if not scanner.settled(index.get(path), st):
+        def unreadable(path: str, e: OSError) -> None:
+            log.warning("%s: %s", display(path), unreadable_reason(path, e))
+
+        for path, st in walk(self.config.roots, on_error=unreadable):
+            if scanner.settled(index.get(path), st):
+                continue
+            if self._unsettled(st, path):  # mid-copy while we were down: settle it first
+                self.settler.touch(path)
+            else:
                 self.queue.put(path, "reconcile")
-                n += 1
+            n += 1
         for path in list(index):
             if path.startswith(self.config.roots) and not os.path.exists(path):
                 self._deleted(path)
@@ -163,27 +178,38 @@ class Daemon:
     def _moved(self, src: str, dest: str) -> None:
         if self.cache.get(src) is not None:
             self.cache.move(src, dest)
-            log.info("moved %s -> %s", src, dest)
+            log.info("moved %s -> %s", display(src), display(dest))
 
     def _deleted(self, path: str) -> None:
         if self.cache.get(path) is not None:
             self.cache.upsert(path, status="deleted")
-            log.info("deleted %s", path)
+            log.info("deleted %s", display(path))
 
     # --- work ----------------------------------------------------------------------------------
 
+    def _unsettled(self, st: os.stat_result, path: str) -> bool:
+        """Still being written: changed within the settle time, or open for writing."""
+        return time.time() - st.st_mtime < self.config.settle_seconds or being_written(path)
+
     def _process(self, batch: list[str]) -> None:
         items = []
+        done = []
         for path in batch:
             try:
-                items.append((path, os.stat(path)))
+                st = os.stat(path)
             except OSError:
                 self._deleted(path)
-        done = [p for p in batch if p not in {i[0] for i in items}]
+                done.append(path)
+                continue
+            if being_written(path):  # written again since it settled
+                self.settler.touch(path)  # handed back once complete
+                done.append(path)
+                continue
+            items.append((path, st))
         if items:
             scanner = self._scanner()
             report = scanner.run(paths=items, on_outcome=self._log_outcome)
-            self._engine = scanner._engine
+            self._engine = scanner.loaded_engine
             for o in report.outcomes:
                 if o.error in TRANSIENT and self.queue.retry_later(o.path):
                     continue
@@ -197,15 +223,18 @@ class Daemon:
         self.processed += 1
         if o.error:
             self.failed += 1
-            log.warning("%s: %s (%s)", o.path, o.reason, o.error)
+            log.warning("%s: %s (%s)", display(o.path), display(o.reason or ""), o.error)
         elif o.decision == "write":
-            log.info("%s: %s -> %s", o.path, "; ".join(o.old or []) or "(none)", "; ".join(o.new or []))
+            log.info("%s: %s -> %s", display(o.path), display("; ".join(o.old or [])) or "(none)",
+                     display("; ".join(o.new or [])))
         else:
-            log.info("%s: %s (%s)", o.path, o.action, o.decision)
+            log.info("%s: %s (%s)", display(o.path), o.action, o.decision)
+        self._publish()  # per file: a kill mid-batch loses no count
 
     def _publish(self) -> None:
         today = time.strftime("%Y-%m-%d")
         prev = self.state.get()
+        # "today" outlives restarts: it is kept in the database, only this run's share is added.
         today_count = prev.get("processed_today", 0) if prev.get("processed_day") == today else 0
         delta = self.processed - prev.get("processed", 0)
         self.state.set(processed=self.processed, failed=self.failed, heartbeat=time.time(),

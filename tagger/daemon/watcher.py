@@ -19,6 +19,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
+from tagger.tags.safe_write import being_written
 from tagger.walk import is_audio_name, within
 
 #: File systems that do not deliver inotify events for changes made elsewhere.
@@ -69,7 +70,9 @@ class _Pending:
 
 
 class Settler:
-    """Paths seen in events, handed out once their size and mtime stopped changing."""
+    """Paths seen in events, handed out once their size and mtime stopped changing and no
+    process has them open for writing (a copy that pauses longer than the settle time is still
+    a copy in progress)."""
 
     def __init__(self, settle_seconds: float) -> None:
         self.settle = settle_seconds
@@ -102,9 +105,13 @@ class Settler:
                     p.size, p.mtime_ns, p.stable_since = st.st_size, st.st_mtime_ns, now
                     continue
                 wait = CLOSED_SETTLE if p.closed else self.settle
-                if now - p.stable_since >= wait:
-                    ready.append(path)
-                    del self._pending[path]
+                if now - p.stable_since < wait:
+                    continue
+                if being_written(path):  # a copy paused longer than the settle time
+                    p.stable_since, p.closed = now, False
+                    continue
+                ready.append(path)
+                del self._pending[path]
         return ready
 
     def __len__(self) -> int:

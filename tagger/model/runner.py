@@ -34,32 +34,8 @@ def configure_backend(device: Device) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
         os.environ["JAX_PLATFORMS"] = "cpu"
     if "keras" not in sys.modules:
-        _limit_malloc_arenas()
         with _quiet_native_stderr():
             import keras  # noqa: F401
-
-
-#: glibc's M_ARENA_MAX option number for mallopt(3).
-_M_ARENA_MAX = -8
-
-
-def _limit_malloc_arenas(arenas: int = 2) -> None:
-    """Cap glibc's per-thread malloc arenas before TensorFlow starts its thread pools.
-
-    Measured here (bench/bench_daemon.py, tests of predict_on_batch in a loop): with the default
-    (8 per core) the resident size of a long-running process climbed from 1.5 to over 4 GB as
-    TensorFlow's threads each grew an arena; with 2 arenas it stays near 2 GB at the same speed
-    (19.9 vs 20.9 ms per window). MALLOC_ARENA_MAX in the environment, if set, wins.
-    """
-    if "MALLOC_ARENA_MAX" in os.environ or not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(_M_ARENA_MAX, arenas)
-    except (OSError, AttributeError):
-        pass  # not glibc (musl, ...): nothing to tune
 
 
 @contextmanager

@@ -1,10 +1,18 @@
-"""The dispatcher: pick the format module for a file, read or (safely) write its genres."""
+"""The dispatcher: pick the format module for a file, read or (safely) write its genres.
+
+A write is verified before it replaces anything: the edited copy is read back and must hold the
+genres written, every other tag and picture as before (as mutagen reads them), and the same
+audio payload (:func:`tagger.identity.audio_identity`). Files whose tags mutagen cannot rewrite
+faithfully (each format module's ``problem``) are refused up front. A refusal leaves the
+original untouched and says ``cannot safely rewrite the tags: REASON``.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+import struct
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import mutagen
 from mutagen.aiff import AIFF
@@ -16,33 +24,10 @@ from mutagen.oggopus import OggOpus
 from mutagen.oggvorbis import OggVorbis
 from mutagen.wave import WAVE
 
-from tagger.errors import TaggerError
+from tagger.identity import audio_identity, located
 from tagger.tags import asf, id3, mp4, vorbis
-
-
-class TagWriteError(TaggerError):
-    """A file's tags could not be read or written; the file is left as it was."""
-
-    def __init__(self, path: str | Path, reason: str, code: str = "tag-error") -> None:
-        super().__init__(f"{path}: {reason}")
-        self.path = str(path)
-        self.reason = reason
-        self.code = code
-
-
-@dataclass(frozen=True)
-class TagOptions:
-    #: ID3 version for MP3/WAV/AIFF: None keeps the file's own (v2.4 for untagged files).
-    id3_version: int | None = None
-    #: How ID3v2.3 joins several genres in its single text frame (Picard recommends "; ").
-    id3v23_separator: str = "; "
-    #: Keep the file's modification time, so our write does not look like a new file to others.
-    keep_mtime: bool = True
-
-
-class FormatModule(Protocol):
-    def read(self, f: Any, options: TagOptions) -> list[str]: ...
-    def write(self, f: Any, genres: list[str], options: TagOptions) -> None: ...
+from tagger.tags.base import FormatModule, TagOptions, TagWriteError, unsafe
+from tagger.tags.safe_write import replace_atomically
 
 
 def _module(f: Any) -> FormatModule:
@@ -54,7 +39,8 @@ def _module(f: Any) -> FormatModule:
         return mp4
     if isinstance(f, ASF):
         return asf
-    raise TagWriteError(getattr(f, "filename", "?"), f"no genre support for {type(f).__name__} files",
+    raise TagWriteError(getattr(f, "filename", "?"),
+                        f"genre-tagger cannot write genres into {type(f).__name__} files",
                         "unsupported-format")
 
 
@@ -69,14 +55,27 @@ def _open(path: Path, for_write: bool = False) -> Any:
             raise TagWriteError(path, "no such file", "missing") from None
         if isinstance(cause, PermissionError):
             raise TagWriteError(path, "permission denied", "permission") from None
-        raise TagWriteError(path, f"cannot read its tags: {e}", "bad-tags") from None
+        raise TagWriteError(path, f"its tags are damaged and cannot be read ({_words(e)})",
+                            "bad-tags") from None
     except FileNotFoundError:
         raise TagWriteError(path, "no such file", "missing") from None
     except PermissionError:
         raise TagWriteError(path, "permission denied", "permission") from None
+    except (UnicodeError, ValueError, struct.error, OverflowError, MemoryError) as e:
+        raise TagWriteError(path, f"its tags are damaged and cannot be read ({_words(e)})",
+                            "bad-tags") from None
     if f is None:
-        raise TagWriteError(path, "not a tagged audio format mutagen knows", "unsupported-format")
+        raise TagWriteError(path, "not an audio format whose tags genre-tagger can write",
+                            "unsupported-format")
     return f
+
+
+def _words(e: BaseException) -> str:
+    """mutagen's message, without Python's codec jargon, never empty."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    if not text or "codec can't" in text:
+        return "invalid data in the tag" if not text else "text in the tag is not valid in its encoding"
+    return text
 
 
 def read_genres(path: str | Path, options: TagOptions | None = None) -> list[str]:
@@ -88,16 +87,44 @@ def read_genres(path: str | Path, options: TagOptions | None = None) -> list[str
     return _module(f).read(f, options or TagOptions())
 
 
-def write_genres(path: str | Path, genres: list[str], options: TagOptions | None = None) -> None:
-    """Replace the file's genres with ``genres`` ([] removes them), crash-safely."""
-    from tagger.tags.safe_write import replace_atomically
+def _differs(before: list[tuple[str, str]], after: list[tuple[str, str]]) -> str:
+    a, b = dict(before), dict(after)
+    for key in sorted(set(a) | set(b)):
+        if a.get(key) != b.get(key):
+            return key
+    return "the order of the tags"
 
+
+def write_genres(path: str | Path, genres: list[str], options: TagOptions | None = None,
+                 expect: os.stat_result | None = None) -> os.stat_result:
+    """Replace the file's genres with ``genres`` ([] removes them), crash-safely and verified.
+
+    ``expect``: the file's stat when it was analysed; a file that changed since is not written.
+    Returns the stat of the rewritten file.
+    """
     options = options or TagOptions()
     path = Path(path)
+    genres = list(genres)
     module = _module(_open(path))
 
     def edit(tmp: Path) -> None:
-        f = _open(tmp, for_write=True)
-        module.write(f, list(genres), options)
+        f = _open(tmp)
+        why = module.problem(tmp, f)
+        if why:
+            raise unsafe(path, why)
+        audio = audio_identity(tmp)
+        if not located(audio):
+            raise unsafe(path, "the audio data cannot be located in the file (the container is "
+                               "damaged or unknown), so the rewrite could not be checked")
+        kept = module.others(f)
+        module.write(_open(tmp, for_write=True), genres, options)
+        f = _open(tmp)
+        if [g.strip() for g in module.read(f, options)] != [g.strip() for g in genres if g.strip()]:
+            raise unsafe(path, "the genres read back differ from those written")
+        now = module.others(f)
+        if now != kept:
+            raise unsafe(path, f"the rewrite would change {_differs(kept, now)}")
+        if audio_identity(tmp) != audio:
+            raise unsafe(path, "the rewrite would change the audio data")
 
-    replace_atomically(path, edit, keep_mtime=options.keep_mtime)
+    return replace_atomically(path, edit, keep_mtime=options.keep_mtime, expect=expect)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
-if TYPE_CHECKING:
-    from tagger.tags.api import TagOptions
+from tagger.tags.base import TagOptions
 
 KEY = "WM/Genre"
+GENRE_KEYS = (KEY, "WM/GenreID")
 
 
 def read(f: Any, options: TagOptions) -> list[str]:
@@ -24,3 +25,13 @@ def write(f: Any, genres: list[str], options: TagOptions) -> None:
     elif KEY in f.tags:
         del f.tags[KEY]
     f.save()
+
+
+def others(f: Any) -> list[tuple[str, str]]:
+    if f.tags is None:
+        return []
+    return sorted((k, repr(v)) for k, v in f.tags.items() if k not in GENRE_KEYS)
+
+
+def problem(path: Path, f: Any) -> str | None:
+    return None

@@ -8,17 +8,21 @@ joined with a configurable separator. Never several TCON frames: most readers us
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from mutagen.aiff import AIFF
 from mutagen.id3 import TCON, ID3v1SaveOptions
+from mutagen.id3._frames import Frames
+from mutagen.id3._tags import ID3Header, determine_bpi
+from mutagen.id3._util import ID3JunkFrameError, unsynch
 from mutagen.mp3 import MP3
 from mutagen.wave import WAVE
 
-from tagger.tags.riff_info import set_info_genre
-
-if TYPE_CHECKING:
-    from tagger.tags.api import TagOptions
+from tagger.chunks import chunks, overrun
+from tagger.tags.base import TagOptions
+from tagger.tags.riff_info import info_entries, set_info_genre
 
 
 def read(f: Any, options: TagOptions) -> list[str]:
@@ -77,3 +81,98 @@ def write(f: Any, genres: list[str], options: TagOptions) -> None:
             fh.write(v1[:127] + bytes([_v1_genre_byte(genres)]))
     if isinstance(f, WAVE):
         set_info_genre(Path(filename), options.id3v23_separator.join(genres) or None)
+
+
+def others(f: Any) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    if f.tags is not None:
+        out += sorted((k, _frame_value(v)) for k, v in f.tags.items() if not k.startswith("TCON"))
+        out += sorted(("unknown frame", raw.hex()) for raw in getattr(f.tags, "unknown_frames", []))
+    filename = str(f.filename)
+    if isinstance(f, MP3):
+        v1 = _id3v1_block(filename)
+        out.append(("ID3v1", v1[:127].hex() if v1 else ""))  # the genre byte is ours
+    if isinstance(f, WAVE):
+        out += [(f"INFO {cid.decode('latin-1')}", data.hex())
+                for cid, data in info_entries(Path(filename)) if cid != b"IGNR"]
+    return out
+
+
+def _frame_value(frame: Any) -> str:
+    """A frame's content without its text encoding (v2.3 has no UTF-8, so a version change
+    re-encodes text; the text itself must stay the same)."""
+    specs = [*frame._framespec, *getattr(frame, "_optionalspec", [])]
+    return repr([(s.name, getattr(frame, s.name, None)) for s in specs if s.name != "encoding"])
+
+
+def _tag_offset(path: Path, f: Any) -> int | None:
+    """Where the ID3v2 tag starts: the file's head (MP3), or its chunk in a WAV or AIFF."""
+    if isinstance(f, (WAVE, AIFF)):
+        little = isinstance(f, WAVE)
+        with open(path, "rb") as fh:
+            for c in chunks(fh, os.fstat(fh.fileno()).st_size, little):
+                if c.id in (b"id3 ", b"ID3 "):
+                    return c.offset + 8
+        return None
+    return 0
+
+
+def _junk_frames(path: Path, offset: int) -> list[str]:
+    """Frames present in the tag that mutagen cannot parse and would silently drop on save."""
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        head = fh.read(10)
+        if head[:3] != b"ID3" or head[3] not in (3, 4):
+            return []
+        fh.seek(offset)
+        header = ID3Header(fh)
+        size = header.size - 10 - (4 + len(header._extdata) if header.f_extended else 0)
+        data = fh.read(size)
+    if header.version < ID3Header._V24 and header.f_unsynch:
+        try:
+            data = unsynch.decode(data)
+        except ValueError:
+            return ["(unsynchronised tag)"]
+    bpi = int if header.version < ID3Header._V24 else determine_bpi(data, Frames)
+    junk = []
+    while len(data) >= 10:
+        name, size, flags = struct.unpack(">4sLH", data[:10])
+        if name.strip(b"\x00") == b"":
+            break
+        size = bpi(size)
+        frame, data = data[10:10 + size], data[10 + size:]
+        cls = Frames.get(name.decode("latin-1"))
+        if cls is None or size == 0:
+            continue
+        try:
+            cls._fromData(header, flags, frame)
+        except ID3JunkFrameError:
+            junk.append(name.decode("latin-1"))
+        except Exception:
+            continue  # mutagen keeps what it cannot decode as an unknown frame
+    return junk
+
+
+def problem(path: Path, f: Any) -> str | None:
+    if isinstance(f, (WAVE, AIFF)):
+        with open(path, "rb") as fh:
+            if overrun(fh, os.fstat(fh.fileno()).st_size, isinstance(f, WAVE)) is not None:
+                return ("the file is truncated (a chunk runs past its end), so a new tag "
+                        "would land inside the audio")
+    offset = _tag_offset(path, f)
+    if offset is None:
+        return None
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        head = fh.read(10)
+    if head[:3] == b"ID3" and len(head) == 10 and head[5] & 0x10:
+        return "its ID3 tag has a footer, which mutagen does not rewrite"
+    try:
+        junk = [n for n in _junk_frames(path, offset) if n != "TCON"]
+    except Exception:
+        return "its ID3 tag cannot be read frame by frame"
+    if junk:
+        return f"the ID3 frame {junk[0]} is damaged and would be lost"
+    return None
+
+

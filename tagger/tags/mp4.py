@@ -6,12 +6,13 @@ write leaves the modern form only.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
-if TYPE_CHECKING:
-    from tagger.tags.api import TagOptions
+from tagger.tags.base import TagOptions
 
 KEY = "\xa9gen"
+GENRE_KEYS = (KEY, "gnre")
 
 
 def read(f: Any, options: TagOptions) -> list[str]:
@@ -28,3 +29,17 @@ def write(f: Any, genres: list[str], options: TagOptions) -> None:
     elif KEY in f.tags:
         del f.tags[KEY]
     f.save()
+
+
+def others(f: Any) -> list[tuple[str, str]]:
+    if f.tags is None:
+        return []
+    return sorted((k, repr(v)) for k, v in f.tags.items() if k not in GENRE_KEYS)
+
+
+def problem(path: Path, f: Any) -> str | None:
+    """Items mutagen cannot parse are written back re-serialised: not faithful, so refused."""
+    failed = [k for k in getattr(f.tags, "_failed_atoms", {}) if k not in GENRE_KEYS]
+    if failed:
+        return f"the MP4 metadata item {failed[0]!r} is damaged and would be rewritten"
+    return None

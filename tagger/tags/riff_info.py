@@ -4,6 +4,10 @@ WAV carries two tag formats: the ID3 chunk (read by TagLib, so Navidrome and Jel
 older INFO list (read by ffmpeg, which ignores the ID3 chunk when INFO is present, so Plex and
 anything built on ffprobe). INFO is single-valued, so the genres are joined there; the ID3 chunk
 keeps them as separate values. Files without an INFO list are left without one.
+
+The list is resized in place (as mutagen resizes its own chunks): it is only ever applied to the
+temporary copy that :mod:`tagger.tags.safe_write` renames into place, so no second temporary
+file is needed.
 """
 
 from __future__ import annotations
@@ -13,18 +17,9 @@ import struct
 from pathlib import Path
 from typing import BinaryIO
 
+from mutagen._util import resize_bytes
 
-def _chunks(fh: BinaryIO, size: int) -> list[tuple[bytes, int, int]]:
-    """(id, offset of the chunk header, payload length) of every top-level chunk."""
-    out = []
-    pos = 12
-    while pos + 8 <= size:
-        fh.seek(pos)
-        head = fh.read(8)
-        cid, length = head[:4], struct.unpack("<I", head[4:8])[0]
-        out.append((cid, pos, length))
-        pos += 8 + length + (length & 1)
-    return out
+from tagger.chunks import Chunk, chunks
 
 
 def _info_entries(payload: bytes) -> list[tuple[bytes, bytes]]:
@@ -43,53 +38,47 @@ def _pack(entries: list[tuple[bytes, bytes]]) -> bytes:
     return body
 
 
+def _info_chunk(fh: BinaryIO, size: int) -> Chunk | None:
+    fh.seek(0)
+    if fh.read(12)[8:12] != b"WAVE":
+        return None
+    for c in chunks(fh, size):
+        if c.id == b"LIST":
+            fh.seek(c.offset + 8)
+            if fh.read(4) == b"INFO":
+                return c
+    return None
+
+
+def info_entries(path: Path) -> list[tuple[bytes, bytes]]:
+    """Every INFO entry (``[]`` without an INFO list): what a genre write must keep."""
+    with open(path, "rb") as fh:
+        c = _info_chunk(fh, os.fstat(fh.fileno()).st_size)
+        if c is None:
+            return []
+        fh.seek(c.offset + 8)
+        return _info_entries(fh.read(c.length))
+
+
 def set_info_genre(path: Path, genre: str | None) -> bool:
     """Set (or with None remove) ``IGNR`` in an existing INFO list; False if there is none."""
-    size = path.stat().st_size
-    with open(path, "rb") as fh:
-        if fh.read(12)[8:12] != b"WAVE":
+    with open(path, "r+b") as fh:
+        c = _info_chunk(fh, os.fstat(fh.fileno()).st_size)
+        if c is None:
             return False
-        chunks = _chunks(fh, size)
-        info = next(((o, n) for cid, o, n in chunks
-                     if cid == b"LIST" and _list_type(fh, o) == b"INFO"), None)
-        if info is None:
-            return False
-        fh.seek(info[0] + 8)
-        entries = [e for e in _info_entries(fh.read(info[1])) if e[0] != b"IGNR"]
-    if genre:
-        entries.append((b"IGNR", genre.encode("utf-8") + b"\0"))
-    new_list = _pack(entries)
-    tmp = path.with_name(path.name + ".info")
-    with open(path, "rb") as src, open(tmp, "wb") as out:
-        out.write(b"RIFF\0\0\0\0WAVE")
-        for _cid, offset, length in chunks:
-            if offset == info[0]:
-                out.write(b"LIST" + struct.pack("<I", len(new_list)) + new_list)
-                if len(new_list) & 1:
-                    out.write(b"\0")
-                continue
-            src.seek(offset)
-            _copy(src, out, 8 + length + (length & 1))
-        total = out.tell()
-        out.seek(4)
-        out.write(struct.pack("<I", total - 8))
-    os.replace(tmp, path)
+        fh.seek(c.offset + 8)
+        entries = [e for e in _info_entries(fh.read(c.length)) if e[0] != b"IGNR"]
+        if genre:
+            entries.append((b"IGNR", genre.encode("utf-8") + b"\0"))
+        body = _pack(entries)
+        padded = body + (b"\0" if len(body) & 1 else b"")
+        resize_bytes(fh, c.length + (c.length & 1), len(padded), c.offset + 8)
+        fh.seek(c.offset)
+        fh.write(b"LIST" + struct.pack("<I", len(body)) + padded)
+        total = fh.seek(0, os.SEEK_END)
+        fh.seek(4)
+        fh.write(struct.pack("<I", total - 8))
     return True
 
 
-def _list_type(fh: BinaryIO, offset: int) -> bytes:
-    fh.seek(offset + 8)
-    return fh.read(4)
-
-
-def _copy(src: BinaryIO, dst: BinaryIO, n: int) -> None:
-    left = n
-    while left > 0:
-        block = src.read(min(1 << 20, left))
-        if not block:
-            break
-        dst.write(block)
-        left -= len(block)
-
-
-__all__ = ["set_info_genre"]
+__all__ = ["info_entries", "set_info_genre"]

@@ -1,0 +1,228 @@
+"""The one settings object, built in one place: TOML file, then ``GENRE_TAGGER_*`` environment
+variables, then flags (or, for the beets plugin, beets' own config mapped onto the same keys).
+
+Every front door (the CLI commands, the daemon, the beets plugin) builds a :class:`Settings`
+with :func:`load_settings` or :func:`build_settings` and hands it down; the engine, the tag
+writer and the library pipeline get the typed pieces they need from it. Every key is checked
+when the settings are built: a wrong key or value is an error that names it, not a crash an hour
+later. Files: ``/etc/genre-tagger/config.toml`` for the system service,
+``~/.config/genre-tagger/config.toml`` for a user (``--config FILE`` for any command).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from tagger.config import DEFAULT_BUDGET, EngineConfig
+from tagger.errors import TaggerError
+from tagger.model.catalog import DEFAULT_MODEL, MODELS
+from tagger.model.runner import Device
+from tagger.policy import POLICIES, Policy
+from tagger.tags.base import TagOptions
+from tagger.taxonomy import Selection
+
+SYSTEM_CONFIG = Path("/etc/genre-tagger/config.toml")
+Observer = Literal["auto", "inotify", "polling"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+#: The choice lists, defined once (the CLI's choices and the validation both read them).
+DEVICES: tuple[Device, ...] = get_args(Device)
+OBSERVERS: tuple[Observer, ...] = get_args(Observer)
+LOG_LEVELS: tuple[LogLevel, ...] = get_args(LogLevel)
+ENV_PREFIX = "GENRE_TAGGER_"
+
+
+class ConfigError(TaggerError):
+    """A configuration key or value is wrong; the message names it and says why."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- the library
+    roots: tuple[str, ...] = ()
+    policy: Policy = "missing"
+    # --- which genres
+    top_k: int = Selection.top_k
+    min_confidence: float = Selection.min_confidence
+    # --- the engine
+    model: str = DEFAULT_MODEL
+    device: Device = "auto"
+    batch_size: int = 0  # windows per model call; 0: the device's measured default
+    jobs: int = 0  # files decoded in parallel; 0: up to 4 CPUs
+    budget: int = DEFAULT_BUDGET  # windows per track; 0: every window ("all" on the command line)
+    window_hop: float = 3.0  # seconds between window starts (3: no overlap)
+    timeout: float = 120.0  # seconds a file may take to decode
+    # --- the tags
+    id3v23: bool = False  # write ID3v2.3 (genres joined) instead of keeping each file's version
+    id3_separator: str = "; "
+    touch: bool = False  # let tag writes update the mtime (kept by default)
+    # --- the cache
+    database: str = ""  # SQLAlchemy URL; empty: the XDG state default
+    # --- the daemon
+    observer: Observer = "auto"  # auto: polling on network/FUSE file systems, inotify elsewhere
+    settle_seconds: float = 2.0  # a file must keep its size and mtime this long to be "complete"
+    poll_seconds: float = 5.0  # polling observer interval
+    batch_files: int = 8  # files per worker batch: bounds memory and the SIGTERM wait
+    log_level: LogLevel = "info"
+    status_seconds: float = 60.0  # how often a summary line is logged
+
+    def selection(self) -> Selection:
+        return Selection(top_k=self.top_k, min_confidence=self.min_confidence)
+
+    def engine_config(self) -> EngineConfig:
+        from tagger.features import HOP, SAMPLE_RATE
+
+        return EngineConfig(
+            model=self.model, device=self.device, batch_size=self.batch_size or None,
+            jobs=self.jobs or EngineConfig().jobs, budget=self.budget or None,
+            window_hop=max(1, round(self.window_hop * SAMPLE_RATE / HOP)),
+            decode_timeout=self.timeout, selection=self.selection())
+
+    def tag_options(self) -> TagOptions:
+        return TagOptions(id3_version=3 if self.id3v23 else None,
+                          id3v23_separator=self.id3_separator, keep_mtime=not self.touch)
+
+    @property
+    def cache_url(self) -> str | None:
+        return self.database or None
+
+
+_FIELDS = {f.name: f for f in fields(Settings)}
+_CHOICES: dict[str, tuple[str, ...]] = {"policy": POLICIES, "device": DEVICES,
+                                        "observer": OBSERVERS, "log_level": LOG_LEVELS}
+_KIND = {"roots": "roots", "top_k": "int", "batch_size": "int", "jobs": "int", "budget": "budget",
+         "batch_files": "int", "min_confidence": "float", "window_hop": "float",
+         "timeout": "float", "settle_seconds": "float", "poll_seconds": "float",
+         "status_seconds": "float", "id3v23": "bool", "touch": "bool"}
+#: (check, what it must be) per key, beyond its type.
+_RANGES: dict[str, tuple[Any, str]] = {
+    "top_k": (lambda v: v >= 1, "at least 1"),
+    "min_confidence": (lambda v: 0.0 <= v <= 1.0, "between 0 and 1"),
+    "batch_size": (lambda v: v >= 0, "0 (automatic) or more"),
+    "jobs": (lambda v: v >= 0, "0 (automatic) or more"),
+    "budget": (lambda v: v >= 0, "a whole number of windows, or 'all' (or 0) for every window"),
+    "window_hop": (lambda v: v >= 0.1, "at least 0.1 seconds"),
+    "timeout": (lambda v: v >= 1, "at least 1 second"),
+    "settle_seconds": (lambda v: v >= 0, "0 or more"),
+    "poll_seconds": (lambda v: v > 0, "more than 0"),
+    "batch_files": (lambda v: v >= 1, "at least 1"),
+    "status_seconds": (lambda v: v > 0, "more than 0"),
+    "model": (lambda v: v in MODELS, f"one of {', '.join(MODELS)}"),
+}
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """``value`` as the key's type; ValueError says what it must be."""
+    kind = _KIND.get(key, "str")
+    if kind == "roots":
+        items = value.split(":") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)) or not all(isinstance(r, str) and r for r in items):
+            raise ValueError("a list of folder paths")
+        return tuple(str(Path(r).expanduser().absolute()) for r in items)
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return value.lower() in ("1", "true", "yes", "on")
+        raise ValueError("true or false")
+    if kind == "budget" and isinstance(value, str) and value.strip().lower() == "all":
+        return 0
+    if kind in ("int", "budget"):
+        want = "a whole number" + (" of windows, or 'all' for every window" if kind == "budget" else "")
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError(want)
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ValueError(want) from None
+    if kind == "float":
+        if isinstance(value, bool):
+            raise ValueError("a number")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ValueError("a number") from None
+    if not isinstance(value, str):
+        raise ValueError("a string")
+    return value
+
+
+def build_settings(values: Mapping[str, Any], where: Mapping[str, str] | None = None,
+                   require_roots: bool = False) -> Settings:
+    """Settings from raw ``values`` (key -> value as written anywhere), checked key by key.
+
+    ``where`` names the source of each key for the error message (a file, ``$GENRE_TAGGER_X``,
+    the command line, beets' config).
+    """
+    where = where or {}
+    typed: dict[str, Any] = {}
+    for key, raw in values.items():
+        origin = where.get(key, "settings")
+        if key not in _FIELDS:
+            raise ConfigError(f"{origin}: unknown key '{key}' (known: {', '.join(sorted(_FIELDS))})")
+        try:
+            value = _coerce(key, raw)
+        except ValueError as e:
+            raise ConfigError(f"{origin}: '{key}' must be {e}, not {raw!r}") from None
+        if key in _CHOICES and value not in _CHOICES[key]:
+            raise ConfigError(f"{origin}: '{key}' must be one of {', '.join(_CHOICES[key])}, "
+                              f"not {raw!r}")
+        check = _RANGES.get(key)
+        if check and not check[0](value):
+            raise ConfigError(f"{origin}: '{key}' must be {check[1]}, not {raw!r}")
+        typed[key] = value
+    settings = Settings(**typed)
+    if require_roots:
+        if not settings.roots:
+            raise ConfigError("'roots' must be at least one music folder")
+        for root in settings.roots:
+            if not Path(root).is_dir():
+                raise ConfigError(f"'roots': {root} is not a folder")
+    return settings
+
+
+def default_path() -> Path:
+    if os.geteuid() == 0 and SYSTEM_CONFIG.exists():
+        return SYSTEM_CONFIG
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    user = Path(base) / "genre-tagger" / "config.toml"
+    return user if user.exists() else SYSTEM_CONFIG
+
+
+def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None,
+                  overrides: Mapping[str, Any] | None = None, require_roots: bool = False) -> Settings:
+    """The file (``path``, else the default one if it exists), then ``GENRE_TAGGER_*``
+    variables of ``env`` (the process environment by default), then ``overrides`` (flags; None
+    values are ignored, so an option not given never hides the file's value)."""
+    values: dict[str, Any] = {}
+    where: dict[str, str] = {}
+    path = path or default_path()
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+            raise ConfigError(f"{path}: {e}") from None
+        for key, value in data.items():
+            values[key], where[key] = value, str(path)
+    environ = os.environ if env is None else env
+    for key in _FIELDS:
+        raw = environ.get(f"{ENV_PREFIX}{key.upper()}")
+        if raw is not None:
+            values[key], where[key] = raw, f"${ENV_PREFIX}{key.upper()}"
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key], where[key] = value, "command line"
+    return build_settings(values, where, require_roots)
+
+
+__all__ = ["DEVICES", "LOG_LEVELS", "OBSERVERS", "ConfigError", "Settings", "build_settings",
+           "default_path", "load_settings"]

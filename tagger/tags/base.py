@@ -1,0 +1,56 @@
+"""What every tag format shares: the options, the error, and the small API a format module
+implements. Format modules import this; it imports none of them (mutagen's own layout)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from tagger.errors import TaggerError
+
+
+class TagWriteError(TaggerError):
+    """A file's tags could not be read or written; the file is left as it was.
+
+    ``code`` is a short stable token stored in the cache and counted in summaries.
+    """
+
+    def __init__(self, path: str | Path, reason: str, code: str = "tag-error") -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+        self.code = code
+
+
+#: The prefix of every "we refused to rewrite this file" reason.
+UNSAFE = "cannot safely rewrite the tags: "
+
+
+def unsafe(path: str | Path, why: str) -> TagWriteError:
+    return TagWriteError(path, UNSAFE + why, "unsafe-rewrite")
+
+
+@dataclass(frozen=True)
+class TagOptions:
+    #: ID3 version for MP3/WAV/AIFF: None keeps the file's own (v2.4 for untagged files).
+    id3_version: int | None = None
+    #: How ID3v2.3 joins several genres in its single text frame (Picard recommends "; ").
+    id3v23_separator: str = "; "
+    #: Keep the file's modification time, so our write does not look like a new file to others.
+    keep_mtime: bool = True
+
+
+class FormatModule(Protocol):
+    def read(self, f: Any, options: TagOptions) -> list[str]:
+        """The genres, in the file's own order."""
+
+    def write(self, f: Any, genres: list[str], options: TagOptions) -> None:
+        """Replace the genres (``f`` is a copy; the caller renames it into place)."""
+
+    def others(self, f: Any) -> list[tuple[str, str]]:
+        """Everything but the genre, comparably: equal before and after a write, or the write
+        changed something it must not."""
+
+    def problem(self, path: Path, f: Any) -> str | None:
+        """Why this file's tags cannot be rewritten faithfully (None: they can)."""
