@@ -30,10 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 
-from tagger.config import EngineConfig
-from tagger.decode import decode
-from tagger.engine import Engine, Prediction
-from tagger.features import SAMPLE_RATE, cut_windows, log_mel, repeat_pad, window_starts
+from tagger.analysis.config import EngineConfig
+from tagger.analysis.decode import decode
+from tagger.analysis.engine import Engine, Prediction
+from tagger.analysis.features import SAMPLE_RATE, cut_windows, log_mel, repeat_pad, window_starts
 
 BASELINE_CHILD = r"""
 import json, sys, time, warnings

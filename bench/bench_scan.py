@@ -28,12 +28,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 
+from tagger.analysis.config import EngineConfig
 from tagger.cache import Cache
-from tagger.config import EngineConfig
-from tagger.identity import audio_identity
-from tagger.scan import Scanner, ScanOptions
+from tagger.library.identity import audio_identity
+from tagger.library.pipeline import Scanner, ScanOptions
+from tagger.library.walk import walk
 from tagger.tags import read_genres
-from tagger.walk import walk
 
 
 def make_library(root: Path, n: int) -> None:

@@ -23,12 +23,12 @@ from typing import Any
 import click
 
 from tagger import __version__
-from tagger.config import EngineConfig
+from tagger.analysis.config import EngineConfig
+from tagger.analysis.engine import Failure, Prediction, Result
+from tagger.analysis.model.catalog import MODELS
 from tagger.display import display
-from tagger.engine import Failure, Prediction, Result
 from tagger.errors import TaggerError
-from tagger.model.catalog import MODELS
-from tagger.policy import POLICIES
+from tagger.library.policy import POLICIES
 from tagger.settings import DEVICES, LOG_LEVELS, OBSERVERS, ConfigError, Settings, load_settings
 
 EXIT_OK = 0
@@ -74,7 +74,7 @@ def require_ffmpeg() -> None:
     """Without a working ffmpeg every file would fail one by one (and scan would remember each
     as failed): say so once, before anything is loaded (``ffmpeg -version`` is run, so a broken
     one is caught too)."""
-    from tagger.decode import check_decoder
+    from tagger.analysis.decode import check_decoder
     from tagger.errors import EnvironmentProblem as MachineProblem
 
     try:
@@ -91,10 +91,10 @@ def error_text(path: str, reason: str) -> Any:
 
 
 def expand(paths: Sequence[str], on_error: Callable[[str, OSError], None] | None = None) -> Iterator[str]:
-    """Files as given (the engine reports missing ones); folders walked by :func:`tagger.walk.walk`,
+    """Files as given (the engine reports missing ones); folders walked by :func:`tagger.library.walk.walk`,
     the same walker ``scan`` uses, in a stable order and under the path as given. Folders that
     cannot be read go to ``on_error``."""
-    from tagger.walk import walk
+    from tagger.library.walk import walk
 
     for p in paths:
         if not os.path.isdir(p):
@@ -198,7 +198,7 @@ def run_predict(paths: list[str], config: EngineConfig, as_json: bool,
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.text import Text
 
-    from tagger.engine import Engine
+    from tagger.analysis.engine import Engine
 
     err = Console(stderr=True)
     results: list[dict[str, Any]] = []
@@ -247,7 +247,7 @@ def main() -> None:
 @engine_options
 def predict(files: tuple[str, ...], as_json: bool, **kw: Any) -> None:
     """Predict the genres of FILES (folders are searched for audio files)."""
-    from tagger.walk import unreadable_reason
+    from tagger.library.walk import unreadable_reason
 
     unreadable: list[tuple[str, str]] = []
     paths = list(expand(files, on_error=lambda p, e: unreadable.append((p, unreadable_reason(p, e)))))
@@ -318,7 +318,7 @@ def scan(roots: tuple[str, ...], dry_run: bool, json_out: Path | None, retry_fai
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from tagger.scan import Scanner, ScanOptions, resolve
+    from tagger.library.pipeline import Scanner, ScanOptions, resolve
 
     settings = settings_from(kw)
     require_ffmpeg()
@@ -377,8 +377,8 @@ def scan(roots: tuple[str, ...], dry_run: bool, json_out: Path | None, retry_fai
 @library_options
 def revert(roots: tuple[str, ...], dry_run: bool, **kw: Any) -> None:
     """Put back the genres files under ROOTS had before genre-tagger changed them."""
-    from tagger.scan import resolve
-    from tagger.scan import revert as do_revert
+    from tagger.library.pipeline import resolve
+    from tagger.library.pipeline import revert as do_revert
 
     settings = settings_from(kw)
     with _open_cache(settings.cache_url) as cache:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import ClassVar, Literal
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
@@ -17,6 +18,20 @@ def one_line(text: str) -> str:
     return " ".join(_CONTROL.sub(" ", text).split())
 
 
+#: Every reason code a file (or a folder the walk could not read) can end with: stored in the
+#: cache, counted in summaries, matched by the daemon's retry rules.
+Code = Literal[
+    # analysis (the file's audio)
+    "audio-error", "missing", "permission", "not-audio", "corrupt", "truncated", "empty", "silent",
+    "too-short", "timeout", "decoder-crashed", "internal-error",
+    # tags (writing the genres)
+    "tag-error", "unsupported-format", "bad-tags", "read-only", "disk-full", "write-error",
+    "not-a-file", "changed", "busy", "unsafe-rewrite",
+    # the library
+    "outside-roots", "unreadable-folder",
+]
+
+
 class TaggerError(Exception):
     """Base of every error genre-tagger reports instead of crashing."""
 
@@ -24,7 +39,7 @@ class TaggerError(Exception):
 class AudioError(TaggerError):
     """A file could not be analysed."""
 
-    code = "audio-error"
+    code: ClassVar[Code] = "audio-error"
 
     def __init__(self, path: str | Path, reason: str) -> None:
         reason = one_line(reason)
@@ -34,43 +49,43 @@ class AudioError(TaggerError):
 
 
 class MissingFile(AudioError):
-    code = "missing"
+    code: ClassVar[Code] = "missing"
 
 
 class NoPermission(AudioError):
-    code = "permission"
+    code: ClassVar[Code] = "permission"
 
 
 class NotAudio(AudioError):
-    code = "not-audio"
+    code: ClassVar[Code] = "not-audio"
 
 
 class CorruptAudio(AudioError):
-    code = "corrupt"
+    code: ClassVar[Code] = "corrupt"
 
 
 class TruncatedAudio(AudioError):
-    code = "truncated"
+    code: ClassVar[Code] = "truncated"
 
 
 class EmptyAudio(AudioError):
-    code = "empty"
+    code: ClassVar[Code] = "empty"
 
 
 class SilentAudio(AudioError):
-    code = "silent"
+    code: ClassVar[Code] = "silent"
 
 
 class TooShort(AudioError):
-    code = "too-short"
+    code: ClassVar[Code] = "too-short"
 
 
 class DecodeTimeout(AudioError):
-    code = "timeout"
+    code: ClassVar[Code] = "timeout"
 
 
 class DecoderCrashed(AudioError):
-    code = "decoder-crashed"
+    code: ClassVar[Code] = "decoder-crashed"
 
 
 class EnvironmentProblem(TaggerError):

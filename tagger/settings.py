@@ -23,13 +23,13 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from tagger.config import DEFAULT_BUDGET, EngineConfig
+from tagger.analysis.config import DEFAULT_BUDGET, EngineConfig
+from tagger.analysis.model.catalog import DEFAULT_MODEL, MODELS
+from tagger.analysis.model.runner import Device
+from tagger.analysis.taxonomy import Selection
 from tagger.errors import TaggerError
-from tagger.model.catalog import DEFAULT_MODEL, MODELS
-from tagger.model.runner import Device
-from tagger.policy import POLICIES, Policy
+from tagger.library.policy import POLICIES, Policy
 from tagger.tags.base import TagOptions
-from tagger.taxonomy import Selection
 
 SYSTEM_CONFIG = Path("/etc/genre-tagger/config.toml")
 Observer = Literal["auto", "inotify", "polling"]
@@ -79,7 +79,7 @@ class Settings:
         return Selection(top_k=self.top_k, min_confidence=self.min_confidence)
 
     def engine_config(self) -> EngineConfig:
-        from tagger.features import HOP, SAMPLE_RATE
+        from tagger.analysis.features import HOP, SAMPLE_RATE
 
         return EngineConfig(
             model=self.model, device=self.device, batch_size=self.batch_size or None,

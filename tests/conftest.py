@@ -60,7 +60,7 @@ def audio_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def engine_full() -> Iterator[object]:
-    from tagger.config import EngineConfig
-    from tagger.engine import Engine
+    from tagger.analysis.config import EngineConfig
+    from tagger.analysis.engine import Engine
 
     yield Engine(EngineConfig(budget=None, device="cpu"))

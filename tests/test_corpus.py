@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tagger.config import EngineConfig
-from tagger.engine import Engine, Failure, Prediction
+from tagger.analysis.config import EngineConfig
+from tagger.analysis.engine import Engine, Failure, Prediction
 
 pytestmark = pytest.mark.corpus
 
@@ -61,7 +61,7 @@ def test_scan_tags_a_copy_of_the_real_corpus(corpus: Path, tmp_path: Path) -> No
     import shutil
 
     from tagger.cache import Cache
-    from tagger.scan import Scanner, ScanOptions
+    from tagger.library.pipeline import Scanner, ScanOptions
     from tagger.tags import read_genres
 
     lib = tmp_path / "lib"

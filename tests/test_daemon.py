@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tagger.identity import audio_identity
+from tagger.library.identity import audio_identity
 from tagger.settings import ConfigError, load_settings
 from tagger.tags import read_genres
 
@@ -281,10 +281,10 @@ def test_schema_v1_database_is_migrated(tmp_path: Path) -> None:
 
 def test_files_analysed_but_not_yet_tagged_are_finished_after_a_restart(lib) -> None:  # type: ignore[no-untyped-def]
     """The state a kill -9 between analysis and tag write leaves: the restart must finish it."""
+    from tagger.analysis.config import EngineConfig
+    from tagger.analysis.taxonomy import Selection
     from tagger.cache import Cache
-    from tagger.config import EngineConfig
-    from tagger.scan import Scanner, ScanOptions
-    from tagger.taxonomy import Selection
+    from tagger.library.pipeline import Scanner, ScanOptions
 
     root, db, log = lib
     for i in range(3):

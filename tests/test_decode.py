@@ -15,9 +15,11 @@ import numpy as np
 import pytest
 from conftest import FORMATS, ffmpeg_encode, music_like
 
-from tagger.config import EngineConfig
-from tagger.decode import _run, check_decoder, decode, decode_segments
-from tagger.engine import Engine, Failure
+from tagger.analysis.config import EngineConfig
+from tagger.analysis.decode import _run, check_decoder, decode, decode_segments
+from tagger.analysis.engine import Engine, Failure
+from tagger.analysis.extract import extract_windows
+from tagger.analysis.features import SAMPLE_RATE, plan_windows
 from tagger.errors import (
     AudioError,
     CorruptAudio,
@@ -33,8 +35,6 @@ from tagger.errors import (
     TooShort,
     TruncatedAudio,
 )
-from tagger.extract import extract_windows
-from tagger.features import SAMPLE_RATE, plan_windows
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_every_format_decodes_to_16k_mono(audio_files: dict[str, Path], name: st
 
 
 def test_ffmpeg_and_libsndfile_agree(good: dict[str, Path]) -> None:
-    out = subprocess.run([sys.executable, "-m", "tagger.sndfile_child", str(good["flac"]),
+    out = subprocess.run([sys.executable, "-m", "tagger.analysis.sndfile_child", str(good["flac"]),
                           str(SAMPLE_RATE)], capture_output=True, check=True).stdout
     fallback = np.frombuffer(out, np.float32)
     main = decode(good["flac"])
@@ -79,7 +79,7 @@ def test_no_permission(good: dict[str, Path], tmp_path: Path) -> None:
     # root reads anything: drop the capabilities that let it, and run the same code path.
     if shutil.which("setpriv") is None:
         pytest.skip("running as root without setpriv")
-    code = ("from tagger.decode import decode\nfrom tagger.errors import NoPermission\n"
+    code = ("from tagger.analysis.decode import decode\nfrom tagger.errors import NoPermission\n"
             f"try:\n    decode({str(locked)!r})\nexcept NoPermission as e:\n    print(e.code, e)\n")
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent.parent))
     caps = "-dac_override,-dac_read_search"
@@ -213,8 +213,8 @@ def test_decoding_never_writes_to_the_file(good: dict[str, Path]) -> None:
 
 _CHILD = """
 import sys
-from tagger.config import EngineConfig
-from tagger.extract import extract_windows
+from tagger.analysis.config import EngineConfig
+from tagger.analysis.extract import extract_windows
 try:
     extract_windows(sys.argv[1], EngineConfig())
 except Exception as e:
@@ -484,7 +484,7 @@ def test_an_internal_error_is_one_plain_line(good: dict[str, Path]) -> None:
 
 
 def test_running_out_of_file_descriptors_is_the_machines_problem(good: dict[str, Path]) -> None:
-    code = ("import os, resource, sys\nfrom tagger.decode import decode\n"
+    code = ("import os, resource, sys\nfrom tagger.analysis.decode import decode\n"
             "from tagger.errors import EnvironmentProblem\n"
             "n = len(os.listdir('/proc/self/fd'))\n"
             "resource.setrlimit(resource.RLIMIT_NOFILE, (n + 1, n + 1))\n"

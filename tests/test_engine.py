@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from conftest import ffmpeg_encode, music_like
 
-from tagger.config import EngineConfig
-from tagger.engine import Engine, Failure, Prediction
-from tagger.extract import extract_windows
+from tagger.analysis.config import EngineConfig
+from tagger.analysis.engine import Engine, Failure, Prediction
+from tagger.analysis.extract import extract_windows
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import librosa
 import numpy as np
 import pytest
 
-from tagger.features import (
+from tagger.analysis.features import (
     HOP,
     MIN_SAMPLES,
     N_FFT,

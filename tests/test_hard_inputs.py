@@ -20,7 +20,7 @@ from tagger.cache.queue import WorkQueue
 from tagger.cache.store import decode_path, encode_path
 from tagger.cli import expand
 from tagger.display import display
-from tagger.walk import AUDIO_EXTENSIONS, walk
+from tagger.library.walk import AUDIO_EXTENSIONS, walk
 
 REPO = Path(__file__).resolve().parent.parent
 CAPS = "-dac_override,-dac_read_search"

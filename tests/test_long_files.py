@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from conftest import ffmpeg_encode, music_like
 
-from tagger.config import EngineConfig
-from tagger.decode import decode
-from tagger.extract import extract_windows
-from tagger.features import N_FRAMES, SAMPLE_RATE, LogMelStream, log_mel, plan_windows, repeat_pad
+from tagger.analysis.config import EngineConfig
+from tagger.analysis.decode import decode
+from tagger.analysis.extract import extract_windows
+from tagger.analysis.features import N_FRAMES, SAMPLE_RATE, LogMelStream, log_mel, plan_windows, repeat_pad
 
 HOURS_3 = 3 * 3600.0
 
@@ -86,7 +86,7 @@ def test_decode_stops_at_max_seconds(long_files: dict[str, Path]) -> None:
 def test_the_libsndfile_child_streams_and_stops_at_its_limit(tmp_path: Path) -> None:
     """The fallback decoder read the whole file into memory and wrote all of it."""
     flac = ffmpeg_encode(music_like(40.0), 44_100, tmp_path / "forty.flac", ["-c:a", "flac"])
-    run = [sys.executable, "-m", "tagger.sndfile_child", str(flac), str(SAMPLE_RATE)]
+    run = [sys.executable, "-m", "tagger.analysis.sndfile_child", str(flac), str(SAMPLE_RATE)]
     whole = np.frombuffer(subprocess.run(run, capture_output=True, check=True).stdout, np.float32)
     first = np.frombuffer(subprocess.run([*run, str(10 * SAMPLE_RATE)], capture_output=True,
                                          check=True).stdout, np.float32)
@@ -99,7 +99,7 @@ def test_the_libsndfile_child_streams_and_stops_at_its_limit(tmp_path: Path) -> 
 def test_the_libsndfile_child_says_one_plain_line(tmp_path: Path) -> None:
     f = tmp_path / "not-audio.wav"
     f.write_bytes(b"text, not a wave file\n" * 40)
-    out = subprocess.run([sys.executable, "-m", "tagger.sndfile_child", str(f), str(SAMPLE_RATE)],
+    out = subprocess.run([sys.executable, "-m", "tagger.analysis.sndfile_child", str(f), str(SAMPLE_RATE)],
                          capture_output=True, text=True)
     assert out.returncode == 1 and out.stdout == ""
     assert out.stderr == "Format not recognised.\n"

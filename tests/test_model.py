@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tagger.model.catalog import MODELS, MSD_TAGS, MTT_TAGS, model_version, weights_path
-from tagger.model.mil import build_song_model, mean_by_track
-from tagger.model.weights import load_window_model
+from tagger.analysis.model.catalog import MODELS, MSD_TAGS, MTT_TAGS, model_version, weights_path
+from tagger.analysis.model.mil import build_song_model, mean_by_track
+from tagger.analysis.model.weights import load_window_model
 
 REFERENCE = Path(__file__).parent / "data" / "musicnn_reference.npz"
 
@@ -90,7 +90,7 @@ def test_jax_backend_gives_the_same_scores(reference) -> None:  # type: ignore[n
     import subprocess
     import sys
 
-    code = ("import numpy as np, keras; from tagger.model.weights import load_window_model;"
+    code = ("import numpy as np, keras; from tagger.analysis.model.weights import load_window_model;"
             "assert keras.backend.backend() == 'jax';"
             f"f = np.load({str(REFERENCE)!r}); m = load_window_model('musicnn');"
             "o = np.asarray(m.predict_on_batch(f['inputs']));"

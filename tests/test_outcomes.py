@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 from tagfiles import make_tagged
 
+from tagger.analysis.config import EngineConfig
+from tagger.analysis.engine import Engine
+from tagger.analysis.taxonomy import Selection
 from tagger.cache import Cache
-from tagger.config import EngineConfig
-from tagger.engine import Engine
-from tagger.identity import audio_identity
-from tagger.scan import Scanner, ScanOptions
+from tagger.library.identity import audio_identity
+from tagger.library.pipeline import Scanner, ScanOptions
 from tagger.tags import read_genres
-from tagger.taxonomy import Selection
 
 REPO = Path(__file__).resolve().parent.parent
 SEL = Selection(min_confidence=0.01)

@@ -23,16 +23,16 @@ import pytest
 from tagfiles import make_tagged, stream_md5
 from test_daemon import Daemon, _no_daemon_left_behind, query, tagged, wait_until  # noqa: F401
 
+from tagger.analysis.config import EngineConfig
+from tagger.analysis.engine import Engine
+from tagger.analysis.taxonomy import Selection
 from tagger.cache import Cache
-from tagger.config import EngineConfig
-from tagger.engine import Engine
 from tagger.faults import CHECKPOINTS
-from tagger.identity import audio_identity, trusted
-from tagger.scan import Scanner, ScanOptions
+from tagger.library.identity import audio_identity, trusted
+from tagger.library.pipeline import Scanner, ScanOptions
+from tagger.library.walk import walk
 from tagger.tags import TagWriteError, read_genres, write_genres
 from tagger.tags.safe_write import YOUNG_SECONDS, _writers_in_proc, being_written, is_temp_name
-from tagger.taxonomy import Selection
-from tagger.walk import walk
 
 REPO = Path(__file__).resolve().parent.parent
 SEL = Selection(min_confidence=0.01)

@@ -15,15 +15,15 @@ from pathlib import Path
 import pytest
 from tagfiles import make_tagged
 
+from tagger.analysis.config import EngineConfig
+from tagger.analysis.engine import Engine
+from tagger.analysis.taxonomy import Selection
 from tagger.cache import Cache
 from tagger.cache.schema import SCHEMA_VERSION
 from tagger.cache.store import CacheUnavailable
-from tagger.config import EngineConfig
-from tagger.engine import Engine
-from tagger.policy import decide
-from tagger.scan import Scanner, ScanOptions, revert
+from tagger.library.pipeline import Scanner, ScanOptions, revert
+from tagger.library.policy import decide
 from tagger.tags import TagOptions, read_genres, write_genres
-from tagger.taxonomy import Selection
 
 # A low bar so that synthetic test music always gets a genre.
 SEL = Selection(min_confidence=0.01)

@@ -11,7 +11,7 @@ import mutagen
 import pytest
 from tagfiles import TAG_FORMATS, ffprobe_genres, make_tagged, snapshot
 
-from tagger.identity import audio_identity
+from tagger.library.identity import audio_identity
 from tagger.tags import TagOptions, TagWriteError, read_genres, write_genres
 
 GENRES = ["Rock", "Alternative Rock", "Post-Punk"]

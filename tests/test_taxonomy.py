@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from tagger.model.catalog import MODELS
-from tagger.taxonomy import GENRES, NOT_GENRES, SEPARATORS, Selection, choose, genre_names, genre_scores
+from tagger.analysis.model.catalog import MODELS
+from tagger.analysis.taxonomy import (
+    GENRES,
+    NOT_GENRES,
+    SEPARATORS,
+    Selection,
+    choose,
+    genre_names,
+    genre_scores,
+)
 
 ALL_TAGS = MODELS["musicnn"].tags
 

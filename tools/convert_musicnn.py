@@ -71,7 +71,7 @@ def convert(checkpoint_dir: Path) -> dict[str, np.ndarray]:
 
 def reference_inputs() -> np.ndarray:
     """Fixed windows: a synthetic mix through our features, noise at feature scale, silence."""
-    from tagger.features import N_FRAMES, N_MELS, SAMPLE_RATE, cut_windows, log_mel, window_starts
+    from tagger.analysis.features import N_FRAMES, N_MELS, SAMPLE_RATE, cut_windows, log_mel, window_starts
 
     rng = np.random.default_rng(20190101)
     t = np.arange(SAMPLE_RATE * 10) / SAMPLE_RATE
@@ -153,7 +153,7 @@ def main() -> None:
         np.savez_compressed(args.reference, **ref)
         print(f"{args.reference}: {len(inputs)} windows")
 
-    from tagger.model.weights import load_window_model
+    from tagger.analysis.model.weights import load_window_model
 
     for net in NETWORKS:
         model = load_window_model(net)

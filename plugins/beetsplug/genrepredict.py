@@ -85,7 +85,7 @@ class GenrePredictPlugin(BeetsPlugin):
         try:
             return build_settings(values, where)
         except ConfigError as e:
-            raise ui.UserError(str(e)) from None
+            raise ui.UserError(str(e)) from None  # type: ignore[attr-defined]
 
     def _policy(self) -> str:
         """lastgenre's force / keep_existing, as genre-tagger's policies."""
@@ -96,7 +96,7 @@ class GenrePredictPlugin(BeetsPlugin):
     def _scanner(self) -> Any:
         """genre-tagger's library pipeline (no roots, writes nothing: beets writes the files)."""
         from tagger.cache import Cache
-        from tagger.scan import Scanner, ScanOptions
+        from tagger.library.pipeline import Scanner, ScanOptions
 
         settings = self._settings()
         if self._cache is None:
@@ -112,8 +112,8 @@ class GenrePredictPlugin(BeetsPlugin):
         The same cache-then-engine loop as ``genre-tagger scan`` (identity reuse, duplicates
         analysed once, the engine loaded only if something needs analysing).
         """
+        from tagger.analysis.engine import Failure
         from tagger.display import display
-        from tagger.engine import Failure
         from tagger.errors import EnvironmentProblem
 
         scanner = self._scanner()
@@ -144,7 +144,7 @@ class GenrePredictPlugin(BeetsPlugin):
         return rows
 
     def _choose(self, genre_scores: dict[str, float]) -> list[tuple[str, float]]:
-        from tagger.taxonomy import choose
+        from tagger.analysis.taxonomy import choose
 
         return choose(genre_scores, self._settings().selection())
 
@@ -161,10 +161,10 @@ class GenrePredictPlugin(BeetsPlugin):
 
     def _assign(self, obj: Item | Album, chosen: list[tuple[str, float]],
                 raw: dict[str, float] | None) -> bool:
-        """genre-tagger's policy decides (:func:`tagger.policy.decide`): what we set before is
+        """genre-tagger's policy decides (:func:`tagger.library.policy.decide`): what we set before is
         ``genre_predicted`` (ours while nobody changed it), what was there before us
         ``genre_before``."""
-        from tagger.policy import decide
+        from tagger.library.policy import decide
 
         existing = self._existing(obj)
         ours = obj.get("genre_source") == SOURCE and obj.get("genre_predicted") is not None

@@ -22,17 +22,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from tagger.analysis.engine import Engine
 from tagger.cache import Cache
 from tagger.cache.queue import DaemonState, WorkQueue
 from tagger.daemon.notify import notify, watchdog_interval
 from tagger.daemon.watcher import Handler, Settler, make_observer, wants_polling
 from tagger.display import display
-from tagger.engine import Engine
 from tagger.errors import EnvironmentProblem
-from tagger.scan import TRANSIENT, Outcome, Scanner, ScanOptions
+from tagger.library.pipeline import TRANSIENT, Outcome, Scanner, ScanOptions
+from tagger.library.walk import unreadable_reason, walk
 from tagger.settings import Settings
 from tagger.tags.safe_write import being_written
-from tagger.walk import unreadable_reason, walk
 
 log = logging.getLogger("genre-tagger")
 #: After a machine's problem (ffmpeg gone, out of memory) the worker waits this long.

@@ -19,8 +19,8 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
+from tagger.library.walk import is_audio_name, within
 from tagger.tags.safe_write import being_written
-from tagger.walk import is_audio_name, within
 
 #: File systems that do not deliver inotify events for changes made elsewhere.
 NETWORK_FS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "ceph", "glusterfs", "davfs",

@@ -2,7 +2,7 @@
 
 A write is verified before it replaces anything: the edited copy is read back and must hold the
 genres written, every other tag and picture as before (as mutagen reads them), and the same
-audio payload (:func:`tagger.identity.audio_identity`). Files whose tags mutagen cannot rewrite
+audio payload (:func:`tagger.library.identity.audio_identity`). Files whose tags mutagen cannot rewrite
 faithfully (each format module's ``problem``) are refused up front. A refusal leaves the
 original untouched and says ``cannot safely rewrite the tags: REASON``.
 """
@@ -24,7 +24,7 @@ from mutagen.oggopus import OggOpus
 from mutagen.oggvorbis import OggVorbis
 from mutagen.wave import WAVE
 
-from tagger.identity import audio_identity, located
+from tagger.library.identity import audio_identity, located
 from tagger.tags import asf, id3, mp4, vorbis
 from tagger.tags.base import FormatModule, TagOptions, TagWriteError, unsafe
 from tagger.tags.safe_write import replace_atomically

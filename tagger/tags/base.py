@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from tagger.errors import TaggerError
+from tagger.errors import Code, TaggerError
 
 
 class TagWriteError(TaggerError):
@@ -16,7 +16,7 @@ class TagWriteError(TaggerError):
     ``code`` is a short stable token stored in the cache and counted in summaries.
     """
 
-    def __init__(self, path: str | Path, reason: str, code: str = "tag-error") -> None:
+    def __init__(self, path: str | Path, reason: str, code: Code = "tag-error") -> None:
         super().__init__(f"{path}: {reason}")
         self.path = str(path)
         self.reason = reason

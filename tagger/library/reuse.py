@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 import time
 
+from tagger.analysis.engine import Failure, Prediction
 from tagger.cache import Cache, TrackRow
-from tagger.engine import Failure, Prediction
-from tagger.identity import audio_identity, trusted
+from tagger.library.identity import audio_identity, trusted
 
 ANALYSED = ("done", "abstained")
 
@@ -46,7 +46,7 @@ def failure_key() -> str:
     """What an analysis failure depends on besides the file: genre-tagger's version and the
     decoder's. A failure recorded under another key is retried (a newer ffmpeg may read it)."""
     from tagger import __version__
-    from tagger.decode import decoder_version
+    from tagger.analysis.decode import decoder_version
 
     return f"analysis|{__version__}|{decoder_version()}"
 

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from tagger.chunks import chunks
+from tagger.library.chunks import chunks
 
 CHUNK = 1 << 20
 #: A located payload smaller than this is not audio: the container is damaged or lying.

@@ -24,22 +24,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from tagger.analysis.config import EngineConfig
+from tagger.analysis.engine import Engine, Failure
+from tagger.analysis.model.catalog import model_version
+from tagger.analysis.taxonomy import choose
 from tagger.cache import Cache, Intent, TrackRow
 from tagger.cache.store import StatEntry, Status
-from tagger.config import EngineConfig
-from tagger.engine import Engine, Failure
+from tagger.errors import Code
 from tagger.faults import checkpoint
-from tagger.identity import trusted
-from tagger.model.catalog import model_version
-from tagger.policy import Policy, decide, same_genres
-from tagger.reuse import cached_row, copy_scores, failure_key, record_prediction
+from tagger.library.identity import trusted
+from tagger.library.policy import Policy, Why, decide, same_genres
+from tagger.library.reuse import cached_row, copy_scores, failure_key, record_prediction
+from tagger.library.walk import real_roots, unreadable_reason, walk, within
 from tagger.tags import TagOptions, TagWriteError, read_genres, write_genres
-from tagger.taxonomy import choose
-from tagger.walk import real_roots, unreadable_reason, walk, within
 
 #: Tag-stage failures that say "not now" rather than "not this file": retried on the next scan
 #: (and by the daemon, with backoff).
-TRANSIENT: frozenset[str] = frozenset({"busy", "changed", "timeout", "write-error", "disk-full",
+TRANSIENT: frozenset[Code] = frozenset({"busy", "changed", "timeout", "write-error", "disk-full",
                                        "missing"})
 
 
@@ -64,8 +65,8 @@ class Outcome:
     action: Action
     old: list[str] | None = None
     new: list[str] | None = None
-    decision: str | None = None
-    error: str | None = None
+    decision: Why | None = None
+    error: Code | None = None
     reason: str | None = None
 
 

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import numpy.typing as npt
 
-from tagger.features import N_FRAMES, N_MELS
-from tagger.model.catalog import get_model, model_version
+from tagger.analysis.features import N_FRAMES, N_MELS
+from tagger.analysis.model.catalog import get_model, model_version
 
 if TYPE_CHECKING:
     import keras
@@ -77,7 +77,7 @@ class WindowScorer:
 
     def __init__(self, model: str, device: Device = "auto", batch_size: int | None = None) -> None:
         configure_backend(device)
-        from tagger.model.weights import load_window_model
+        from tagger.analysis.model.weights import load_window_model
 
         self.spec = get_model(model)
         self.version = model_version(model)

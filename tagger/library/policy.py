@@ -20,10 +20,14 @@ Policy = Literal["missing", "merge", "overwrite"]
 POLICIES: tuple[Policy, ...] = ("missing", "merge", "overwrite")
 
 
+#: One word for summaries: why a file was or was not written (``edited-since``: revert's).
+Why = Literal["write", "keep-user", "has-genre", "abstain", "same", "edited-since"]
+
+
 @dataclass(frozen=True)
 class Decision:
     new: list[str] | None  # what to write; None = leave the file as it is
-    why: str  # one word for summaries: write, keep-user, has-genre, abstain, same
+    why: Why
 
 
 def same_genres(a: list[str], b: list[str]) -> bool:

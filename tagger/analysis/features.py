@@ -85,7 +85,8 @@ def _frames_power(padded: Float32Array) -> Float32Array:
 def _log_compress(power: Float32Array) -> Float32Array:
     mel = power @ mel_filterbank().T
     # float32 throughout: musicnn's own float16 cast overflows to +inf under NumPy 2.
-    return np.log10(np.float32(1) + np.float32(10000) * mel, dtype=np.float32)
+    out: Float32Array = np.log10(np.float32(1) + np.float32(10000) * mel, dtype=np.float32)
+    return out
 
 
 def log_mel(audio: Float32Array) -> Float32Array:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from tagger.model.catalog import DEFAULT_MODEL
-from tagger.model.runner import Device
-from tagger.taxonomy import Selection
+from tagger.analysis.model.catalog import DEFAULT_MODEL
+from tagger.analysis.model.runner import Device
+from tagger.analysis.taxonomy import Selection
 
 #: Windows analysed per track in budget mode. Chosen from bench/bench_engine.py: see README.
 DEFAULT_BUDGET = 24

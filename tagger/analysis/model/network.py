@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tagger.features import N_FRAMES, N_MELS
+from tagger.analysis.features import N_FRAMES, N_MELS
 
 if TYPE_CHECKING:
     import keras

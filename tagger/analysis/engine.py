@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from tagger.config import EngineConfig
-from tagger.errors import AudioError, EnvironmentProblem
-from tagger.extract import TrackWindows, extract_windows
-from tagger.model.mil import mean_by_track
-from tagger.model.runner import WindowScorer
-from tagger.taxonomy import choose, genre_scores
+from tagger.analysis.config import EngineConfig
+from tagger.analysis.extract import TrackWindows, extract_windows
+from tagger.analysis.model.mil import mean_by_track
+from tagger.analysis.model.runner import WindowScorer
+from tagger.analysis.taxonomy import choose, genre_scores
+from tagger.errors import AudioError, Code, EnvironmentProblem
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class Prediction:
 @dataclass(frozen=True)
 class Failure:
     path: str
-    code: str
+    code: Code
     reason: str
 
 

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tagger.features import N_FRAMES, N_MELS
-from tagger.model.catalog import MODELS, NETWORK_TAGS, get_model, weights_path
-from tagger.model.network import BN_LAYERS, CONV_LAYERS, DENSE_LAYERS, build_window_network
+from tagger.analysis.features import N_FRAMES, N_MELS
+from tagger.analysis.model.catalog import MODELS, NETWORK_TAGS, get_model, weights_path
+from tagger.analysis.model.network import BN_LAYERS, CONV_LAYERS, DENSE_LAYERS, build_window_network
 
 if TYPE_CHECKING:
     import keras

@@ -31,6 +31,7 @@ from typing import IO, TypeVar
 
 import numpy as np
 
+from tagger.analysis.features import SAMPLE_RATE, Float32Array, SignalSink
 from tagger.errors import (
     AudioError,
     CorruptAudio,
@@ -44,7 +45,6 @@ from tagger.errors import (
     NotAudio,
     TruncatedAudio,
 )
-from tagger.features import SAMPLE_RATE, Float32Array, SignalSink
 
 #: A decode shorter than this share of the container's declared length is called truncated...
 TRUNCATION_RATIO = 0.9
@@ -520,7 +520,7 @@ def decode_stream(path: str | Path, new_sink: Callable[[], SinkT], timeout: floa
         sndfile = _KINDS[info.kind].sndfile if info.kind else path.suffix.lower() in SNDFILE_EXTENSIONS
         if not sndfile:
             raise ffmpeg_error
-        cmd = [sys.executable, "-m", "tagger.sndfile_child", str(path), str(SAMPLE_RATE),
+        cmd = [sys.executable, "-m", "tagger.analysis.sndfile_child", str(path), str(SAMPLE_RATE),
                str(max_samples)]
         sink = new_sink()
         try:

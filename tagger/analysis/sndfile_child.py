@@ -1,4 +1,4 @@
-"""Fallback decoder child: ``python -m tagger.sndfile_child FILE RATE [MAX_SAMPLES]`` writes f32le.
+"""Fallback decoder child: ``python -m tagger.analysis.sndfile_child FILE RATE [MAX_SAMPLES]`` writes f32le.
 
 Run as its own process so that a libsndfile crash on a hostile file only ends this child. It
 streams (blocks in, resampled blocks out) and stops after ``MAX_SAMPLES``, so a long file never

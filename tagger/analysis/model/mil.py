@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from tagger.features import N_FRAMES, N_MELS
+from tagger.analysis.features import N_FRAMES, N_MELS
 
 if TYPE_CHECKING:
     import keras

@@ -1,5 +1,5 @@
 """From an audio file to its analysis windows: decode (all, or only what the budget needs),
-log-mel, window. I/O at the edge; the arithmetic lives in :mod:`tagger.features`.
+log-mel, window. I/O at the edge; the arithmetic lives in :mod:`tagger.analysis.features`.
 
 Memory per file is bounded whatever its length: budget mode seeks to the windows it analyses
 over the whole declared length; a full decode (``budget=None``, an unknown length, or a seek
@@ -13,10 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tagger.config import EngineConfig
-from tagger.decode import check_readable, decode_segments, decode_stream, probe
-from tagger.errors import SilentAudio, TooShort
-from tagger.features import (
+from tagger.analysis.config import EngineConfig
+from tagger.analysis.decode import check_readable, decode_segments, decode_stream, probe
+from tagger.analysis.features import (
     HOP,
     N_FRAMES,
     SAMPLE_RATE,
@@ -27,6 +26,7 @@ from tagger.features import (
     plan_windows,
     window_starts,
 )
+from tagger.errors import SilentAudio, TooShort
 
 #: Shorter than this is not music we can judge, even repeated to a full window.
 MIN_SECONDS = 1.0
