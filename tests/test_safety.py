@@ -101,6 +101,32 @@ def broken_ilst_item(d: Path) -> Path:
     return p
 
 
+def wav_info_entry_size(d: Path) -> Path:
+    p = make_tagged(d, "wav")
+    b = bytearray(p.read_bytes())
+    b[b.find(b"IART") + 4] += 2  # the artist's size swallows the next entry's header
+    p.write_bytes(bytes(b))
+    return p
+
+
+def id3_text_says_utf16(d: Path) -> Path:
+    p = make_tagged(d, "mp3-v24")
+    b = bytearray(p.read_bytes())
+    b[b.find(b"TIT2") + 10] = 1  # UTF-8 bytes declared as UTF-16: mutagen reads garbage
+    p.write_bytes(bytes(b))
+    return p
+
+
+def container_size(name: str) -> Callable[[Path], Path]:
+    def make(d: Path) -> Path:
+        p = make_tagged(d, name)
+        b = bytearray(p.read_bytes())
+        b[4:8] = b"\xff\xff\xff\xff"  # RIFF / FORM size at its maximum: mutagen cannot write it
+        p.write_bytes(bytes(b))
+        return p
+    return make
+
+
 DAMAGED = {
     "wav-data-chunk-overruns": (wav_truncated, "the file is truncated (a chunk runs past its "
                                                "end), so a new tag would land inside the audio"),
@@ -114,6 +140,14 @@ DAMAGED = {
     "broken-apic": (broken_apic, "the ID3 frame APIC is damaged and would be lost"),
     "broken-ilst-item": (broken_ilst_item, "the MP4 metadata item 'trkn' is damaged and would be "
                                            "rewritten"),
+    "wav-info-entry-size": (wav_info_entry_size, "the WAV INFO list is damaged (its entry sizes do "
+                                                 "not add up) and would be rewritten"),
+    "id3-text-encoding": (id3_text_says_utf16, "the rewrite would change the ID3 frame TIT2 (it is "
+                                               "damaged or not stored as mutagen would store it)"),
+    "riff-size-max": (container_size("wav"), "mutagen cannot write them back (a size or type field "
+                                             "in the tag is out of range)"),
+    "form-size-max": (container_size("aiff"), "mutagen cannot write them back (a size or type field "
+                                              "in the tag is out of range)"),
 }
 
 
@@ -219,6 +253,17 @@ def test_a_symlink_inside_the_library_is_written_through(tmp_path: Path) -> None
     write_genres(link, ["Jazz"])
     assert link.is_symlink() and os.readlink(link) == str(target)
     assert read_genres(target) == ["Jazz"]
+
+
+def test_a_link_to_a_file_in_the_library_is_one_file_not_two(tmp_path: Path, engine: Engine) -> None:
+    (tmp_path / "album").mkdir()
+    real = make_tagged(tmp_path / "album", "ogg")
+    (tmp_path / "alias.ogg").symlink_to(real)
+    assert [Path(p).name for p, _ in walk([tmp_path])] == ["ogg.ogg"]  # reached by its real path
+    with Cache(f"sqlite:///{tmp_path / 'c.sqlite'}") as cache:
+        first = Scanner(ScanOptions(roots=(str(tmp_path),)), engine.config, cache, engine).run()
+        again = Scanner(ScanOptions(roots=(str(tmp_path),)), engine.config, cache, engine).run()
+    assert first.counts["tagged"] == 1 and again.counts["unchanged"] == 1 and not again.outcomes
 
 
 def test_any_name_that_fits_can_be_tagged(tmp_path: Path) -> None:

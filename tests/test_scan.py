@@ -155,6 +155,8 @@ def test_symlink_outside_the_roots_is_never_written(tmp_path: Path, engine: Engi
     (lib / "loop").symlink_to(lib)  # a symlink loop must not hang the walk
     r = scanner(lib, tmp_path / "c.sqlite", engine).run()
     assert r.failures["outside-roots"] == 1 and target.read_bytes() == data
+    again = scanner(lib, tmp_path / "c.sqlite", engine).run()
+    assert again.counts["unchanged"] == 1 and not again.failures  # said once, not on every scan
 
 
 def test_bad_files_are_recorded_and_not_retried_until_changed(tmp_path: Path, engine: Engine) -> None:

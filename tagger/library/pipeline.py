@@ -291,10 +291,9 @@ class Scanner:
         """
         chosen = [g for g, _ in choose(row.genre_scores, self.config.selection)]
         status: Status = "done" if chosen else "abstained"
-        if not within(path, self.roots):
-            self.cache.upsert(path, genres_chosen=chosen, status=status)
-            return Outcome(path, action, error="outside-roots",
-                           reason="its real location is outside the library roots; not written")
+        if not within(path, self.roots):  # recorded as this file's failure: said once, not every scan
+            return self._tag_failure(path, action, chosen, status, None, TagWriteError(
+                path, "its real location is outside the library roots; not written", "outside-roots"))
         try:
             current = read_genres(path, self.options.tags)
         except TagWriteError as e:

@@ -27,6 +27,7 @@ from mutagen.wave import WAVE
 from tagger.library.identity import audio_identity, located
 from tagger.tags import asf, id3, mp4, vorbis
 from tagger.tags.base import FormatModule, TagOptions, TagWriteError, unsafe
+from tagger.tags.id3 import raw_frames
 from tagger.tags.safe_write import replace_atomically
 
 
@@ -55,14 +56,14 @@ def _open(path: Path, for_write: bool = False) -> Any:
             raise TagWriteError(path, "no such file", "missing") from None
         if isinstance(cause, PermissionError):
             raise TagWriteError(path, "permission denied", "permission") from None
-        raise TagWriteError(path, f"its tags are damaged and cannot be read ({_words(e)})",
+        raise TagWriteError(path, f"its tags are damaged and cannot be read ({_words(e, path)})",
                             "bad-tags") from None
     except FileNotFoundError:
         raise TagWriteError(path, "no such file", "missing") from None
     except PermissionError:
         raise TagWriteError(path, "permission denied", "permission") from None
-    except (UnicodeError, ValueError, struct.error, OverflowError, MemoryError) as e:
-        raise TagWriteError(path, f"its tags are damaged and cannot be read ({_words(e)})",
+    except Exception as e:  # mutagen raises whatever a malformed header makes it raise
+        raise TagWriteError(path, f"its tags are damaged and cannot be read ({_words(e, path)})",
                             "bad-tags") from None
     if f is None:
         raise TagWriteError(path, "not an audio format whose tags genre-tagger can write",
@@ -70,11 +71,16 @@ def _open(path: Path, for_write: bool = False) -> Any:
     return f
 
 
-def _words(e: BaseException) -> str:
-    """mutagen's message, without Python's codec jargon, never empty."""
+def _words(e: BaseException, path: Path) -> str:
+    """mutagen's message, without the file's name (the line names it already), Python's codec
+    or struct jargon, or Python's exception names; never empty."""
     text = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    if not text or "codec can't" in text:
-        return "invalid data in the tag" if not text else "text in the tag is not valid in its encoding"
+    text = text.replace(f"{str(path)!r} ", "").replace(str(path), "the file").strip(" :")
+    if "codec can't" in text:
+        return "text in the tag is not valid in its encoding"
+    if not text or isinstance(e, (KeyError, IndexError, struct.error, TypeError, AttributeError)) \
+            or "format requires" in text or "must be non-negative" in text:
+        return "a size or type field in the tag is out of range"
     return text
 
 
@@ -83,8 +89,35 @@ def read_genres(path: str | Path, options: TagOptions | None = None) -> list[str
 
     ID3v2.3 frames are split on ``options.id3v23_separator``: what we joined on write.
     """
-    f = _open(Path(path))
-    return _module(f).read(f, options or TagOptions())
+    path = Path(path)
+    f = _open(path)
+    module = _module(f)
+    try:
+        return module.read(f, options or TagOptions())
+    except Exception as e:
+        raise TagWriteError(path, f"its tags are damaged and cannot be read ({_words(e, path)})",
+                            "bad-tags") from None
+
+
+_V23_TRANSLATED = frozenset({"TYER", "TDAT", "TIME", "TRDA", "TORY", "IPLS", "TDRC", "TDOR",
+                             "TIPL", "TMCL"})
+
+
+def _changed_frames(before: tuple[int, list[tuple[str, bytes]]] | None,
+                    after: tuple[int, list[tuple[str, bytes]]] | None) -> list[str]:
+    """ID3 frames whose stored bytes a rewrite in the same version would change. mutagen reads
+    a damaged frame its own way (UTF-16 without a byte order mark, a size that swallows the
+    frames after it) and writes that reading back: equal as mutagen sees them, not as players do.
+    A deliberate version change (``--id3v23``) re-encodes frames, so it is not compared."""
+    if before is None or after is None or before[0] != after[0]:
+        return []
+    # v2.3 dates and people lists go through v2.4 frames on the way (mutagen translates them on
+    # load and back on save): compared as mutagen reads them (``others``), not as bytes.
+    skip = _V23_TRANSLATED if before[0] == 3 else frozenset()
+    old = sorted(fr for fr in before[1] if fr[0] not in skip)
+    new = sorted(fr for fr in after[1] if fr[0] not in skip)
+    gone = [fid for fid, data in old if (fid, data) not in new]
+    return gone or [fid for fid, data in new if (fid, data) not in old]
 
 
 def _differs(before: list[tuple[str, str]], after: list[tuple[str, str]]) -> str:
@@ -117,8 +150,18 @@ def write_genres(path: str | Path, genres: list[str], options: TagOptions | None
             raise unsafe(path, "the audio data cannot be located in the file (the container is "
                                "damaged or unknown), so the rewrite could not be checked")
         kept = module.others(f)
-        module.write(_open(tmp, for_write=True), genres, options)
+        raw = raw_frames(tmp, f)
+        try:
+            module.write(_open(tmp, for_write=True), genres, options)
+        except (TagWriteError, OSError):
+            raise
+        except Exception as e:  # mutagen cannot serialise what it read (a size out of range...)
+            raise unsafe(path, f"mutagen cannot write them back ({_words(e, tmp)})") from None
         f = _open(tmp)
+        changed = _changed_frames(raw, raw_frames(tmp, f))
+        if changed:
+            raise unsafe(path, f"the rewrite would change the ID3 frame {changed[0]} "
+                               "(it is damaged or not stored as mutagen would store it)")
         if [g.strip() for g in module.read(f, options)] != [g.strip() for g in genres if g.strip()]:
             raise unsafe(path, "the genres read back differ from those written")
         now = module.others(f)

@@ -22,7 +22,7 @@ from mutagen.wave import WAVE
 
 from tagger.library.chunks import chunks, overrun
 from tagger.tags.base import TagOptions
-from tagger.tags.riff_info import info_entries, set_info_genre
+from tagger.tags.riff_info import info_damaged, info_entries, set_info_genre
 
 
 def read(f: Any, options: TagOptions) -> list[str]:
@@ -117,40 +117,66 @@ def _tag_offset(path: Path, f: Any) -> int | None:
     return 0
 
 
-def _junk_frames(path: Path, offset: int) -> list[str]:
-    """Frames present in the tag that mutagen cannot parse and would silently drop on save."""
+def _frames(path: Path, offset: int) -> tuple[Any, list[tuple[str, int, bytes]]] | None:
+    """The tag's header and its frames as stored (id, flags, data), walked as mutagen walks
+    them but without dropping any; None without a v2.3/v2.4 tag there."""
     with open(path, "rb") as fh:
         fh.seek(offset)
         head = fh.read(10)
         if head[:3] != b"ID3" or head[3] not in (3, 4):
-            return []
+            return None
         fh.seek(offset)
         header = ID3Header(fh)
         size = header.size - 10 - (4 + len(header._extdata) if header.f_extended else 0)
         data = fh.read(size)
     if header.version < ID3Header._V24 and header.f_unsynch:
-        try:
-            data = unsynch.decode(data)
-        except ValueError:
-            return ["(unsynchronised tag)"]
+        data = unsynch.decode(data)
     bpi = int if header.version < ID3Header._V24 else determine_bpi(data, Frames)
-    junk = []
+    frames = []
     while len(data) >= 10:
         name, size, flags = struct.unpack(">4sLH", data[:10])
         if name.strip(b"\x00") == b"":
             break
         size = bpi(size)
-        frame, data = data[10:10 + size], data[10 + size:]
-        cls = Frames.get(name.decode("latin-1"))
-        if cls is None or size == 0:
+        frames.append((name.decode("latin-1"), flags, data[10:10 + size]))
+        data = data[10 + size:]
+    return header, frames
+
+
+def _junk_frames(path: Path, offset: int) -> list[str]:
+    """Frames present in the tag that mutagen cannot parse and would silently drop on save."""
+    found = _frames(path, offset)
+    if found is None:
+        return []
+    header, frames = found
+    junk = []
+    for name, flags, data in frames:
+        cls = Frames.get(name)
+        if cls is None or not data:
             continue
         try:
-            cls._fromData(header, flags, frame)
+            cls._fromData(header, flags, data)
         except ID3JunkFrameError:
-            junk.append(name.decode("latin-1"))
+            junk.append(name)
         except Exception:
             continue  # mutagen keeps what it cannot decode as an unknown frame
     return junk
+
+
+def raw_frames(path: Path, f: Any) -> tuple[int, list[tuple[str, bytes]]] | None:
+    """(tag version, every frame but TCON as stored): what a same-version rewrite must keep
+    byte for byte. None for other formats, or when the tag cannot be walked."""
+    if not isinstance(f, (MP3, WAVE, AIFF)):
+        return None
+    offset = _tag_offset(path, f)
+    try:
+        found = None if offset is None else _frames(path, offset)
+    except Exception:
+        return None
+    if found is None:
+        return 0, []
+    header, frames = found
+    return header.version[1], [(name, data) for name, _, data in frames if name != "TCON"]
 
 
 def problem(path: Path, f: Any) -> str | None:
@@ -159,6 +185,8 @@ def problem(path: Path, f: Any) -> str | None:
             if overrun(fh, os.fstat(fh.fileno()).st_size, isinstance(f, WAVE)) is not None:
                 return ("the file is truncated (a chunk runs past its end), so a new tag "
                         "would land inside the audio")
+        if isinstance(f, WAVE) and info_damaged(path):
+            return "the WAV INFO list is damaged (its entry sizes do not add up) and would be rewritten"
     offset = _tag_offset(path, f)
     if offset is None:
         return None

@@ -50,6 +50,28 @@ def _info_chunk(fh: BinaryIO, size: int) -> Chunk | None:
     return None
 
 
+def _well_formed(payload: bytes) -> bool:
+    """Do the entries fill the list exactly, each with a printable four-character id? A damaged
+    size shifts every entry after it, which a rewrite would then store as garbage."""
+    pos = 4
+    while pos + 8 <= len(payload):
+        cid, length = payload[pos:pos + 4], struct.unpack("<I", payload[pos + 4:pos + 8])[0]
+        if not all(0x20 <= b < 0x7F for b in cid) or pos + 8 + length > len(payload):
+            return False
+        pos += 8 + length + (length & 1)
+    return pos in (len(payload), len(payload) + 1)
+
+
+def info_damaged(path: Path) -> bool:
+    """Is there an INFO list whose entries do not add up?"""
+    with open(path, "rb") as fh:
+        c = _info_chunk(fh, os.fstat(fh.fileno()).st_size)
+        if c is None:
+            return False
+        fh.seek(c.offset + 8)
+        return not _well_formed(fh.read(c.length))
+
+
 def info_entries(path: Path) -> list[tuple[bytes, bytes]]:
     """Every INFO entry (``[]`` without an INFO list): what a genre write must keep."""
     with open(path, "rb") as fh:
@@ -81,4 +103,4 @@ def set_info_genre(path: Path, genre: str | None) -> bool:
     return True
 
 
-__all__ = ["info_entries", "set_info_genre"]
+__all__ = ["info_damaged", "info_entries", "set_info_genre"]
