@@ -64,8 +64,6 @@ def walk(roots: Iterable[str | Path], clean_temps: bool = True,
     A folder that cannot be listed (or an audio file or sub-folder that cannot be examined) is
     passed to ``on_error`` and skipped, so callers can tell "unreadable" from "no music here".
     """
-    roots = list(roots)
-    inside = real_roots(roots)
     seen: set[tuple[int, int]] = set()
     now = time.time()
     for root in roots:
@@ -94,10 +92,6 @@ def walk(roots: Iterable[str | Path], clean_temps: bool = True,
                         subdirs.append(entry.path)
                         continue
                     if not (is_audio_name(entry.name) and entry.is_file()):
-                        continue
-                    if entry.is_symlink() and within(entry.path, inside):
-                        # An alias of a file the walk reaches by its real path: one file, one
-                        # outcome (and no second stat that goes stale when the file is tagged).
                         continue
                     file_stat = entry.stat()
                 except OSError as e:  # e.g. a folder we may list but not search (mode r--)

@@ -138,6 +138,10 @@ def _frames(path: Path, offset: int) -> tuple[Any, list[tuple[str, int, bytes]]]
         if name.strip(b"\x00") == b"":
             break
         size = bpi(size)
+        if 10 + size > len(data):  # a size past the end of the tag: mutagen would fix it up
+            fid = name.decode("latin-1")
+            which = f"the ID3 frame {fid}" if fid.isalnum() and fid.isupper() else "an ID3 frame"
+            raise ValueError(f"{which} runs past the end of the tag")
         frames.append((name.decode("latin-1"), flags, data[10:10 + size]))
         data = data[10 + size:]
     return header, frames
@@ -195,10 +199,15 @@ def problem(path: Path, f: Any) -> str | None:
         head = fh.read(10)
     if head[:3] == b"ID3" and len(head) == 10 and head[5] & 0x10:
         return "its ID3 tag has a footer, which mutagen does not rewrite"
+    if head[:3] == b"ID3" and len(head) == 10 and head[5] & 0x40:
+        with open(path, "rb") as fh:
+            fh.seek(offset + 10)
+            if fh.read(4).decode("latin-1") in Frames:  # mutagen ignores the flag and drops it
+                return "its ID3 header announces an extended header that is not there"
     try:
         junk = [n for n in _junk_frames(path, offset) if n != "TCON"]
-    except Exception:
-        return "its ID3 tag cannot be read frame by frame"
+    except Exception as e:
+        return str(e) if "runs past" in str(e) else "its ID3 tag cannot be read frame by frame"
     if junk:
         return f"the ID3 frame {junk[0]} is damaged and would be lost"
     return None
