@@ -255,6 +255,18 @@ def test_a_symlink_inside_the_library_is_written_through(tmp_path: Path) -> None
     assert read_genres(target) == ["Jazz"]
 
 
+def test_a_link_to_a_file_in_the_library_settles_in_one_scan(tmp_path: Path, engine: Engine) -> None:
+    (tmp_path / "album").mkdir()
+    real = make_tagged(tmp_path / "album", "ogg")
+    (tmp_path / "alias.ogg").symlink_to(real)
+    with Cache(f"sqlite:///{tmp_path / 'c.sqlite'}") as cache:
+        first = Scanner(ScanOptions(roots=(str(tmp_path),)), engine.config, cache, engine).run()
+        again = Scanner(ScanOptions(roots=(str(tmp_path),)), engine.config, cache, engine).run()
+    assert len(first.outcomes) == 2 and first.counts["tagged"] == 1  # each name has its outcome
+    assert again.counts["unchanged"] == 2 and not again.outcomes  # and the rescan is quiet
+    assert (tmp_path / "alias.ogg").is_symlink() and read_genres(real)
+
+
 def test_any_name_that_fits_can_be_tagged(tmp_path: Path) -> None:
     src = make_tagged(tmp_path, "flac")
     long = tmp_path / ("x" * 250 + ".flac")  # 255 bytes: the longest name ext4 allows

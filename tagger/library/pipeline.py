@@ -32,7 +32,7 @@ from tagger.cache import Cache, Intent, TrackRow
 from tagger.cache.store import StatEntry, Status
 from tagger.errors import Code
 from tagger.faults import checkpoint
-from tagger.library.identity import trusted
+from tagger.library.identity import audio_identity, trusted
 from tagger.library.policy import Policy, Why, decide, same_genres
 from tagger.library.reuse import cached_row, copy_scores, failure_key, record_prediction
 from tagger.library.walk import real_roots, unreadable_reason, walk, within
@@ -181,8 +181,8 @@ class Scanner:
                 report.counts["unchanged"] += 1
             else:
                 pending.append((path, st))
-        if given is None and not self.options.dry_run:
-            report.counts["deleted"] = self._mark_deleted(index, seen)
+        if given is None and not self.options.dry_run and (gone := self._mark_deleted(index, seen)):
+            report.counts["deleted"] = gone
         if on_total:
             on_total(len(pending))
 
@@ -305,7 +305,7 @@ class Scanner:
         values: dict[str, Any] = {"genres_chosen": chosen, "status": status, "error_code": None,
                                   "error_reason": None, "decision_key": self.decision_key}
         if d.new is None:
-            self.cache.upsert(path, **values)
+            self.cache.upsert(path, **values, **self._tags_only_change(path, st, row))
             return outcome
         before = (row.genres_before or []) if row.genres_written is not None else current
         self.cache.begin_write(Intent(path, current, before, d.new, self.decision_key))
@@ -320,6 +320,21 @@ class Scanner:
                                 mtime_ns=new_st.st_mtime_ns)
         checkpoint("after-commit")
         return outcome
+
+    @staticmethod
+    def _tags_only_change(path: str, st: os.stat_result, row: TrackRow) -> dict[str, int]:
+        """The file's stat now, if only its tags changed since it was found (its genres were
+        just read to decide, and its audio is the one analysed): a symlink whose target this
+        scan tagged under its real name. Anything else keeps the stat that was analysed."""
+        try:
+            now = os.stat(path)
+            if (now.st_size, now.st_mtime_ns) == (st.st_size, st.st_mtime_ns):
+                return {}
+            if trusted(row.audio_id) and audio_identity(path) == row.audio_id:
+                return {"size": now.st_size, "mtime_ns": now.st_mtime_ns}
+        except OSError:
+            pass
+        return {}
 
     def _tag_failure(self, path: str, action: Action, chosen: list[str], status: Status,
                      current: list[str] | None, e: TagWriteError) -> Outcome:
