@@ -9,7 +9,7 @@ from pathlib import Path
 
 import mutagen
 import pytest
-from tagfiles import TAG_FORMATS, ffprobe_genres, make_tagged, snapshot
+from tagfiles import TAG_FORMATS, ffprobe, ffprobe_genres, make_tagged, snapshot, stream_md5
 
 from tagger.library.identity import audio_identity
 from tagger.tags import TagOptions, TagWriteError, read_genres, write_genres
@@ -163,3 +163,21 @@ def test_mutagen_reads_what_players_read(files: dict[str, Path]) -> None:
     assert mutagen.File(files["flac"])["genre"] == GENRES
     write_genres(files["m4a"], GENRES)
     assert mutagen.File(files["m4a"])["\xa9gen"] == GENRES
+
+
+@pytest.mark.parametrize(("name", "ext"), [("flac", ".mp3"), ("ogg", ".m4a"), ("mp3-v24", ".flac"),
+                                           ("m4a", ".ogg"), ("wav", ".aiff")])
+def test_a_file_with_the_wrong_extension_is_tagged_as_what_it_is(files: dict[str, Path], name: str,
+                                                                  ext: str) -> None:
+    """mutagen picks a format partly by name; the content decides here (a FLAC named .mp3 is a
+    FLAC), so a misnamed file is tagged, not called damaged."""
+    path = files[name].rename(files[name].with_name(f"misnamed{ext}"))
+
+    def others() -> tuple[dict[str, str], str]:  # what ffmpeg sees (mutagen.File is misled too)
+        tags = {k.lower(): v for k, v in (ffprobe(path)["format"].get("tags") or {}).items()}
+        return {k: v for k, v in tags.items() if k != "genre"}, stream_md5(path, "0:a:0")
+
+    before = others()
+    write_genres(path, GENRES)
+    assert read_genres(path) == GENRES
+    assert others() == before

@@ -45,9 +45,43 @@ def _module(f: Any) -> FormatModule:
                         "unsupported-format")
 
 
+#: mutagen's classes for what a file's first bytes say it is (tagger.analysis.decode.sniff).
+_BY_CONTENT: dict[str, list[Any]] = {"MP3": [MP3], "FLAC": [FLAC], "Ogg": [OggVorbis, OggOpus],
+                                     "WAV": [WAVE], "MP4": [MP4], "AIFF": [AIFF], "WMA": [ASF]}
+
+
 def _open(path: Path, for_write: bool = False) -> Any:
+    """The file as mutagen reads it; when mutagen, led by the file's name, picks a format the
+    content is not (a FLAC named .mp3), the format the content says is tried before giving up."""
     try:
-        f = mutagen.File(path)
+        return _open_as(path, for_write)
+    except TagWriteError as e:
+        if e.code not in ("bad-tags", "unsupported-format"):
+            raise
+        from tagger.analysis.decode import sniff
+
+        try:
+            kind = sniff(path)
+        except Exception:
+            raise e from None
+        if kind not in _BY_CONTENT or path.suffix.lower() in _EXTENSIONS.get(kind, ()):
+            raise
+        try:
+            return _open_as(path, for_write, _BY_CONTENT[kind])
+        except TagWriteError:
+            raise TagWriteError(path, f"the extension {path.suffix or '(none)'} does not match the "
+                                      f"content ({kind}), and its tags cannot be read as {kind} "
+                                      "either", e.code) from None
+
+
+_EXTENSIONS = {"MP3": (".mp3",), "FLAC": (".flac",), "Ogg": (".ogg", ".oga", ".opus"),
+               "WAV": (".wav",), "MP4": (".m4a", ".m4b", ".mp4"), "AIFF": (".aif", ".aiff", ".aifc"),
+               "WMA": (".wma", ".asf")}
+
+
+def _open_as(path: Path, for_write: bool = False, options: list[Any] | None = None) -> Any:
+    try:
+        f = mutagen.File(path, options=options) if options else mutagen.File(path)
         if for_write and isinstance(f, MP3):
             f = MP3(path, load_v1=False)  # see tagger.tags.id3.write
     except mutagen.MutagenError as e:
