@@ -159,7 +159,6 @@ def _label(kind: str, path: Path) -> str:
 
 # --- the decoder itself ---------------------------------------------------------------------------
 
-_WORKING_DECODERS: set[str] = set()
 
 
 def _ffmpeg() -> str:
@@ -173,29 +172,30 @@ def decoder_version() -> str:
     """The decoder's version line (``ffmpeg version 5.1.8-0+deb12u1 ...``): analysis failures
     recorded under another one are retried, since a newer ffmpeg may read the file."""
     exe = shutil.which("ffmpeg")
-    return _version_line(exe) if exe else "no ffmpeg"
-
-
-@functools.lru_cache(maxsize=4)
-def _version_line(exe: str) -> str:
+    if exe is None:
+        return "no ffmpeg"
     try:
-        done = subprocess.run([exe, "-version"], stdin=subprocess.DEVNULL, capture_output=True,
-                              timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
+        return _working_version(exe)
+    except EnvironmentProblem:
         return "broken ffmpeg"
-    return done.stdout.decode("utf-8", "replace").partition("\n")[0][:120]
 
 
 def check_decoder() -> str:
-    """Run ``ffmpeg -version`` once; raise :class:`EnvironmentProblem` if ffmpeg is missing or broken.
+    """Raise :class:`EnvironmentProblem` if ffmpeg is missing or broken; return its path.
 
     Front doors call it at start so that a machine without a working ffmpeg stops with one clear
     line instead of blaming every file; decoding calls it again (cheaply) before calling a file
-    unreadable. Returns the path of the ffmpeg that works.
+    unreadable.
     """
     exe = _ffmpeg()
-    if exe in _WORKING_DECODERS:
-        return exe
+    _working_version(exe)
+    return exe
+
+
+@functools.lru_cache(maxsize=4)
+def _working_version(exe: str) -> str:
+    """``exe -version``, run once per executable while it works (a failure is not cached, so a
+    repaired ffmpeg is seen): its first line."""
     try:
         done = subprocess.run([exe, "-hide_banner", "-version"], stdin=subprocess.DEVNULL,
                               capture_output=True, timeout=30)
@@ -209,8 +209,12 @@ def check_decoder() -> str:
         said = _last_line(done.stderr.decode("utf-8", "replace"))
         raise EnvironmentProblem(f"ffmpeg is broken: {exe} -version {status}"
                                  + (f" ({said})" if said != "unknown error" else ""))
-    _WORKING_DECODERS.add(exe)
-    return exe
+    return done.stdout.decode("utf-8", "replace").partition("\n")[0][:120]
+
+
+def extensions_of(kind: str) -> frozenset[str]:
+    """The file name extensions of a kind :func:`sniff` names (``"FLAC"`` -> ``.flac``, ...)."""
+    return _KINDS[kind].extensions if kind in _KINDS else frozenset()
 
 
 @contextmanager

@@ -58,13 +58,13 @@ def _open(path: Path, for_write: bool = False) -> Any:
     except TagWriteError as e:
         if e.code not in ("bad-tags", "unsupported-format"):
             raise
-        from tagger.analysis.decode import sniff
+        from tagger.analysis.decode import extensions_of, sniff
 
         try:
             kind = sniff(path)
         except Exception:
             raise e from None
-        if kind not in _BY_CONTENT or path.suffix.lower() in _EXTENSIONS.get(kind, ()):
+        if kind not in _BY_CONTENT or path.suffix.lower() in extensions_of(kind):
             raise
         try:
             return _open_as(path, for_write, _BY_CONTENT[kind])
@@ -72,11 +72,6 @@ def _open(path: Path, for_write: bool = False) -> Any:
             raise TagWriteError(path, f"the extension {path.suffix or '(none)'} does not match the "
                                       f"content ({kind}), and its tags cannot be read as {kind} "
                                       "either", e.code) from None
-
-
-_EXTENSIONS = {"MP3": (".mp3",), "FLAC": (".flac",), "Ogg": (".ogg", ".oga", ".opus"),
-               "WAV": (".wav",), "MP4": (".m4a", ".m4b", ".mp4"), "AIFF": (".aif", ".aiff", ".aifc"),
-               "WMA": (".wma", ".asf")}
 
 
 def _open_as(path: Path, for_write: bool = False, options: list[Any] | None = None) -> Any:
