@@ -26,6 +26,7 @@ from tagger import __version__
 from tagger.analysis.config import EngineConfig
 from tagger.analysis.engine import Failure, Prediction, Result
 from tagger.analysis.model.catalog import MODELS
+from tagger.analysis.model.trained import DEFAULT_POOLING, POOLINGS
 from tagger.display import display
 from tagger.errors import TaggerError
 from tagger.library.policy import POLICIES
@@ -132,8 +133,9 @@ POLICY = click.option("--policy", type=click.Choice(POLICIES), default=None,
                       help=f"missing: only files without genres; merge: keep theirs, add ours; "
                            f"overwrite: replace [default: {_D.policy}].")
 ENGINE = [
-    click.option("--model", type=click.Choice(sorted(MODELS)), default=None,
-                 help=f"Which shipped model to run [default: {_D.model}]."),
+    click.option("--model", default=None, metavar="NAME|FILE",
+                 help=f"A shipped model ({', '.join(sorted(MODELS))}) or a model file made by "
+                      f"'genre-tagger train' [default: {_D.model}]."),
     click.option("--device", type=click.Choice(DEVICES), default=None,
                  help=f"auto uses a GPU when the backend sees one [default: {_D.device}]."),
     click.option("--batch-size", type=click.IntRange(1), default=None,
@@ -355,10 +357,11 @@ def scan(roots: tuple[str, ...], dry_run: bool, json_out: Path | None, retry_fai
     signal.signal(signal.SIGINT, previous)
     c = report.counts
     fails = ", ".join(f"{k} {v}" for k, v in report.failures.most_common()) or "none"
-    files = sum(c[a] for a in ("unchanged", "analysed", "reused", "moved", "failed"))
+    files = sum(c[a] for a in ("unchanged", "analysed", "reused", "rescored", "moved", "failed"))
+    rescored = f", {c['rescored']} re-decided from stored features" if c["rescored"] else ""
     err.print(f"{'dry run: ' if dry_run else ''}{files} files: "
               f"{c['analysed']} analysed, {c['reused'] + c['moved']} from the cache "
-              f"({c['moved']} moved), {c['unchanged']} unchanged; {c['tagged']} "
+              f"({c['moved']} moved){rescored}, {c['unchanged']} unchanged; {c['tagged']} "
               f"{'would be ' if dry_run else ''}tagged, {c['abstained']} abstained, "
               f"{sum(v for k, v in c.items() if k.startswith('left:'))} left as they were; "
               f"failed: {fails}"
@@ -450,6 +453,153 @@ def stats(as_json: bool, **kw: Any) -> None:
         click.echo("failures: " + ", ".join(f"{k} {v}" for k, v in s["failures"].items()))
 
 
+# --- teach it your genres: train, evaluate ---------------------------------------------------------
+
+
+TRAIN = [
+    click.option("--pooling", type=click.Choice(POOLINGS), default=None,
+                 help=f"How a song's windows are pooled [default: {DEFAULT_POOLING}, "
+                      "chosen by bench/bench_train.py]."),
+    click.option("--epochs", type=click.IntRange(1), default=200, show_default=True,
+                 help="At most this many epochs (training stops earlier when the validation "
+                      "loss stops improving)."),
+    click.option("--seed", type=int, default=0, show_default=True,
+                 help="The same seed and labels give the same model."),
+    click.option("--min-files", type=click.IntRange(1), default=10, show_default=True,
+                 help="Genres with fewer files are left out (and listed)."),
+]
+train_options = _with([CONFIG, DATABASE, *TRAIN, *ENGINE[1:6]])
+
+
+def _train_options(kw: dict[str, Any]) -> Any:
+    from tagger.training.trainer import TrainOptions
+
+    return TrainOptions(pooling=kw.pop("pooling") or DEFAULT_POOLING, epochs=kw.pop("epochs"),
+                        seed=kw.pop("seed"))
+
+
+def _say(text: str) -> None:
+    click.echo(display(text), err=True)
+
+
+def _report_labels(labels: Any) -> None:
+    from collections import Counter
+
+    counts = Counter(g for f in labels.files for g in f.genres)
+    _say(f"{len(labels.files)} labelled files, {len(counts)} genres: "
+         + ", ".join(f"{g} {n}" for g, n in sorted(counts.items())))
+    if labels.dropped:
+        _say("left out (too few files): " + ", ".join(f"{g} {n}" for g, n in labels.dropped.items()))
+    for p in labels.problems[:10]:
+        _say(f"skipped: {p}")
+    if len(labels.problems) > 10:
+        _say(f"skipped: ... and {len(labels.problems) - 10} more")
+
+
+@main.command()
+@click.argument("labels", nargs=-1, type=click.Path(exists=True))
+@click.option("--out", "-o", "out", type=click.Path(dir_okay=False), required=True,
+              help="Where to write the model file (e.g. my-genres.npz).")
+@click.option("--from-tags", is_flag=True,
+              help="LABELS are library folders: learn from the genres people set in the tags "
+                   "(never the ones genre-tagger wrote).")
+@train_options
+def train(labels: tuple[str, ...], out: str, from_tags: bool, **kw: Any) -> None:
+    """Train a model on your labels: a folder with one sub-folder per genre, a CSV
+    (path,genres; ';' between genres), or --from-tags ROOT... ."""
+    from tagger.training import labels as label_sources
+    from tagger.training.trainer import features_for
+    from tagger.training.trainer import train as do_train
+
+    options = _train_options(kw)
+    min_files = kw.pop("min_files")
+    settings = settings_from(kw)
+    if not labels:
+        raise click.UsageError("give a labels folder or CSV, or --from-tags and library folders")
+    if not from_tags and len(labels) > 1:
+        raise click.UsageError("one labels folder or CSV (several folders: --from-tags)")
+    require_ffmpeg()
+    with _open_cache(settings.cache_url) as cache:
+        if from_tags:
+            found = label_sources.from_tags([str(Path(r).absolute()) for r in labels], cache, min_files)
+        else:
+            found = label_sources.load_labels(str(Path(labels[0]).absolute()), min_files)
+        _report_labels(found)
+        data, base = features_for(found, settings, cache, _say)
+    source = "tags under " + ", ".join(labels) if from_tags else labels[0]
+    model = do_train(data, base, options, out, _say, source)
+    _say(f"wrote {display(out)}: {model.version}, {len(model.classes)} genres "
+         f"({', '.join(model.classes)}); use it with --model {display(out)}")
+
+
+@main.command()
+@click.argument("labels", type=click.Path(exists=True))
+@click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Judge this trained model on all of LABELS (default: train on part of "
+                   "LABELS, judge on the rest).")
+@click.option("--folds", type=click.IntRange(2), default=None,
+              help="K-fold cross-validation instead of one split.")
+@click.option("--test-share", type=click.FloatRange(0.05, 0.5), default=0.25, show_default=True,
+              help="Share of the songs (whole artists, albums or folders) held out for testing.")
+@click.option("--png", type=click.Path(dir_okay=False), default="confusion-matrix.png",
+              show_default=True, help="Where to draw the confusion matrix.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
+              help="Write every number to this file.")
+@train_options
+def evaluate(labels: str, model_path: str | None, folds: int | None, test_share: float,
+             png: str, json_out: str | None, **kw: Any) -> None:
+    """Measure a model on labelled songs: accuracy, balanced accuracy, macro-F1, per-genre
+    scores and a confusion matrix, next to two baselines on the same songs."""
+    from tagger.analysis.model.trained import load as load_model
+    from tagger.training import labels as label_sources
+    from tagger.training.metrics import confusion_text, group_split, per_class_text, summary_text
+    from tagger.training.plot import confusion_png
+    from tagger.training.trainer import (
+        cross_validate,
+        evaluate_model,
+        evaluate_split,
+        features_for,
+        main_labels,
+    )
+
+    options = _train_options(kw)
+    min_files = kw.pop("min_files")
+    settings = settings_from(kw, **({"model": model_path} if model_path else {}))
+    require_ffmpeg()
+    with _open_cache(settings.cache_url) as cache:
+        # A trained model is judged on every song of its genres, however few.
+        found = label_sources.load_labels(str(Path(labels).absolute()),
+                                          1 if model_path else min_files)
+        _report_labels(found)
+        data, base = features_for(found, settings, cache, _say)
+    spreads: list[dict[str, float] | None]
+    if model_path:
+        reports = evaluate_model(load_model(model_path), data)
+        spreads = [None] * len(reports)
+    elif folds:
+        pooled = cross_validate(data, folds, base, options, _say)
+        reports, spreads = [r for r, _ in pooled], [s for _, s in pooled]
+    else:
+        train_idx, test_idx = group_split(main_labels(data.files), [f.group for f in data.files],
+                                          test_share, options.seed)
+        _say(f"split: {len(train_idx)} songs to train, {len(test_idx)} to test "
+             f"(no artist, album or folder on both sides)")
+        reports = evaluate_split(data, train_idx, test_idx, base, options, _say)
+        spreads = [None] * len(reports)
+    for r, spread in zip(reports, spreads):
+        click.echo(summary_text(r, spread))
+    click.echo("")
+    click.echo(per_class_text(reports[0]))
+    click.echo("")
+    click.echo("confusion matrix (rows: true genre, columns: answer)")
+    click.echo(confusion_text(reports[0]))
+    confusion_png(reports[0], png)
+    _say(f"confusion matrix drawn in {display(png)}")
+    if json_out:
+        Path(json_out).write_text(as_json_text(
+            [{**r.as_dict(), "spread": s} for r, s in zip(reports, spreads)]) + "\n")
+
+
 # --- the daemon: watch, status ------------------------------------------------------------------
 
 
@@ -462,6 +612,8 @@ def stats(as_json: bool, **kw: Any) -> None:
               help="Seconds a file's size and mtime must stay unchanged before it is analysed.")
 @DATABASE
 @click.option("--device", type=click.Choice(DEVICES), default=None)
+@click.option("--model", default=None, metavar="NAME|FILE",
+              help="A shipped model or a model file made by 'genre-tagger train'.")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), default=None)
 def watch(roots: tuple[str, ...], config_path: Path | None, **flags: Any) -> None:
     """Watch music folders and tag new or changed files (the daemon systemd runs)."""

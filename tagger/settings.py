@@ -116,7 +116,6 @@ _RANGES: dict[str, tuple[Any, str]] = {
     "poll_seconds": (lambda v: v > 0, "more than 0"),
     "batch_files": (lambda v: v >= 1, "at least 1"),
     "status_seconds": (lambda v: v > 0, "more than 0"),
-    "model": (lambda v: v in MODELS, f"one of {', '.join(MODELS)}"),
 }
 
 
@@ -134,6 +133,12 @@ def _coerce(key: str, value: Any) -> Any:
         if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
             return value.lower() in ("1", "true", "yes", "on")
         raise ValueError("true or false")
+    if key == "model" and isinstance(value, str) and value not in MODELS:
+        # A trained model file (genre-tagger train): absolute, so the daemon finds it too.
+        if not value.strip():
+            raise ValueError(f"one of {', '.join(MODELS)}, or a model file made by "
+                             "'genre-tagger train'")
+        return str(Path(value).expanduser().absolute())
     if kind == "budget" and isinstance(value, str) and value.strip().lower() == "all":
         return 0
     if kind in ("int", "budget"):
@@ -179,6 +184,14 @@ def build_settings(values: Mapping[str, Any], where: Mapping[str, str] | None = 
         check = _RANGES.get(key)
         if check and not check[0](value):
             raise ConfigError(f"{origin}: '{key}' must be {check[1]}, not {raw!r}")
+        if key == "model" and value not in MODELS:
+            from tagger.analysis.model.trained import ModelFileError, load
+
+            try:
+                load(value)
+            except ModelFileError as e:
+                raise ConfigError(f"{origin}: 'model' must be one of {', '.join(MODELS)} or a "
+                                  f"model file made by 'genre-tagger train': {e}") from None
         typed[key] = value
     settings = Settings(**typed)
     if require_roots:

@@ -273,7 +273,9 @@ def test_schema_v1_database_is_migrated(tmp_path: Path) -> None:
     con.commit()
     con.close()
     with Cache(f"sqlite:///{db}") as c:
-        assert c.schema_version == 3  # v1 -> v2 (queue, daemon, analyses) -> v3 (write intents)
+        # v1 -> v2 (queue, daemon, analyses) -> v3 (write intents) -> v4 (stored features)
+        assert c.schema_version == 4
+        assert c.count_features("any") == 0
         row = c.get("/m/a.flac")
         assert row is not None and row.analyses == 1  # kept, not dropped
         assert c.intents() == []

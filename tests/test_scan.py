@@ -189,7 +189,7 @@ def test_schema_is_versioned_and_migrated(tmp_path: Path) -> None:
     with pytest.raises(CacheUnavailable) as e:
         Cache(f"sqlite:///{db}")
     assert str(e.value) == ("cannot open the cache database: the cache database is schema version 99, "
-                            "newer than this genre-tagger (3); upgrade genre-tagger")
+                            f"newer than this genre-tagger ({SCHEMA_VERSION}); upgrade genre-tagger")
 
 
 def test_policy_table() -> None:

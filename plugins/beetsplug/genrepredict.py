@@ -23,6 +23,7 @@ from beets.library import Album, Item
 from beets.plugins import BeetsPlugin
 
 import tagger  # noqa: F401  (first, before beets starts threads: see tagger.memory)
+from tagger.analysis.model.trained import POOLINGS
 
 if TYPE_CHECKING:
     import optparse
@@ -144,9 +145,11 @@ class GenrePredictPlugin(BeetsPlugin):
         return rows
 
     def _choose(self, genre_scores: dict[str, float]) -> list[tuple[str, float]]:
-        from tagger.analysis.taxonomy import choose
+        """The shipped taxonomy's rule, or a trained model's per-class thresholds."""
+        from tagger.analysis.model.trained import chooser_for
 
-        return choose(genre_scores, self._settings().selection())
+        settings = self._settings()
+        return chooser_for(settings.model)(genre_scores, settings.selection())
 
     @staticmethod
     def _existing(obj: Item | Album) -> list[str]:
@@ -244,7 +247,69 @@ class GenrePredictPlugin(BeetsPlugin):
                               help="don't write metadata (opposite of -w)")
         cmd.parser.add_album_option()
         cmd.func = self.command
-        return [cmd]
+        train = ui.Subcommand("genre-train",
+                              help="train a genre model on the genres people set in the library")
+        train.parser.add_option("-o", "--out", dest="out", help="model file to write (required)")
+        train.parser.add_option("--pooling", dest="pooling", default=None, choices=list(POOLINGS))
+        train.parser.add_option("--seed", dest="seed", type="int", default=0)
+        train.parser.add_option("--epochs", dest="epochs", type="int", default=200)
+        train.parser.add_option("--min-files", dest="min_files", type="int", default=10,
+                                help="leave out genres with fewer files (default 10)")
+        train.func = self.train_command
+        return [cmd, train]
+
+    def _labelled(self, items: Sequence[Item]) -> tuple[list[Any], int]:
+        """Items whose genres a person set: not ours, or ours corrected since (a label too).
+        Grouped by album artist (else artist, else album) so no artist is split."""
+        from tagger.training.labels import Labelled, label_key
+
+        files, ours = [], 0
+        for item in items:
+            genres = self._existing(item)
+            if not genres:
+                continue
+            if (item.get("genre_source") == SOURCE
+                    and self._split(item.get("genre_predicted")) == genres):
+                ours += 1
+                continue
+            who = item.get("albumartist") or item.get("artist") or item.get("album") or ""
+            path = os.fsdecode(util.syspath(item.path))
+            group = f"artist:{label_key(who)}" if who else f"folder:{os.path.dirname(path)}"
+            files.append(Labelled(path, tuple(genres), group))
+        return files, ours
+
+    def train_command(self, lib: Library, opts: optparse.Values, args: list[str]) -> None:
+        """``beet genre-train [QUERY] -o MODEL``: genre-tagger's trainer on beets' labels."""
+        from tagger.analysis.model.trained import DEFAULT_POOLING
+        from tagger.cache import Cache
+        from tagger.display import display
+        from tagger.errors import TaggerError
+        from tagger.training.labels import label_set
+        from tagger.training.trainer import TrainOptions, features_for, train
+
+        if not opts.out:
+            raise ui.UserError("genre-train needs --out MODEL")  # type: ignore[attr-defined]
+        settings = self._settings()
+
+        def say(text: str) -> None:
+            self._log.info("{}", display(text))
+
+        files, ours = self._labelled(list(lib.items(args)))
+        try:
+            labels = label_set(files, opts.min_files, [])
+            say(f"{len(labels.files)} items with genres a person set ({ours} carry ours, unused)"
+                + ("; left out (too few items): "
+                   + ", ".join(f"{g} {n}" for g, n in labels.dropped.items()) if labels.dropped else ""))
+            if self._cache is None:
+                self._cache = Cache(settings.cache_url)
+            data, base = features_for(labels, settings, self._cache, say)
+            options = TrainOptions(pooling=opts.pooling or DEFAULT_POOLING, epochs=opts.epochs,
+                                   seed=opts.seed)
+            model = train(data, base, options, opts.out, say, f"beets library {lib.path!r}")
+        except TaggerError as e:
+            raise ui.UserError(str(e)) from None  # type: ignore[attr-defined]
+        say(f"wrote {opts.out}: {model.version} ({', '.join(model.classes)}); use it with "
+            f"genrepredict.model: {opts.out}")
 
     def command(self, lib: Library, opts: optparse.Values, args: list[str]) -> None:
         self.config.set_args({k: v for k, v in vars(opts).items()

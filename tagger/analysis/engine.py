@@ -22,9 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from tagger.analysis.config import EngineConfig
+from tagger.analysis.embedding import instances, pack
 from tagger.analysis.extract import TrackWindows, extract_windows
 from tagger.analysis.model.mil import mean_by_track
 from tagger.analysis.model.runner import WindowScorer
+from tagger.analysis.model.trained import TrainedModel, is_trained, load, trained_scores
 from tagger.analysis.taxonomy import choose, genre_scores
 from tagger.errors import AudioError, Code, EnvironmentProblem
 
@@ -40,6 +42,10 @@ class Prediction:
     windows: int
     seconds: float
     model_version: str
+    #: The base model's pooled features (:func:`tagger.analysis.embedding.pack`), kept so a
+    #: trained model can learn from and re-decide this audio without decoding it again.
+    features: bytes | None = None
+    base_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -124,11 +130,15 @@ class Engine:
 
     def __init__(self, config: EngineConfig | None = None) -> None:
         self.config = config or EngineConfig()
-        self.scorer = WindowScorer(self.config.model, self.config.device, self.config.batch_size)
+        #: A trained head (``config.model`` is a model file), run on the base model's features.
+        self.trained: TrainedModel | None = load(self.config.model) if is_trained(
+            self.config.model) else None
+        base = self.trained.base if self.trained else self.config.model
+        self.scorer = WindowScorer(base, self.config.device, self.config.batch_size, features=True)
 
     @property
     def model_version(self) -> str:
-        return self.scorer.version
+        return self.trained.version if self.trained else self.scorer.version
 
     def _safe_extract(self, path: str) -> TrackWindows | Failure:
         """A file's windows or its :class:`Failure`; the machine's own problems are raised.
@@ -181,25 +191,34 @@ class Engine:
                     break
                 windows.add(inflight.popleft().result())
                 for batch, owners in windows.batches(final=not inflight):
-                    windows.record(self.scorer.score(batch), owners)
+                    windows.record(self.scorer.score_with_features(batch), owners)
                 for item in windows.finished():
                     yield item if isinstance(item, Failure) else self._prediction(item)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)  # stop soon after an error or close()
 
     def _prediction(self, track: _Track) -> Prediction:
-        scores = np.concatenate(track.scores)
-        song = mean_by_track(scores, [len(scores)])[0]
+        rows = np.concatenate(track.scores)
         tags = self.scorer.tags
-        genres = genre_scores(tags, song)
+        scores, feats = rows[:, :len(tags)], rows[:, len(tags):]
+        song = mean_by_track(scores, [len(scores)])[0]
+        bag = instances(feats)
+        if self.trained:
+            genres = trained_scores(self.trained, bag)
+            chosen = self.trained.choose(genres, self.config.selection)
+        else:
+            genres = genre_scores(tags, song)
+            chosen = choose(genres, self.config.selection)
         return Prediction(
             path=track.windows.path,
-            genres=choose(genres, self.config.selection),
+            genres=chosen,
             genre_scores=genres,
             raw={t: float(s) for t, s in zip(tags, song)},
             windows=len(scores),
             seconds=track.windows.seconds,
             model_version=self.model_version,
+            features=pack(bag),
+            base_version=self.scorer.version,
         )
 
     def predict(self, path: str | Path) -> Result:

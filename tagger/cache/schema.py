@@ -10,6 +10,7 @@ from sqlalchemy import (
     Connection,
     Float,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -76,13 +77,25 @@ intents = Table(
     Column("created_at", Float, nullable=False),
 )
 
+#: v4: the base model's pooled features of each audio (by audio identity, not path: copies and
+#: moves share them), so training and a new trained model's predictions decode nothing again.
+features = Table(
+    "features", metadata,
+    Column("audio_id", String(80), primary_key=True),
+    Column("base_version", String(80), primary_key=True),
+    Column("windows", Integer, nullable=False),  # windows the instances were averaged from
+    Column("data", LargeBinary, nullable=False),  # tagger.analysis.embedding.pack, <= 32 KB
+    Column("raw_scores", Text),  # JSON {tag: score}: the base model's, for zero-shot baselines
+    Column("created_at", Float, nullable=False),
+)
+
 meta = Table(
     "meta", metadata,
     Column("key", String(40), primary_key=True),
     Column("value", Text),
 )
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def _v0_to_v1(conn: Connection) -> None:
@@ -102,8 +115,13 @@ def _v2_to_v3(conn: Connection) -> None:
     intents.create(conn, checkfirst=True)
 
 
+def _v3_to_v4(conn: Connection) -> None:
+    features.create(conn, checkfirst=True)
+
+
 #: MIGRATIONS[n] takes a database at version n to version n + 1.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {0: _v0_to_v1, 1: _v1_to_v2, 2: _v2_to_v3}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {0: _v0_to_v1, 1: _v1_to_v2, 2: _v2_to_v3,
+                                                       3: _v3_to_v4}
 
 
 def current_version(conn: Connection) -> int:

@@ -18,6 +18,7 @@ from sqlalchemy import Engine, create_engine, delete, event, func, select, updat
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
+from tagger.cache.schema import features as stored_features
 from tagger.cache.schema import intents, migrate, tracks
 from tagger.errors import TaggerError
 
@@ -108,6 +109,14 @@ class StatEntry(NamedTuple):
     model_version: str | None
     status: Status
     decision_key: str | None
+
+class StoredFeatures(NamedTuple):
+    """An audio's base-model features (see :mod:`tagger.analysis.embedding`)."""
+
+    windows: int
+    data: bytes
+    raw_scores: dict[str, float]
+
 
 _JSON = ("raw_scores", "genre_scores", "genres_chosen", "genres_before", "genres_written")
 _EMPTY: dict[str, Any] = {"raw_scores": {}, "genre_scores": {}, "genres_chosen": []}
@@ -220,7 +229,36 @@ class Cache:
             return [{"path": decode_path(r[0]), "code": r[1], "reason": r[2], "at": r[3]}
                     for r in conn.execute(q)]
 
+    def features(self, audio_ids: Iterable[str], base_version: str) -> dict[str, StoredFeatures]:
+        """Stored features of these audios under one base model (absent ones are left out)."""
+        ids = list(dict.fromkeys(audio_ids))
+        out: dict[str, StoredFeatures] = {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(ids), 500):  # bound the IN list (SQLite's variable limit)
+                q = select(stored_features).where(stored_features.c.base_version == base_version,
+                                                  stored_features.c.audio_id.in_(ids[i:i + 500]))
+                for m in conn.execute(q).mappings():
+                    out[m["audio_id"]] = StoredFeatures(
+                        m["windows"], bytes(m["data"]),
+                        json.loads(m["raw_scores"]) if m["raw_scores"] else {})
+        return out
+
+    def count_features(self, base_version: str) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(stored_features)
+                                    .where(stored_features.c.base_version == base_version)).scalar_one())
+
     # --- writes ------------------------------------------------------------------------------
+
+    def put_features(self, audio_id: str, base_version: str, stored: StoredFeatures) -> None:
+        """Keep an audio's features (the first analysis wins: the same audio gives the same)."""
+        key = (stored_features.c.audio_id == audio_id) & (stored_features.c.base_version == base_version)
+        with self.engine.begin() as conn:
+            if conn.execute(select(stored_features.c.audio_id).where(key)).first() is None:
+                conn.execute(stored_features.insert().values(
+                    audio_id=audio_id, base_version=base_version, windows=stored.windows,
+                    data=stored.data, raw_scores=json.dumps(stored.raw_scores),
+                    created_at=time.time()))
 
     def upsert(self, path: str, **values: Any) -> None:
         now = time.time()

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tagger.analysis.engine import Engine
+from tagger.analysis.model.trained import version_of
 from tagger.cache import Cache
 from tagger.cache.queue import DaemonState, WorkQueue
 from tagger.daemon.notify import notify, watchdog_interval
@@ -123,8 +124,11 @@ class Daemon:
             log.error("SIGHUP: keeping the old configuration: %s", display(str(e)))
             return
         roots_changed = new.roots != self.config.roots or new.observer != self.config.observer
-        if new.engine_config() != self.config.engine_config():
-            self._engine = None  # model, device, batch size, budget...: loaded anew when needed
+        if (new.engine_config() != self.config.engine_config()
+                or (self._engine is not None and self._engine.model_version != version_of(new.model))):
+            # model (or a model file retrained in place), device, batch size, budget...: loaded
+            # anew when needed
+            self._engine = None
         self.config = new
         self.settler.settle = new.settle_seconds
         logging.getLogger().setLevel(new.log_level.upper())

@@ -24,10 +24,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from tagger.analysis.config import EngineConfig
-from tagger.analysis.engine import Engine, Failure
-from tagger.analysis.model.catalog import model_version
-from tagger.analysis.taxonomy import choose
+from tagger.analysis.embedding import unpack
+from tagger.analysis.engine import Engine, Failure, Prediction
+from tagger.analysis.model.catalog import get_model, model_version
+from tagger.analysis.model.trained import is_trained, trained_scores, version_of
+from tagger.analysis.model.trained import load as load_model
+from tagger.analysis.taxonomy import choose, genre_scores
 from tagger.cache import Cache, Intent, TrackRow
 from tagger.cache.store import StatEntry, Status
 from tagger.errors import Code
@@ -55,8 +60,9 @@ class ScanOptions:
 
 
 #: What happened to a file (or a folder the walk could not read) in a scan or revert.
-Action = Literal["unchanged", "analysed", "reused", "moved", "failed", "recovered", "unreadable",
-                 "reverted", "skipped"]
+#: ``rescored``: a trained model decided from the audio's stored features (nothing decoded).
+Action = Literal["unchanged", "analysed", "reused", "rescored", "moved", "failed", "recovered",
+                 "unreadable", "reverted", "skipped"]
 
 
 @dataclass
@@ -113,7 +119,11 @@ class Scanner:
         self.cache = cache
         self._engine = engine
         self.roots = real_roots(options.roots)
-        self.version = engine.model_version if engine else model_version(engine_config.model)
+        self.version = engine.model_version if engine else version_of(engine_config.model)
+        # A kept engine's model, not the file's current one: versions and scores must agree.
+        self.trained = (engine.trained if engine else
+                        load_model(engine_config.model) if is_trained(engine_config.model) else None)
+        self.choose = self.trained.choose if self.trained else choose
         sel = engine_config.selection
         t = options.tags
         self.decision_key = (f"{options.policy}|{sel.top_k}|{sel.min_confidence}|{sel.relative}|"
@@ -240,7 +250,38 @@ class Scanner:
                 copy_scores(self.cache, path, found, st, audio_id)
                 yield Scored(path, st, self.cache.get(path) or found, "reused")
         if todo and not stop.is_set():
+            yield from self._rescored(todo)
+        if todo and not stop.is_set():
             yield from self._analysed(todo, stop)
+
+    def _rescored(self, todo: dict[str, tuple[os.stat_result, str | None]]) -> Iterator[Scored]:
+        """Files whose audio's features are stored (any front door analysed it, under any
+        model): decided from them, nothing decoded. A trained head runs on the stored bag; the
+        shipped model's own scores are stored with it (so switching back is free too).
+        Taken out of ``todo``."""
+        model = self.trained
+        base = model.base if model else self.config.model
+        ids = [str(a) for _, a in todo.values() if trusted(a)]
+        stored = self.cache.features(ids, model_version(base)) if ids else {}
+        tags = get_model(base).tags
+        for path, (st, audio_id) in list(todo.items()):
+            found = stored.get(str(audio_id))
+            if found is None:
+                continue
+            if model is not None:
+                try:
+                    genres = trained_scores(model, unpack(found.data))
+                except ValueError:
+                    continue  # not ours to trust: analysed again
+            elif all(t in found.raw_scores for t in tags):
+                genres = genre_scores(tags, np.asarray([found.raw_scores[t] for t in tags], np.float32))
+            else:
+                continue
+            result = Prediction(path, self.choose(genres, self.config.selection), genres,
+                                found.raw_scores, found.windows, 0.0, self.version)
+            record_prediction(self.cache, result, st, audio_id, self.version, analysed=False)
+            del todo[path]
+            yield Scored(path, st, self.cache.get(path) or _never(path), "rescored")
 
     def _analysed(self, todo: dict[str, tuple[os.stat_result, str | None]],
                   stop: threading.Event) -> Iterator[Scored]:
@@ -289,7 +330,7 @@ class Scanner:
         ``st`` is the file's stat when it was found: if the file differs from it when the new
         copy is about to replace it, nothing is written (it changed after it was analysed).
         """
-        chosen = [g for g, _ in choose(row.genre_scores, self.config.selection)]
+        chosen = [g for g, _ in self.choose(row.genre_scores, self.config.selection)]
         status: Status = "done" if chosen else "abstained"
         if not within(path, self.roots):  # recorded as this file's failure: said once, not every scan
             return self._tag_failure(path, action, chosen, status, None, TagWriteError(
@@ -412,6 +453,10 @@ def revert(roots: tuple[str, ...], cache: Cache, tags: TagOptions, dry_run: bool
                          size=st.st_size, mtime_ns=st.st_mtime_ns, written_at=time.time())
         outcomes.append(Outcome(path, "reverted", old=current, new=before))
     return outcomes
+
+
+def _never(path: str) -> TrackRow:
+    raise AssertionError(f"{path}: recorded, then not found in the cache")
 
 
 def resolve(paths: tuple[str, ...]) -> tuple[str, ...]:

@@ -11,6 +11,7 @@ import time
 
 from tagger.analysis.engine import Failure, Prediction
 from tagger.cache import Cache, TrackRow
+from tagger.cache.store import StoredFeatures
 from tagger.library.identity import audio_identity, trusted
 
 ANALYSED = ("done", "abstained")
@@ -52,8 +53,10 @@ def failure_key() -> str:
 
 
 def record_prediction(cache: Cache, result: Prediction | Failure, st: os.stat_result,
-                      audio_id: str | None, version: str) -> None:
-    """Store an engine result for ``result.path`` (scores, or the failure and its reason)."""
+                      audio_id: str | None, version: str, analysed: bool = True) -> None:
+    """Store an engine result for ``result.path`` (scores, or the failure and its reason), and
+    the audio's features (by identity, so its copies and moves share them). ``analysed``:
+    the file was decoded and the network ran (False: re-scored from stored features)."""
     if isinstance(result, Failure):
         cache.upsert(result.path, size=st.st_size, mtime_ns=st.st_mtime_ns, audio_id=audio_id,
                      status="failed", error_code=result.code, error_reason=result.reason,
@@ -63,7 +66,11 @@ def record_prediction(cache: Cache, result: Prediction | Failure, st: os.stat_re
                  model_version=result.model_version, raw_scores=result.raw,
                  genre_scores=result.genre_scores, status="done", error_code=None,
                  error_reason=None, analysed_at=time.time())
-    cache.count_analysis(result.path)
+    if analysed:
+        cache.count_analysis(result.path)
+    if result.features and result.base_version and trusted(audio_id):
+        cache.put_features(str(audio_id), result.base_version,
+                           StoredFeatures(result.windows, result.features, result.raw))
 
 
 def copy_scores(cache: Cache, path: str, src: TrackRow, st: os.stat_result, audio_id: str | None) -> None:

@@ -21,6 +21,9 @@ TIMBRAL_KERNELS = {"timbral74": int(0.4 * N_MELS), "timbral77": int(0.7 * N_MELS
 TEMPORAL_KERNELS = {"temporal128": 128, "temporal64": 64, "temporal32": 32}
 MIDEND_FILTERS = 64
 BACKEND_UNITS = 200
+#: Pooled features per network and window: (561 front-end + 3 * 64 mid-end channels) * (max, mean).
+FEATURES = 2 * (TIMBRAL_FILTERS * len(TIMBRAL_KERNELS) + TEMPORAL_FILTERS * len(TEMPORAL_KERNELS)
+                + 3 * MIDEND_FILTERS)
 BN_EPSILON = 1e-3  # tf.compat.v1.layers.batch_normalization's default
 
 #: Every weight-bearing layer of one network, in the order musicnn's graph creates them.
@@ -29,8 +32,14 @@ BN_LAYERS = ["input_bn", *(f"{n}_bn" for n in CONV_LAYERS), "pool_bn", "dense_bn
 DENSE_LAYERS = ["dense", "logits"]
 
 
-def build_window_network(prefix: str, num_tags: int, inputs: keras.KerasTensor) -> keras.KerasTensor:
-    """Wire one musicnn network onto ``inputs`` (windows, 187, 96) and return its sigmoid scores.
+def build_window_network(prefix: str, num_tags: int,
+                         inputs: keras.KerasTensor) -> tuple[keras.KerasTensor, keras.KerasTensor]:
+    """Wire one musicnn network onto ``inputs`` (windows, 187, 96); return its sigmoid scores and
+    its pooled features (the 753 mid-end channels' max and mean over the window, interleaved as
+    musicnn does: :data:`FEATURES` values, the input of its dense layer).
+
+    Those features, not the 200-d dense layer, are what a trained head learns from: measured on
+    new songs, they carry more of what separates genres (see ``bench/bench_train.py``).
 
     Layer names are ``{prefix}_{part}`` so that two networks can share one input (the default
     model runs the MSD and the MTT network on the same windows).
@@ -85,9 +94,9 @@ def build_window_network(prefix: str, num_tags: int, inputs: keras.KerasTensor) 
         layers.Reshape((channels, 1), name=name("max_col"))(mx),
         layers.Reshape((channels, 1), name=name("mean_col"))(mean),
     ])
-    y = layers.Flatten(name=name("pool_flat"))(stacked)
-    y = bn("pool_bn")(y)
+    pooled = layers.Flatten(name=name("pool_flat"))(stacked)
+    y = bn("pool_bn")(pooled)
     y = layers.Dense(BACKEND_UNITS, activation="relu", name=name("dense"))(y)
     y = bn("dense_bn")(y)
     y = layers.Dense(num_tags, name=name("logits"))(y)
-    return layers.Activation("sigmoid", name=name("sigmoid"))(y)
+    return layers.Activation("sigmoid", name=name("sigmoid"))(y), pooled

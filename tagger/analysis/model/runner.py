@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 from tagger.analysis.features import N_FRAMES, N_MELS
 from tagger.analysis.model.catalog import get_model, model_version
+from tagger.analysis.model.network import FEATURES
 
 if TYPE_CHECKING:
     import keras
@@ -75,7 +76,8 @@ def gpu_visible() -> bool:
 class WindowScorer:
     """Scores (windows, 187, 96) log-mel arrays with one shipped model."""
 
-    def __init__(self, model: str, device: Device = "auto", batch_size: int | None = None) -> None:
+    def __init__(self, model: str, device: Device = "auto", batch_size: int | None = None,
+                 features: bool = False) -> None:
         configure_backend(device)
         from tagger.analysis.model.weights import load_window_model
 
@@ -85,7 +87,9 @@ class WindowScorer:
         if device == "gpu" and not self.on_gpu:
             raise RuntimeError("--device gpu was asked for, but the backend sees no GPU")
         self.batch_size = batch_size or (GPU_BATCH if self.on_gpu else CPU_BATCH)
-        self.model: keras.Model = load_window_model(model)
+        self.features = features
+        self.model: keras.Model = load_window_model(model, features)
+        self.feature_dim = FEATURES * len(self.spec.networks) if features else 0
         self._buf = np.zeros((self.batch_size, N_FRAMES, N_MELS), dtype=np.float32)
 
     @property
@@ -94,10 +98,21 @@ class WindowScorer:
 
     def score(self, windows: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """Per-window sigmoid scores, in batches of exactly ``batch_size`` windows."""
-        out = np.empty((len(windows), len(self.tags)), dtype=np.float32)
+        return self.score_with_features(windows)[:, :len(self.tags)]
+
+    def score_with_features(self, windows: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Per window, the scores followed by its pooled features (with ``features``; one
+        array, so the engine's queue keeps one kind of row)."""
+        n_tags = len(self.tags)
+        out = np.empty((len(windows), n_tags + self.feature_dim), dtype=np.float32)
         for i in range(0, len(windows), self.batch_size):
             chunk = windows[i:i + self.batch_size]
             self._buf[:len(chunk)] = chunk
             self._buf[len(chunk):] = 0.0
-            out[i:i + len(chunk)] = np.asarray(self.model.predict_on_batch(self._buf))[:len(chunk)]
+            got = self.model.predict_on_batch(self._buf)
+            if self.features:
+                out[i:i + len(chunk), :n_tags] = np.asarray(got[0])[:len(chunk)]
+                out[i:i + len(chunk), n_tags:] = np.asarray(got[1])[:len(chunk)]
+            else:
+                out[i:i + len(chunk)] = np.asarray(got)[:len(chunk)]
         return out

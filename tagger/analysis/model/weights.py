@@ -19,20 +19,28 @@ if TYPE_CHECKING:
 _BN_WEIGHTS = ("gamma", "beta", "moving_mean", "moving_variance")
 
 
-def build_window_model(model: str) -> keras.Model:
-    """(windows, 187, 96) log-mel -> (windows, tags) sigmoid scores, weights uninitialised."""
+def build_window_model(model: str, features: bool = False) -> keras.Model:
+    """(windows, 187, 96) log-mel -> (windows, tags) sigmoid scores, weights uninitialised.
+
+    With ``features``, a second output holds each network's pooled features, side by side
+    (``FEATURES`` per network): one model call yields the scores and what a trained head needs.
+    """
     import keras
 
     spec = MODELS[model] if model in MODELS else get_model(f"musicnn-{model}")
     inputs = keras.Input((N_FRAMES, N_MELS), name="logmel")
-    outs = [build_window_network(net, len(NETWORK_TAGS[net]), inputs) for net in spec.networks]
+    built = [build_window_network(net, len(NETWORK_TAGS[net]), inputs) for net in spec.networks]
+    outs, pools = [b[0] for b in built], [b[1] for b in built]
     out = outs[0] if len(outs) == 1 else keras.layers.Concatenate(name="scores")(outs)
-    return keras.Model(inputs, out, name=spec.name)
+    if not features:
+        return keras.Model(inputs, out, name=spec.name)
+    pooled = pools[0] if len(pools) == 1 else keras.layers.Concatenate(name="features")(pools)
+    return keras.Model(inputs, [out, pooled], name=spec.name)
 
 
-def load_window_model(model: str) -> keras.Model:
+def load_window_model(model: str, features: bool = False) -> keras.Model:
     """The window model with the shipped weights of every network it runs."""
-    window_model = build_window_model(model)
+    window_model = build_window_model(model, features)
     spec = MODELS[model] if model in MODELS else get_model(f"musicnn-{model}")
     for net in spec.networks:
         with np.load(weights_path(net), allow_pickle=False) as arrays:

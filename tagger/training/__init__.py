@@ -1,0 +1,1 @@
+"""Teach it your genres: labels, features, a trained head, and its evaluation."""

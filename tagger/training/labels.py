@@ -1,0 +1,226 @@
+"""Where labels come from: a folder per genre, a CSV, or the genres people set in their tags.
+
+Each source gives :class:`Labelled` files: a path, its genres, and a *group* (the artist, else
+the album, else the folder the file came from) that splits keep on one side, so a model is never
+tested on an artist it was trained on. Reading is I/O at the edge; what to keep is decided by the
+pure :func:`normalise` and :func:`keep_common`.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tagger.errors import TaggerError
+
+if TYPE_CHECKING:
+    from tagger.cache import Cache
+
+
+class LabelError(TaggerError):
+    """The labels cannot be used as given (no such folder, an unreadable CSV, too few files)."""
+
+
+@dataclass(frozen=True)
+class Labelled:
+    path: str
+    genres: tuple[str, ...]
+    group: str  # files of one group are never split between train and test
+
+
+@dataclass(frozen=True)
+class LabelSet:
+    files: list[Labelled]
+    #: Labels left out because too few files carry them: label -> files.
+    dropped: dict[str, int]
+    #: Lines or files that could not be used, with why (said once, then ignored).
+    problems: list[str]
+
+    @property
+    def classes(self) -> list[str]:
+        return sorted({g for f in self.files for g in f.genres})
+
+    @property
+    def multi_label(self) -> bool:
+        """Several genres on one file anywhere: the model scores each genre on its own."""
+        return any(len(f.genres) > 1 for f in self.files)
+
+
+def label_key(name: str) -> str:
+    """Labels that differ only in case or spacing are one label."""
+    return " ".join(name.split()).casefold()
+
+
+def normalise(files: Iterable[Labelled]) -> list[Labelled]:
+    """One spelling per label (the most common one as written), no duplicates, no empties."""
+    files = list(files)
+    spellings: dict[str, Counter[str]] = {}
+    for f in files:
+        for g in f.genres:
+            if label_key(g):
+                spellings.setdefault(label_key(g), Counter())[" ".join(g.split())] += 1
+    # most_common keeps first-seen order among ties: stable across runs on the same input.
+    spelling = {k: c.most_common(1)[0][0] for k, c in spellings.items()}
+    out = []
+    for f in files:
+        genres = tuple(dict.fromkeys(spelling[label_key(g)] for g in f.genres if label_key(g)))
+        if genres:
+            out.append(replace(f, genres=genres))
+    return out
+
+
+def keep_common(files: list[Labelled], min_files: int) -> tuple[list[Labelled], dict[str, int]]:
+    """Drop labels carried by fewer than ``min_files`` files (and files left with none)."""
+    counts = Counter(g for f in files for g in f.genres)
+    rare = {g: n for g, n in counts.items() if n < min_files}
+    kept = []
+    for f in files:
+        genres = tuple(g for g in f.genres if g not in rare)
+        if genres:
+            kept.append(replace(f, genres=genres))
+    return kept, dict(sorted(rare.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def label_set(files: Iterable[Labelled], min_files: int, problems: list[str]) -> LabelSet:
+    kept, dropped = keep_common(normalise(files), min_files)
+    if len({g for f in kept for g in f.genres}) < 2:
+        raise LabelError(
+            f"at least two genres with {min_files} or more files each are needed; found "
+            + (", ".join(f"{g} ({n})" for g, n in Counter(
+                g for f in kept for g in f.genres).most_common()) or "none")
+            + (f"; too few files: {', '.join(f'{g} ({n})' for g, n in dropped.items())}"
+               if dropped else ""))
+    return LabelSet(kept, dropped, problems)
+
+
+# --- grouping ------------------------------------------------------------------------------------
+
+
+def _tag(path: str, key: str) -> str | None:
+    import mutagen
+
+    try:
+        f = mutagen.File(path, easy=True)
+    except Exception:  # damaged or foreign files: grouped by folder instead
+        return None
+    values = (f.tags.get(key) if f is not None and f.tags is not None else None) or []
+    value = str(values[0]).strip() if values else ""
+    return value or None
+
+
+def group_of(path: str, label_root: str | None = None) -> str:
+    """The artist, else the album, else the folder (below the genre folder, if any); a file
+    straight inside its genre folder says nothing about its source: it is its own group."""
+    if artist := _tag(path, "artist"):
+        return f"artist:{label_key(artist)}"
+    if album := _tag(path, "album"):
+        return f"album:{label_key(album)}"
+    folder = os.path.dirname(path)
+    if label_root is not None and os.path.normpath(folder) == os.path.normpath(label_root):
+        return f"file:{path}"
+    return f"folder:{folder}"
+
+
+# --- sources -------------------------------------------------------------------------------------
+
+
+def _audio_files(folder: str) -> Iterator[str]:
+    from tagger.library.walk import walk
+
+    for path, _ in walk([folder], clean_temps=False):
+        yield path
+
+
+def from_folder(root: str, min_files: int) -> LabelSet:
+    """GTZAN layout: one sub-folder per genre, named after it (deeper folders are fine)."""
+    if not os.path.isdir(root):
+        raise LabelError(f"{root}: not a folder")
+    files = []
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        if entry.name.startswith(".") or not entry.is_dir():
+            continue
+        for path in _audio_files(entry.path):
+            files.append(Labelled(path, (entry.name,), group_of(path, entry.path)))
+    if not files:
+        raise LabelError(f"{root}: no audio files in sub-folders (one sub-folder per genre, "
+                         "named after it)")
+    return label_set(files, min_files, [])
+
+
+def from_csv(path: str, min_files: int) -> LabelSet:
+    """``path,genres`` rows (``;`` between several genres; paths relative to the CSV's folder);
+    a first row ``path,genres`` is a header."""
+    base = os.path.dirname(os.path.abspath(path))
+    problems: list[str] = []
+    files = []
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.reader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise LabelError(f"{path}: cannot read the CSV ({e})") from None
+    for n, row in enumerate(rows, 1):
+        if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
+            continue
+        if n == 1 and [c.strip().lower() for c in row[:2]] == ["path", "genres"]:
+            continue
+        if len(row) < 2 or not row[0].strip():
+            problems.append(f"{path}:{n}: expected 'path,genres'")
+            continue
+        file = os.path.normpath(os.path.join(base, row[0].strip()))
+        genres = tuple(g for g in ";".join(row[1:]).split(";") if g.strip())
+        if not os.path.isfile(file):
+            problems.append(f"{path}:{n}: no such file {file}")
+            continue
+        if genres:
+            files.append(Labelled(file, genres, group_of(file)))
+    if not files:
+        raise LabelError(f"{path}: no usable rows" + (f" ({problems[0]})" if problems else ""))
+    return label_set(files, min_files, problems)
+
+
+def from_tags(roots: Iterable[str], cache: Cache, min_files: int) -> LabelSet:
+    """The genres in the files' tags that a person set.
+
+    A file whose genres are exactly what genre-tagger last wrote says nothing (the cache knows
+    what we wrote); one whose genres differ from ours was corrected by a person, and counts.
+    """
+    from tagger.library.policy import same_genres
+    from tagger.tags import TagOptions, TagWriteError, read_genres
+
+    files, problems, ours = [], [], 0
+    for root in roots:
+        if not os.path.isdir(root):
+            raise LabelError(f"{root}: not a folder")
+        for path in _audio_files(root):
+            try:
+                genres = read_genres(path, TagOptions())
+            except TagWriteError as e:
+                problems.append(f"{path}: {e.reason}")
+                continue
+            if not genres:
+                continue
+            row = cache.get(path)
+            if row is not None and row.genres_written is not None and same_genres(
+                    genres, row.genres_written):
+                ours += 1
+                continue
+            files.append(Labelled(path, tuple(genres), group_of(path)))
+    if ours:
+        problems.append(f"{ours} files carry the genres genre-tagger wrote: not used as labels")
+    if not files:
+        raise LabelError("no file under the roots has genres a person set")
+    return label_set(files, min_files, problems)
+
+
+def load_labels(source: str, min_files: int) -> LabelSet:
+    """A folder (GTZAN layout) or a CSV file."""
+    if os.path.isdir(source):
+        return from_folder(source, min_files)
+    if Path(source).suffix.lower() == ".csv" or os.path.isfile(source):
+        return from_csv(source, min_files)
+    raise LabelError(f"{source}: no such folder or CSV file")
