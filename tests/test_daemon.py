@@ -193,13 +193,20 @@ def test_sigterm_exits_cleanly_within_the_bound_with_the_queue_intact(lib) -> No
     for i in range(40):
         (root / f"t{i:02d}.wav").write_bytes(wav_bytes(3000 + i, seconds=6))
     d = Daemon(root, db, log)
-    assert wait_until(lambda: len(tagged(db)) >= 1, 120)
+    every = {str(root / f"t{i:02d}.wav") for i in range(40)}
+
+    def accounted() -> set[str]:
+        return {p for (p,) in query(db, "SELECT path FROM queue")} | set(tagged(db))
+
+    # The precondition: all 40 queued (the last ones written may sit in the settler for
+    # settle_seconds first) and work under way.
+    assert wait_until(lambda: len(tagged(db)) >= 1 and accounted() == every, 120)
     start = time.monotonic()
     assert d.stop(signal.SIGTERM) == 0
     assert time.monotonic() - start < 60  # documented bound: one batch
     queued = {p for (p,) in query(db, "SELECT path FROM queue")}
     done = set(tagged(db))
-    assert queued and done and queued | done == {str(root / f"t{i:02d}.wav") for i in range(40)}
+    assert queued and done and queued | done == every
     assert "stopped;" in log.read_text()
 
 

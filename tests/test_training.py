@@ -497,3 +497,19 @@ genrepredict:
     # what the model wrote is never learnt from: only the 48 person-set labels count
     again = beet("-v", "genre-train", "-o", str(tmp_path / "again.npz")).stderr
     assert f"48 items with genres a person set ({len(rows)} carry ours, unused)" in again
+
+
+def test_csv_rows_keep_genres_with_commas_and_say_what_is_wrong(tmp_path: Path) -> None:
+    from tagger.training.labels import from_csv
+
+    for name in ("a.wav", "b.wav", "c d.wav"):
+        (tmp_path / name).write_bytes(b"RIFF")  # reading labels opens no audio
+    csv_file = tmp_path / "labels.csv"
+    csv_file.write_text('path,genres\na.wav,"Folk, World;Rock"\nb.wav,Folk, World\n'
+                        "c d.wav, rock \n# a comment\n\nnone.wav,Jazz\n")
+    labels = from_csv(str(csv_file), min_files=1)
+    got = {Path(f.path).name: f.genres for f in labels.files}
+    assert got == {"a.wav": ("Folk, World", "Rock"), "b.wav": ("Folk, World",),
+                   "c d.wav": ("Rock",)}  # " rock " is Rock: the spelling most files use
+    assert labels.multi_label
+    assert labels.problems == [f"{csv_file}:7: no such file {tmp_path / 'none.wav'}"]

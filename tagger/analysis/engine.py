@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from tagger.analysis.config import EngineConfig
-from tagger.analysis.embedding import instances, pack
+from tagger.analysis.embedding import instances, pack, unpack
 from tagger.analysis.extract import TrackWindows, extract_windows
 from tagger.analysis.model.mil import mean_by_track
 from tagger.analysis.model.runner import WindowScorer
@@ -202,7 +202,10 @@ class Engine:
         tags = self.scorer.tags
         scores, feats = rows[:, :len(tags)], rows[:, len(tags):]
         song = mean_by_track(scores, [len(scores)])[0]
-        bag = instances(feats)
+        # As stored (8-bit): a trained head sees the same numbers now, when it was trained, and
+        # when it re-decides from the cache.
+        stored = pack(instances(feats))
+        bag = unpack(stored)
         if self.trained:
             genres = trained_scores(self.trained, bag)
             chosen = self.trained.choose(genres, self.config.selection)
@@ -217,7 +220,7 @@ class Engine:
             windows=len(scores),
             seconds=track.windows.seconds,
             model_version=self.model_version,
-            features=pack(bag),
+            features=stored,
             base_version=self.scorer.version,
         )
 

@@ -172,7 +172,8 @@ def from_csv(path: str, min_files: int) -> LabelSet:
             problems.append(f"{path}:{n}: expected 'path,genres'")
             continue
         file = os.path.normpath(os.path.join(base, row[0].strip()))
-        genres = tuple(g for g in ";".join(row[1:]).split(";") if g.strip())
+        # An unquoted comma inside a genre ("Folk, World") splits the row: join it back.
+        genres = tuple(g for g in ",".join(row[1:]).split(";") if g.strip())
         if not os.path.isfile(file):
             problems.append(f"{path}:{n}: no such file {file}")
             continue

@@ -92,7 +92,10 @@ def gather(labels: LabelSet, config: EngineConfig, cache: Cache, say: Say) -> Ba
     ids: dict[str, str | None] = {}
     for f in labels.files:
         try:
-            ids[f.path] = audio_identity(f.path)
+            st = os.stat(f.path)
+            row = cache.get(f.path)  # unchanged since the cache saw it: no need to hash it again
+            known = row is not None and (row.size, row.mtime_ns) == (st.st_size, st.st_mtime_ns)
+            ids[f.path] = row.audio_id if known and row and row.audio_id else audio_identity(f.path)
         except OSError:
             ids[f.path] = None
     stored = cache.features([str(a) for a in ids.values() if trusted(a)], base_version)
