@@ -593,11 +593,17 @@ def evaluate(labels: str, model_path: str | None, folds: int | None, test_share:
     click.echo("")
     click.echo("confusion matrix (rows: true genre, columns: answer)")
     click.echo(confusion_text(reports[0]))
-    confusion_png(reports[0], png)
-    _say(f"confusion matrix drawn in {display(png)}")
-    if json_out:
-        Path(json_out).write_text(as_json_text(
-            [{**r.as_dict(), "spread": s} for r, s in zip(reports, spreads)]) + "\n")
+    failed = False
+    try:
+        confusion_png(reports[0], png)
+        _say(f"confusion matrix drawn in {display(png)}")
+        if json_out:
+            Path(json_out).write_text(as_json_text(
+                [{**r.as_dict(), "spread": s} for r, s in zip(reports, spreads)]) + "\n")
+    except OSError as e:  # the numbers are printed already; say what could not be kept
+        _say(f"error: cannot write {e.filename}: {e.strerror or e}")
+        failed = True
+    sys.exit(EXIT_FAILED if failed else EXIT_OK)
 
 
 # --- the daemon: watch, status ------------------------------------------------------------------

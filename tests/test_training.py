@@ -235,6 +235,11 @@ def test_evaluate_reports_metrics_baselines_and_a_picture(rendered: dict[str, Pa
                 "--epochs", "40", db=trained["db"])
     assert r.returncode == 0, r.stderr
     assert "fold 3/3" in r.stderr and "±" in r.stdout
+    # a picture that cannot be written: the numbers are still printed, the error said, exit 1
+    r = run_cli("evaluate", str(rendered["train"]), "--png", str(tmp_path / "no" / "cm.png"),
+                "--epochs", "5", db=trained["db"])
+    assert r.returncode == 1 and "balanced accuracy" in r.stdout
+    assert "error: cannot write" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_scan_with_a_new_model_redecides_from_stored_features(rendered: dict[str, Path],
