@@ -8,12 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from beetsenv import configure, runner
 from tagfiles import make_tagged
 
 from tagger.tags import TagOptions, read_genres, write_genres
 
 pytest.importorskip("beets")
-REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -22,31 +22,9 @@ def beets(tmp_path: Path):  # type: ignore[no-untyped-def]
     src.mkdir(parents=True)
     for name in ("flac", "mp3-v24", "ogg"):
         make_tagged(src, name, seconds=8.0)
-    cfg = tmp_path / "beetsdir"
-    cfg.mkdir()
-    (cfg / "config.yaml").write_text(f"""
-directory: {tmp_path / 'library'}
-library: {tmp_path / 'library.db'}
-plugins: genrepredict
-import:
-  copy: yes
-  write: yes
-  autotag: no
-  quiet: yes
-genrepredict:
-  cache_db: sqlite:///{tmp_path / 'cache.sqlite'}
-  min_confidence: 0.01
-  device: cpu
-""")
-    env = dict(os.environ, BEETSDIR=str(cfg), TF_CPP_MIN_LOG_LEVEL="3",
-               PYTHONPATH=os.pathsep.join([str(REPO / "plugins"), str(REPO)]))
-
-    def beet(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-        out = subprocess.run([sys.executable, "-m", "beets", *args], env=env, capture_output=True,
-                             text=True, timeout=600)
-        if ok:
-            assert out.returncode == 0, out.stderr
-        return out
+    cfg = configure(tmp_path, {}, {"cache_db": f"sqlite:///{tmp_path / 'cache.sqlite'}",
+                                   "min_confidence": 0.01, "device": "cpu"})
+    beet = runner(cfg, timeout=600)
 
     def rows() -> list[list[str]]:
         out = beet("ls", "-f", "$path|$genres|$genre_source|$genre_confidence").stdout

@@ -448,46 +448,22 @@ def test_beets_trains_on_its_library_and_predicts_with_the_model(rendered: dict[
         write_genres(str(dest), [p.parent.name], TagOptions())  # a person's labels
         set_title(dest)
     model2 = tmp_path / "from-beets.npz"
-    cfg = tmp_path / "beetsdir"
-    cfg.mkdir()
+    from beetsenv import configure, runner
 
-    def configure(model: str) -> None:
-        (cfg / "config.yaml").write_text(f"""
-directory: {tmp_path / 'library'}
-library: {tmp_path / 'library.db'}
-plugins: genrepredict
-import:
-  copy: yes
-  write: yes
-  autotag: no
-  quiet: yes
-  group_albums: no
-  singletons: yes
-genrepredict:
-  auto: no
-  cache_db: sqlite:///{trained['db']}
-  device: cpu
-  model: {model}
-""")
+    def settings(model: str) -> Path:
+        return configure(tmp_path, {"group_albums": "no", "singletons": "yes"},
+                         {"auto": "no", "cache_db": f"sqlite:///{trained['db']}", "device": "cpu",
+                          "model": model})
 
-    repo = Path(__file__).resolve().parent.parent
-    env = dict(os.environ, BEETSDIR=str(cfg), TF_CPP_MIN_LOG_LEVEL="3",
-               PYTHONPATH=os.pathsep.join([str(repo / "plugins"), str(repo)]))
+    beet = runner(settings("musicnn"))
 
-    def beet(*args: str) -> subprocess.CompletedProcess[str]:
-        out = subprocess.run([sys.executable, "-m", "beets", *args], env=env, capture_output=True,
-                             text=True, timeout=900)
-        assert out.returncode == 0, out.stderr
-        return out
-
-    configure("musicnn")
     beet("import", str(incoming))
     out = beet("-v", "genre-train", "-o", str(model2), "--seed", "1")
     assert "48 items with genres a person set (0 carry ours, unused)" in out.stderr, out.stderr
     assert "features: 48 of 48 files from the cache, 0 to analyse" in out.stderr
     assert sorted(load(model2).classes) == sorted(GENRES)
 
-    configure(str(model2))
+    settings(str(model2))
     new = tmp_path / "new"
     shutil.copytree(rendered["new"], new)
     for p in new.rglob("*.mp3"):
