@@ -309,6 +309,9 @@ def _genres(genres: Sequence[str] | None, empty: str = "(none)") -> str:
               help="Write a machine-readable report to this file.")
 @click.option("--retry-failed", is_flag=True,
               help="Analyse again the files that failed before, even if they did not change.")
+@click.option("--album", is_flag=True, default=None,
+              help="One genre set per album (album and album artist tags, else the folder), "
+                   "from the mean of its tracks' scores.")
 @library_options
 @_with(ENGINE)
 def scan(roots: tuple[str, ...], dry_run: bool, json_out: Path | None, retry_failed: bool,
@@ -325,7 +328,8 @@ def scan(roots: tuple[str, ...], dry_run: bool, json_out: Path | None, retry_fai
     settings = settings_from(kw)
     require_ffmpeg()
     options = ScanOptions(roots=resolve(roots), policy=settings.policy, dry_run=dry_run,
-                          tags=settings.tag_options(), retry_failed=retry_failed)
+                          tags=settings.tag_options(), retry_failed=retry_failed,
+                          album=settings.album)
     err = Console(stderr=True)
     stop = threading.Event()
 
@@ -404,11 +408,19 @@ def revert(roots: tuple[str, ...], dry_run: bool, **kw: Any) -> None:
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              metavar="OUT.png", help="Draw the file's genre scores over time, window by window "
+                                      "(from the cache, else by analysing it).")
+@click.option("--model", default=None, metavar="NAME|FILE",
+              help="With --plot: the model whose view to draw [default: the configured one].")
 @cache_options
-def show(files: tuple[str, ...], as_json: bool, **kw: Any) -> None:
-    """Print what the cache knows about FILES."""
+def show(files: tuple[str, ...], as_json: bool, plot: Path | None, **kw: Any) -> None:
+    """Print what the cache knows about FILES (--plot: draw one file's genres over time)."""
     import datetime
 
+    if plot is not None:
+        sys.exit(_show_plot(files, plot, settings_from(kw)))
+    kw.pop("model")
     with _open_cache(settings_from(kw).cache_url) as cache:
         rows = [(f, cache.get(str(Path(f).absolute()))) for f in files]
     missing = sum(r is None for _, r in rows)
@@ -434,13 +446,59 @@ def show(files: tuple[str, ...], as_json: bool, **kw: Any) -> None:
     sys.exit(EXIT_FAILED if missing else EXIT_OK)
 
 
+def _show_plot(files: tuple[str, ...], out: Path, settings: Settings) -> int:
+    """``show FILE --plot OUT.png``: one file's genres over time."""
+    from tagger import plots
+    from tagger.library.timeline import NoTimeline, timeline
+
+    if len(files) != 1:
+        raise click.UsageError("--plot draws one file at a time")
+    plots.require()
+    path = str(Path(files[0]).absolute())
+    if not os.path.isfile(path):
+        raise click.UsageError(f"{display(files[0])}: no such file")
+    with _open_cache(settings.cache_url) as cache:
+        try:
+            t = timeline(path, settings, cache)
+        except NoTimeline as e:
+            click.echo(f"error {display(str(e))}", err=True)
+            return EXIT_FAILED
+        except OSError as e:
+            click.echo(f"error {display(path)}: {e.strerror or e}", err=True)
+            return EXIT_FAILED
+    sel = settings.selection()
+    where = "from the cache" if t.source == "cache" else "just analysed"
+    note = f"{len(t.times)} {t.unit}s, scores {where}; model {t.model}"
+    if t.unit == "segment":
+        note += "; each segment averages neighbouring windows"
+    try:  # a trained model's thresholds are its own, per genre: no one line to draw
+        plots.timeline_png(out, display(os.path.basename(path)), t.times, t.series, t.chosen,
+                           None if t.unit == "segment" else sel.min_confidence, note)
+    except OSError as e:
+        click.echo(f"error: cannot write {display(str(out))}: {e.strerror or e}", err=True)
+        return EXIT_FAILED
+    chosen = ", ".join(f"{g} {s:.2f}" for g, s in t.chosen) or "(none: abstained)"
+    click.echo(f"{display(path)}: {chosen}; drawn in {display(str(out))} ({note})")
+    return EXIT_OK
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              metavar="OUT.png", help="Draw the genre distribution and a confidence histogram.")
 @cache_options
-def stats(as_json: bool, **kw: Any) -> None:
+def stats(as_json: bool, plot: Path | None, **kw: Any) -> None:
     """Summarise the library as the cache sees it."""
-    with _open_cache(settings_from(kw).cache_url) as cache:
+    settings = settings_from(kw)
+    if plot is not None:
+        from tagger import plots
+
+        plots.require()
+    with _open_cache(settings.cache_url) as cache:
         s = cache.summary()
+        decided = list(cache.decided()) if plot is not None else []
+    if plot is not None:
+        _stats_plot(decided, plot, settings)
     if as_json:
         click.echo(as_json_text(s))
         return
@@ -451,6 +509,22 @@ def stats(as_json: bool, **kw: Any) -> None:
         click.echo("by genre: " + ", ".join(f"{g} {n}" for g, n in list(s["genres"].items())[:20]))
     if s["failures"]:
         click.echo("failures: " + ", ".join(f"{k} {v}" for k, v in s["failures"].items()))
+
+
+def _stats_plot(decided: list[tuple[str, list[str], dict[str, float]]], out: Path,
+                settings: Settings) -> None:
+    from collections import Counter
+
+    from tagger import plots
+
+    genres = Counter(g for _, chosen, _ in decided for g in chosen)
+    best = [max(scores.values()) for _, _, scores in decided if scores]
+    abstained = sum(status == "abstained" for status, _, _ in decided)
+    try:
+        plots.stats_png(out, genres, best, settings.min_confidence, len(decided), abstained)
+    except OSError as e:
+        raise EnvironmentProblem(f"cannot write {display(str(out))}: {e.strerror or e}") from None
+    click.echo(f"drawn in {display(str(out))}", err=True)
 
 
 # --- teach it your genres: train, evaluate ---------------------------------------------------------
@@ -490,6 +564,9 @@ def _report_labels(labels: Any) -> None:
          + ", ".join(f"{g} {n}" for g, n in sorted(counts.items())))
     if labels.dropped:
         _say("left out (too few files): " + ", ".join(f"{g} {n}" for g, n in labels.dropped.items()))
+    if labels.left_out:
+        _say("left out by the [genres] map: "
+             + ", ".join(f"{g} {n}" for g, n in labels.left_out.items()))
     for p in labels.problems[:10]:
         _say(f"skipped: {p}")
     if len(labels.problems) > 10:
@@ -521,13 +598,15 @@ def train(labels: tuple[str, ...], out: str, from_tags: bool, **kw: Any) -> None
     require_ffmpeg()
     with _open_cache(settings.cache_url) as cache:
         if from_tags:
-            found = label_sources.from_tags([str(Path(r).absolute()) for r in labels], cache, min_files)
+            found = label_sources.from_tags([str(Path(r).absolute()) for r in labels], cache,
+                                            min_files, settings.genres)
         else:
-            found = label_sources.load_labels(str(Path(labels[0]).absolute()), min_files)
+            found = label_sources.load_labels(str(Path(labels[0]).absolute()), min_files,
+                                              settings.genres)
         _report_labels(found)
         data, base = features_for(found, settings, cache, _say)
     source = "tags under " + ", ".join(labels) if from_tags else labels[0]
-    model = do_train(data, base, options, out, _say, source)
+    model = do_train(data, base, options, out, _say, source, found.vocabulary)
     _say(f"wrote {display(out)}: {model.version}, {len(model.classes)} genres "
          f"({', '.join(model.classes)}); use it with --model {display(out)}")
 
@@ -541,19 +620,20 @@ def train(labels: tuple[str, ...], out: str, from_tags: bool, **kw: Any) -> None
               help="K-fold cross-validation instead of one split.")
 @click.option("--test-share", type=click.FloatRange(0.05, 0.5), default=0.25, show_default=True,
               help="Share of the songs (whole artists, albums or folders) held out for testing.")
-@click.option("--png", type=click.Path(dir_okay=False), default="confusion-matrix.png",
-              show_default=True, help="Where to draw the confusion matrix.")
+@click.option("--png", type=click.Path(dir_okay=False), default=None,
+              help="Where to draw the confusion matrix [default: confusion-matrix.png, when "
+                   "matplotlib is installed: the [plots] extra].")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
               help="Write every number to this file.")
 @train_options
 def evaluate(labels: str, model_path: str | None, folds: int | None, test_share: float,
-             png: str, json_out: str | None, **kw: Any) -> None:
+             png: str | None, json_out: str | None, **kw: Any) -> None:
     """Measure a model on labelled songs: accuracy, balanced accuracy, macro-F1, per-genre
     scores and a confusion matrix, next to two baselines on the same songs."""
+    from tagger import plots
     from tagger.analysis.model.trained import load as load_model
     from tagger.training import labels as label_sources
     from tagger.training.metrics import confusion_text, group_split, per_class_text, summary_text
-    from tagger.training.plot import confusion_png
     from tagger.training.trainer import (
         cross_validate,
         evaluate_model,
@@ -565,11 +645,15 @@ def evaluate(labels: str, model_path: str | None, folds: int | None, test_share:
     options = _train_options(kw)
     min_files = kw.pop("min_files")
     settings = settings_from(kw, **({"model": model_path} if model_path else {}))
+    if png is not None:
+        plots.require()  # asked for a picture: say how to get one before the work
+    elif plots.available():
+        png = "confusion-matrix.png"
     require_ffmpeg()
     with _open_cache(settings.cache_url) as cache:
         # A trained model is judged on every song of its genres, however few.
         found = label_sources.load_labels(str(Path(labels).absolute()),
-                                          1 if model_path else min_files)
+                                          1 if model_path else min_files, settings.genres)
         _report_labels(found)
         data, base = features_for(found, settings, cache, _say)
     spreads: list[dict[str, float] | None]
@@ -595,8 +679,11 @@ def evaluate(labels: str, model_path: str | None, folds: int | None, test_share:
     click.echo(confusion_text(reports[0]))
     failed = False
     try:
-        confusion_png(reports[0], png)
-        _say(f"confusion matrix drawn in {display(png)}")
+        if png is not None:
+            plots.confusion_png(reports[0], png)
+            _say(f"confusion matrix drawn in {display(png)}")
+        else:
+            _say(f"(no picture: {plots.HINT})")
         if json_out:
             Path(json_out).write_text(as_json_text(
                 [{**r.as_dict(), "spread": s} for r, s in zip(reports, spreads)]) + "\n")
@@ -621,6 +708,8 @@ def evaluate(labels: str, model_path: str | None, folds: int | None, test_share:
 @click.option("--model", default=None, metavar="NAME|FILE",
               help="A shipped model or a model file made by 'genre-tagger train'.")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), default=None)
+@click.option("--album", is_flag=True, default=None,
+              help="One genre set per album, decided once its files have all settled.")
 def watch(roots: tuple[str, ...], config_path: Path | None, **flags: Any) -> None:
     """Watch music folders and tag new or changed files (the daemon systemd runs)."""
     from tagger.daemon.service import Daemon, setup_logging

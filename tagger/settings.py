@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -26,7 +26,9 @@ else:  # pragma: no cover
 from tagger.analysis.config import DEFAULT_BUDGET, EngineConfig
 from tagger.analysis.model.catalog import DEFAULT_MODEL, MODELS
 from tagger.analysis.model.runner import Device
-from tagger.analysis.taxonomy import Selection
+from tagger.analysis.taxonomy import Selection, parent_tree
+from tagger.analysis.vocabulary import GenreMap
+from tagger.analysis.vocabulary import parse as parse_genre_map
 from tagger.errors import TaggerError
 from tagger.library.policy import POLICIES, Policy
 from tagger.tags.base import TagOptions
@@ -53,6 +55,8 @@ class Settings:
     # --- which genres
     top_k: int = Selection.top_k
     min_confidence: float = Selection.min_confidence
+    genres: GenreMap = field(default_factory=GenreMap)  # [genres]: tagger.analysis.vocabulary
+    album: bool = False  # one genre set per album (scan --album; the daemon waits for albums)
     # --- the engine
     model: str = DEFAULT_MODEL
     device: Device = "auto"
@@ -76,7 +80,7 @@ class Settings:
     status_seconds: float = 60.0  # how often a summary line is logged
 
     def selection(self) -> Selection:
-        return Selection(top_k=self.top_k, min_confidence=self.min_confidence)
+        return Selection(top_k=self.top_k, min_confidence=self.min_confidence, genres=self.genres)
 
     def engine_config(self) -> EngineConfig:
         from tagger.analysis.features import HOP, SAMPLE_RATE
@@ -102,7 +106,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {"policy": POLICIES, "device": DEVICES,
 _KIND = {"roots": "roots", "top_k": "int", "batch_size": "int", "jobs": "int", "budget": "budget",
          "batch_files": "int", "min_confidence": "float", "window_hop": "float",
          "timeout": "float", "settle_seconds": "float", "poll_seconds": "float",
-         "status_seconds": "float", "id3v23": "bool", "touch": "bool"}
+         "status_seconds": "float", "id3v23": "bool", "touch": "bool", "album": "bool"}
 #: (check, what it must be) per key, beyond its type.
 _RANGES: dict[str, tuple[Any, str]] = {
     "top_k": (lambda v: v >= 1, "at least 1"),
@@ -122,6 +126,8 @@ _RANGES: dict[str, tuple[Any, str]] = {
 def _coerce(key: str, value: Any) -> Any:
     """``value`` as the key's type; ValueError says what it must be."""
     kind = _KIND.get(key, "str")
+    if key == "genres":
+        return parse_genre_map(value, parent_tree())
     if kind == "roots":
         items = value.split(":") if isinstance(value, str) else value
         if not isinstance(items, (list, tuple)) or not all(isinstance(r, str) and r for r in items):
@@ -177,6 +183,8 @@ def build_settings(values: Mapping[str, Any], where: Mapping[str, str] | None = 
         try:
             value = _coerce(key, raw)
         except ValueError as e:
+            if key == "genres":  # the map's own messages name the key and say why
+                raise ConfigError(f"{origin}: [genres]: {e}") from None
             raise ConfigError(f"{origin}: '{key}' must be {e}, not {raw!r}") from None
         if key in _CHOICES and value not in _CHOICES[key]:
             raise ConfigError(f"{origin}: '{key}' must be one of {', '.join(_CHOICES[key])}, "
@@ -194,6 +202,13 @@ def build_settings(values: Mapping[str, Any], where: Mapping[str, str] | None = 
                                   f"model file made by 'genre-tagger train': {e}") from None
         typed[key] = value
     settings = Settings(**typed)
+    if not settings.genres.empty:  # against the model: a typo is said now, not never matched
+        from tagger.analysis.model.trained import vocabulary_of
+
+        try:
+            settings.genres.check(*vocabulary_of(settings.model))
+        except ValueError as e:
+            raise ConfigError(f"{where.get('genres', 'settings')}: [genres]: {e}") from None
     if require_roots:
         if not settings.roots:
             raise ConfigError("'roots' must be at least one music folder")

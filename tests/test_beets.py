@@ -108,3 +108,22 @@ def test_the_cache_is_shared_with_scan_and_between_runs(beets) -> None:  # type:
                           capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     assert scan.returncode == 0, scan.stderr
     assert "0 analysed" in scan.stderr  # genre-tagger scan reuses the plugin's analyses
+
+
+def test_the_genre_map_in_beets_config(beets) -> None:  # type: ignore[no-untyped-def]
+    beet, rows, tmp = beets["beet"], beets["rows"], beets["tmp"]
+    beet("import", str(beets["src"]))
+    beet("genre-predict", "-f")  # track by track, as below
+    plain = {r[0]: r[1].split("; ") for r in rows()}
+    top = next(iter(plain.values()))[0]
+    base = {"cache_db": f"sqlite:///{beets['cache']}", "min_confidence": 0.01, "device": "cpu"}
+    configure(tmp, {}, {**base, "genres": f"{{rename: {{'{top}': 'Mine'}}, parents: yes}}"})
+    out = beet("-v", "genre-predict", "-f")
+    assert "0 analysed, 3 from the genre-tagger cache" in out.stderr
+    for path, genres in ((r[0], r[1].split("; ")) for r in rows()):
+        assert top not in genres and read_genres(path) == genres
+        if plain[path][0] == top:
+            assert genres[0] == "Mine"
+    configure(tmp, {}, {**base, "genres": "{exclude: [Rokc]}"})
+    bad = beet("genre-predict", "-f", ok=False)
+    assert bad.returncode != 0 and "did you mean 'Rock'" in bad.stderr

@@ -281,11 +281,22 @@ def test_schema_v1_database_is_migrated(tmp_path: Path) -> None:
     con.close()
     with Cache(f"sqlite:///{db}") as c:
         # v1 -> v2 (queue, daemon, analyses) -> v3 (write intents) -> v4 (stored features)
-        assert c.schema_version == 4
+        # -> v5 (album keys, window timelines)
+        assert c.schema_version == 5
         assert c.count_features("any") == 0
         row = c.get("/m/a.flac")
-        assert row is not None and row.analyses == 1  # kept, not dropped
+        assert row is not None and row.analyses == 1 and row.album_key is None  # kept, not dropped
         assert c.intents() == []
+        c.upsert("/m/a.flac", album_key="folder:/m")
+        assert c.album_members(["folder:/m"]) == {"folder:/m": ["/m/a.flac"]}
+        # features stored before timelines existed get one from the next analysis of the audio
+        from tagger.cache.store import StoredFeatures
+
+        c.put_features("pcm:1", "base", StoredFeatures(3, b"x", {"t": 0.5}))
+        assert c.features(["pcm:1"], "base")["pcm:1"].timeline is None
+        c.put_features("pcm:1", "base", StoredFeatures(3, b"y", {"t": 0.5}, b"timeline"))
+        got = c.features(["pcm:1"], "base")["pcm:1"]
+        assert got.data == b"x" and got.timeline == b"timeline"  # the first features kept
 
 
 def test_files_analysed_but_not_yet_tagged_are_finished_after_a_restart(lib) -> None:  # type: ignore[no-untyped-def]

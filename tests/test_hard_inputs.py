@@ -102,7 +102,7 @@ def test_cache_keeps_undecodable_paths(tmp_path: Path) -> None:
                      error_reason="broken")
         row = cache.get(odd)
         assert row is not None and row.path == odd and row.size == 3
-        assert cache.stat_index([str(tmp_path)]) == {odd: (3, 4, None, "failed", None)}
+        assert cache.stat_index([str(tmp_path)]) == {odd: (3, 4, None, "failed", None, None)}
         assert list(cache.stat_index(paths=[odd])) == [odd]
         assert [r.path for r in cache.rows_under([str(tmp_path / "lib")])] == [odd]
         assert cache.last_errors(5)[0]["path"] == odd

@@ -19,9 +19,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from labelled import available, render_set, tag_artist
+from pngs import series
+from test_plots import without_matplotlib
 
 from tagger.analysis.embedding import MAX_BYTES, instances, max_instances, pack, unpack
 from tagger.analysis.model.trained import ModelFileError, forward, load, save
+from tagger.plots import HINT
 from tagger.training.metrics import group_folds, group_split, score
 
 GENRES = ["Tango", "Rock", "Swing", "Polka"]
@@ -218,9 +221,11 @@ def test_evaluate_reports_metrics_baselines_and_a_picture(rendered: dict[str, Pa
     for word in ("accuracy", "balanced accuracy", "macro-F1", "precision", "recall",
                  "confusion matrix", "majority class"):
         assert word in r.stdout
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     reports = json.loads(report.read_text())
     model, majority = reports[0], reports[1]
+    drawn = series(png)  # a whole PNG that records the matrix it draws
+    assert drawn["kind"] == "confusion" and drawn["matrix"] == model["confusion"]
+    assert drawn["columns"] == [*drawn["classes"], "(abstained)"]
     assert model["n"] == majority["n"] and model["n"] >= 8  # the same test songs
     assert model["balanced_accuracy"] > majority["balanced_accuracy"] + 0.3
     assert majority["balanced_accuracy"] == pytest.approx(0.25)
@@ -231,6 +236,21 @@ def test_evaluate_reports_metrics_baselines_and_a_picture(rendered: dict[str, Pa
                 "--png", str(png), db=trained["db"])
     assert r.returncode == 0, r.stderr
     assert f"model {load(trained['model']).version}" in r.stdout
+    # without matplotlib: the numbers, and how to get the picture (asked for one: exit 2 first)
+    r = without_matplotlib(tmp_path, "evaluate", str(rendered["new"]), "--model",
+                           str(trained["model"]), "--db", f"sqlite:///{trained['db']}")
+    assert r.returncode == 0 and "balanced accuracy" in r.stdout and HINT in r.stderr, r.stderr
+    r = without_matplotlib(tmp_path, "evaluate", str(rendered["new"]), "--model",
+                           str(trained["model"]), "--png", str(png), "--db", f"sqlite:///{trained['db']}")
+    assert r.returncode == 2 and HINT in r.stderr and r.stdout == ""
+    # what a trained model heard, segment by segment (features and timeline from the cache)
+    song = next(iter(sorted(rendered["new"].rglob("*.mp3"))))
+    r = run_cli("show", str(song), "--plot", str(png), "--model", str(trained["model"]),
+                db=trained["db"])
+    assert r.returncode == 0, r.stderr
+    drawn = series(png)
+    assert "segments, scores from the cache" in r.stdout and drawn["threshold"] is None
+    assert set(drawn["series"]) <= set(load(trained["model"]).classes)
     r = run_cli("evaluate", str(rendered["train"]), "--folds", "3", "--png", str(png),
                 "--epochs", "40", db=trained["db"])
     assert r.returncode == 0, r.stderr

@@ -35,6 +35,15 @@ SOURCE = "genrepredict"
 MULTI_VALUED = "genres" in Item._fields  # beets >= 2.7: a genres list; before: one genre string
 
 
+def _plain(value: Any) -> Any:
+    """beets' YAML (ordered mappings) as plain dicts and lists, like TOML gives."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
 class GenrePredictPlugin(BeetsPlugin):
     # Read by beets.plugins.types(): typed flexible attributes, so numeric queries work.
     item_types: ClassVar[dict[str, types.Type[Any, Any]]] = {
@@ -64,6 +73,7 @@ class GenrePredictPlugin(BeetsPlugin):
             "cache_db": d.database,  # genre-tagger's cache URL; empty: its default (shared with scan)
             "raw_tags": 5,  # how many raw model tags to keep in genre_raw
             "separator": ", ",  # joins genres into `genre` on beets < 2.7
+            "genres": {},  # genre-tagger's [genres] map: rename, aliases, exclude, include, parents
         })
         self._engine: Any = None
         self._cache: Any = None
@@ -83,6 +93,9 @@ class GenrePredictPlugin(BeetsPlugin):
                 "cache_db": "database"}
         values = {ours: self.config[theirs].get() for theirs, ours in keys.items()}
         where = {ours: f"beets config genrepredict.{theirs}" for theirs, ours in keys.items()}
+        if genre_map := self.config["genres"].get():
+            values["genres"] = _plain(genre_map)
+            where["genres"] = "beets config genrepredict.genres"
         try:
             return build_settings(values, where)
         except ConfigError as e:
@@ -174,7 +187,7 @@ class GenrePredictPlugin(BeetsPlugin):
         written = self._split(obj.get("genre_predicted")) if ours else None
         before = self._split(obj.get("genre_before")) if ours else None
         d = decide(existing, [g for g, _ in chosen], self._policy(), written, before,  # type: ignore[arg-type]
-                   force=self.config["force"].get(bool))
+                   force=self.config["force"].get(bool), key=self._settings().genres.same)
         if d.new is None:
             self._log.debug("{}: keeping {} ({})", obj, existing or "no genre", d.why)
             return False
@@ -205,11 +218,11 @@ class GenrePredictPlugin(BeetsPlugin):
     def _apply_album(self, album: Album, items: Sequence[Item], write: bool, store: bool) -> None:
         """One genre set for the album, from its tracks' scores averaged."""
         scores = self._scores(items)
-        per_track = [s.genre_scores for s in scores.values()]
-        if not per_track:
+        from tagger.analysis.taxonomy import album_scores
+
+        if not scores:
             return
-        combined = {g: sum(t.get(g, 0.0) for t in per_track) / len(per_track) for g in per_track[0]}
-        chosen = self._choose(combined)
+        chosen = self._choose(album_scores([s.genre_scores for s in scores.values()]))
         album_changed = self._assign(album, chosen, None)
         for item in items:
             s = scores.get(os.fsdecode(util.syspath(item.path)))
@@ -296,7 +309,7 @@ class GenrePredictPlugin(BeetsPlugin):
 
         files, ours = self._labelled(list(lib.items(args)))
         try:
-            labels = label_set(files, opts.min_files, [])
+            labels = label_set(files, opts.min_files, [], settings.genres)
             say(f"{len(labels.files)} items with genres a person set ({ours} carry ours, unused)"
                 + ("; left out (too few items): "
                    + ", ".join(f"{g} {n}" for g, n in labels.dropped.items()) if labels.dropped else ""))
@@ -305,7 +318,8 @@ class GenrePredictPlugin(BeetsPlugin):
             data, base = features_for(labels, settings, self._cache, say)
             options = TrainOptions(pooling=opts.pooling or DEFAULT_POOLING, epochs=opts.epochs,
                                    seed=opts.seed)
-            model = train(data, base, options, opts.out, say, f"beets library {lib.path!r}")
+            model = train(data, base, options, opts.out, say, f"beets library {lib.path!r}",
+                          labels.vocabulary)
         except TaggerError as e:
             raise ui.UserError(str(e)) from None  # type: ignore[attr-defined]
         say(f"wrote {opts.out}: {model.version} ({', '.join(model.classes)}); use it with "

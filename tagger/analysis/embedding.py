@@ -75,3 +75,31 @@ def unpack(data: bytes) -> Float32Array:
     codes = np.frombuffer(data, np.uint8, k * dims, pos + 8 * k).reshape(k, dims)
     out: Float32Array = (codes.astype(np.float32) * step[:, None] + lo[:, None]).astype(np.float32)
     return out
+
+
+# --- the timeline: the base model's raw scores window by window (``show --plot``) -------------
+
+_TL_MAGIC = b"GTT1"
+_TL_HEADER = struct.Struct("<4sII")  # magic, windows, tags
+
+
+def pack_timeline(starts: Float32Array, scores: Float32Array) -> bytes:
+    """Window start times (seconds) and each window's raw scores (float16: 4.8 KB for 24
+    windows of 100 tags; a picture needs no more)."""
+    n, tags = scores.shape
+    if len(starts) != n:
+        raise ValueError(f"{len(starts)} start times for {n} windows")
+    return (_TL_HEADER.pack(_TL_MAGIC, n, tags) + np.asarray(starts, "<f4").tobytes()
+            + np.asarray(scores, "<f2").tobytes())
+
+
+def unpack_timeline(data: bytes) -> tuple[Float32Array, Float32Array]:
+    """bytes -> (starts, scores (windows, tags)); ValueError if not :func:`pack_timeline`'s."""
+    if len(data) < _TL_HEADER.size:
+        raise ValueError("stored timeline is truncated")
+    magic, n, tags = _TL_HEADER.unpack_from(data)
+    if magic != _TL_MAGIC or len(data) != _TL_HEADER.size + n * 4 + n * tags * 2:
+        raise ValueError("stored timeline is not in a known format")
+    starts = np.frombuffer(data, "<f4", n, _TL_HEADER.size).astype(np.float32)
+    scores = np.frombuffer(data, "<f2", n * tags, _TL_HEADER.size + 4 * n).reshape(n, tags)
+    return starts, scores.astype(np.float32)

@@ -22,12 +22,18 @@ from pathlib import Path
 import numpy as np
 
 from tagger.analysis.config import EngineConfig
-from tagger.analysis.embedding import instances, pack, unpack
+from tagger.analysis.embedding import instances, pack, pack_timeline, unpack
 from tagger.analysis.extract import TrackWindows, extract_windows
 from tagger.analysis.model.mil import mean_by_track
 from tagger.analysis.model.runner import WindowScorer
-from tagger.analysis.model.trained import TrainedModel, is_trained, load, trained_scores
-from tagger.analysis.taxonomy import choose, genre_scores
+from tagger.analysis.model.trained import (
+    TrainedModel,
+    chooser_for,
+    is_trained,
+    load,
+    trained_scores,
+)
+from tagger.analysis.taxonomy import genre_scores
 from tagger.errors import AudioError, Code, EnvironmentProblem
 
 log = logging.getLogger(__name__)
@@ -46,6 +52,9 @@ class Prediction:
     #: trained model can learn from and re-decide this audio without decoding it again.
     features: bytes | None = None
     base_version: str | None = None
+    #: The base model's raw scores window by window, with start times
+    #: (:func:`tagger.analysis.embedding.pack_timeline`): what ``show --plot`` draws.
+    timeline: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -206,12 +215,8 @@ class Engine:
         # when it re-decides from the cache.
         stored = pack(instances(feats))
         bag = unpack(stored)
-        if self.trained:
-            genres = trained_scores(self.trained, bag)
-            chosen = self.trained.choose(genres, self.config.selection)
-        else:
-            genres = genre_scores(tags, song)
-            chosen = choose(genres, self.config.selection)
+        genres = trained_scores(self.trained, bag) if self.trained else genre_scores(tags, song)
+        chosen = chooser_for(self.trained)(genres, self.config.selection)
         return Prediction(
             path=track.windows.path,
             genres=chosen,
@@ -222,6 +227,8 @@ class Engine:
             model_version=self.model_version,
             features=stored,
             base_version=self.scorer.version,
+            timeline=pack_timeline(np.asarray(track.windows.starts, np.float32), scores)
+            if len(track.windows.starts) == len(scores) else None,
         )
 
     def predict(self, path: str | Path) -> Result:

@@ -40,6 +40,7 @@ class TrackWindows:
     windows: Float32Array  # (n, 187, 96)
     seconds: float  # audio length the windows were taken from
     seeked: bool  # True when only the budgeted segments were decoded
+    starts: tuple[float, ...] = ()  # seconds from the track's start to each window's
 
 
 def _check_signal(path: Path, n_samples: int, peak: float) -> None:
@@ -66,9 +67,11 @@ def extract_windows(path: str | Path, cfg: EngineConfig) -> TrackWindows:
             # Silent where we looked: decode in full before calling the file silent.
             if pieces is not None and max(float(np.max(np.abs(p))) for p in pieces) >= SILENCE_PEAK:
                 windows = np.stack([log_mel_segment(p) for p in pieces])
-                return TrackWindows(str(path), windows, info.declared, True)
+                return TrackWindows(str(path), windows, info.declared, True,
+                                    tuple(st * HOP / SAMPLE_RATE for st in plan.starts))
     stream = decode_stream(path, LogMelStream, cfg.decode_timeout, cfg.max_seconds, info)
     _check_signal(path, stream.n_samples, stream.peak)
     frames = stream.finish()
-    windows = cut_windows(frames, window_starts(len(frames), cfg.window_hop, cfg.budget))
-    return TrackWindows(str(path), windows, stream.n_samples / SAMPLE_RATE, False)
+    starts = window_starts(len(frames), cfg.window_hop, cfg.budget)
+    return TrackWindows(str(path), cut_windows(frames, starts), stream.n_samples / SAMPLE_RATE,
+                        False, tuple(st * HOP / SAMPLE_RATE for st in starts))

@@ -18,10 +18,12 @@ Why this mapping (documented in the README too):
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
+
+from tagger.analysis.vocabulary import GenreMap
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,17 @@ def genre_names() -> tuple[str, ...]:
     return tuple(g.name for g in GENRES)
 
 
+def parent_tree() -> tuple[tuple[str, str], ...]:
+    """Child -> parent pairs of the shipped taxonomy (what ``[genres] parents = true`` writes)."""
+    return tuple((g.name, g.parent) for g in GENRES if g.parent)
+
+
+def genres_of(tags: Sequence[str]) -> tuple[str, ...]:
+    """The genres a model with these raw tags can name."""
+    have = set(tags)
+    return tuple(g.name for g in GENRES if any(s in have for s in g.sources))
+
+
 def genre_scores(tags: Sequence[str], scores: npt.NDArray[np.float32]) -> dict[str, float]:
     """Canonical genre -> score (max over its sources) for the sources this model has."""
     index = {t: i for i, t in enumerate(tags)}
@@ -112,6 +125,8 @@ class Selection:
     min_confidence: float = 0.15
     #: Secondary genres must reach this share of the best genre's score.
     relative: float = 0.5
+    #: The person's vocabulary ([genres] in the config), applied after the rule.
+    genres: GenreMap = field(default_factory=GenreMap)
 
 
 def choose(genres: Mapping[str, float], sel: Selection) -> list[tuple[str, float]]:
@@ -121,3 +136,10 @@ def choose(genres: Mapping[str, float], sel: Selection) -> list[tuple[str, float
         return []
     floor = max(sel.min_confidence, sel.relative * ranked[0][1])
     return [(name, score) for name, score in ranked[:max(sel.top_k, 0)] if score >= floor]
+
+
+def album_scores(tracks: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """One score per genre for tracks that get one genre set (an album): the mean over the
+    tracks (a genre a track's model did not score counts 0 for it)."""
+    names = dict.fromkeys(g for t in tracks for g in t)
+    return {g: sum(t.get(g, 0.0) for t in tracks) / len(tracks) for g in names} if tracks else {}

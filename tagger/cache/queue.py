@@ -66,6 +66,11 @@ class WorkQueue:
         with self.cache.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(queue)).scalar() or 0)
 
+    def paths(self) -> list[str]:
+        """Every queued path, due or backing off."""
+        with self.cache.engine.connect() as conn:
+            return [decode_path(p) for p in conn.execute(select(queue.c.path)).scalars()]
+
 
 class DaemonState:
     """Key/value facts the daemon publishes for ``genre-tagger status``."""

@@ -44,6 +44,7 @@ tracks = Table(
     Column("written_at", Float),
     Column("updated_at", Float),
     Column("analyses", Integer, nullable=False, default=0),  # v2: how often the model ran on it
+    Column("album_key", Text, index=True),  # v5: which album it belongs to (scan --album)
 )
 
 #: v2: the daemon's persistent work queue: a kill -9 loses nothing that was queued.
@@ -87,6 +88,7 @@ features = Table(
     Column("data", LargeBinary, nullable=False),  # tagger.analysis.embedding.pack, <= 32 KB
     Column("raw_scores", Text),  # JSON {tag: score}: the base model's, for zero-shot baselines
     Column("created_at", Float, nullable=False),
+    Column("timeline", LargeBinary),  # v5: raw scores window by window (embedding.pack_timeline)
 )
 
 meta = Table(
@@ -95,7 +97,7 @@ meta = Table(
     Column("value", Text),
 )
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 def _v0_to_v1(conn: Connection) -> None:
@@ -119,9 +121,18 @@ def _v3_to_v4(conn: Connection) -> None:
     features.create(conn, checkfirst=True)
 
 
+def _v4_to_v5(conn: Connection) -> None:
+    if "album_key" not in {c["name"] for c in inspect(conn).get_columns("tracks")}:
+        conn.execute(text("ALTER TABLE tracks ADD COLUMN album_key TEXT"))
+        conn.execute(text("CREATE INDEX ix_tracks_album_key ON tracks (album_key)"))
+    if "timeline" not in {c["name"] for c in inspect(conn).get_columns("features")}:
+        blob = features.c.timeline.type.compile(dialect=conn.dialect)
+        conn.execute(text(f"ALTER TABLE features ADD COLUMN timeline {blob}"))
+
+
 #: MIGRATIONS[n] takes a database at version n to version n + 1.
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {0: _v0_to_v1, 1: _v1_to_v2, 2: _v2_to_v3,
-                                                       3: _v3_to_v4}
+                                                       3: _v3_to_v4, 4: _v4_to_v5}
 
 
 def current_version(conn: Connection) -> int:

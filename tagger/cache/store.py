@@ -88,6 +88,7 @@ class TrackRow:
     written_at: float | None
     updated_at: float | None
     analyses: int = 0
+    album_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,8 @@ class StatEntry(NamedTuple):
     model_version: str | None
     status: Status
     decision_key: str | None
+    album_key: str | None = None
+
 
 class StoredFeatures(NamedTuple):
     """An audio's base-model features (see :mod:`tagger.analysis.embedding`)."""
@@ -116,6 +119,7 @@ class StoredFeatures(NamedTuple):
     windows: int
     data: bytes
     raw_scores: dict[str, float]
+    timeline: bytes | None = None  # embedding.pack_timeline; None for audio stored before v5
 
 
 _JSON = ("raw_scores", "genre_scores", "genres_chosen", "genres_before", "genres_written")
@@ -187,15 +191,37 @@ class Cache:
         With ``paths``, only those rows are read (the daemon's small batches), not the library.
         """
         q = select(tracks.c.path, tracks.c.size, tracks.c.mtime_ns, tracks.c.model_version,
-                   tracks.c.status, tracks.c.decision_key)
+                   tracks.c.status, tracks.c.decision_key, tracks.c.album_key)
         if paths is not None:
             q = q.where(tracks.c.path.in_([encode_path(p) for p in paths]))
         with self.engine.connect() as conn:
             rows = conn.execute(q)
             pre = tuple(prefixes)
             found = ((decode_path(r[0]), r) for r in rows)
-            return {p: StatEntry(r[1], r[2], r[3], r[4], r[5]) for p, r in found
+            return {p: StatEntry(r[1], r[2], r[3], r[4], r[5], r[6]) for p, r in found
                     if not pre or p.startswith(pre)}
+
+    def album_members(self, keys: Iterable[str]) -> dict[str, list[str]]:
+        """album key -> paths of the files known to belong to it (any status)."""
+        keys = list(dict.fromkeys(keys))
+        out: dict[str, list[str]] = {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(keys), 500):
+                q = (select(tracks.c.album_key, tracks.c.path)
+                     .where(tracks.c.album_key.in_(keys[i:i + 500])).order_by(tracks.c.path))
+                for key, path in conn.execute(q):
+                    out.setdefault(key, []).append(decode_path(path))
+        return out
+
+    def decided(self) -> Iterator[tuple[Status, list[str], dict[str, float]]]:
+        """(status, genres chosen, genre scores) of every analysed file that is still there:
+        what ``stats --plot`` draws."""
+        q = select(tracks.c.status, tracks.c.genres_chosen, tracks.c.genre_scores).where(
+            tracks.c.status.in_(("done", "abstained")))
+        with self.engine.connect() as conn:
+            for status, chosen, scores in conn.execute(q):
+                yield (status, json.loads(chosen) if chosen else [],
+                       json.loads(scores) if scores else {})
 
     def rows_under(self, prefixes: Iterable[str]) -> Iterator[TrackRow]:
         pre = tuple(prefixes)
@@ -240,7 +266,8 @@ class Cache:
                 for m in conn.execute(q).mappings():
                     out[m["audio_id"]] = StoredFeatures(
                         m["windows"], bytes(m["data"]),
-                        json.loads(m["raw_scores"]) if m["raw_scores"] else {})
+                        json.loads(m["raw_scores"]) if m["raw_scores"] else {},
+                        bytes(m["timeline"]) if m["timeline"] is not None else None)
         return out
 
     def count_features(self, base_version: str) -> int:
@@ -251,14 +278,18 @@ class Cache:
     # --- writes ------------------------------------------------------------------------------
 
     def put_features(self, audio_id: str, base_version: str, stored: StoredFeatures) -> None:
-        """Keep an audio's features (the first analysis wins: the same audio gives the same)."""
+        """Keep an audio's features (the first analysis wins: the same audio gives the same;
+        a timeline is added to features stored before there were timelines)."""
         key = (stored_features.c.audio_id == audio_id) & (stored_features.c.base_version == base_version)
         with self.engine.begin() as conn:
-            if conn.execute(select(stored_features.c.audio_id).where(key)).first() is None:
+            had = conn.execute(select(stored_features.c.timeline).where(key)).first()
+            if had is None:
                 conn.execute(stored_features.insert().values(
                     audio_id=audio_id, base_version=base_version, windows=stored.windows,
                     data=stored.data, raw_scores=json.dumps(stored.raw_scores),
-                    created_at=time.time()))
+                    created_at=time.time(), timeline=stored.timeline))
+            elif had[0] is None and stored.timeline is not None:
+                conn.execute(stored_features.update().where(key).values(timeline=stored.timeline))
 
     def upsert(self, path: str, **values: Any) -> None:
         now = time.time()

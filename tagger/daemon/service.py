@@ -124,6 +124,7 @@ class Daemon:
             log.error("SIGHUP: keeping the old configuration: %s", display(str(e)))
             return
         roots_changed = new.roots != self.config.roots or new.observer != self.config.observer
+        old_key = self._scanner().decision_key
         if (new.engine_config() != self.config.engine_config()
                 or (self._engine is not None and self._engine.model_version != version_of(new.model))):
             # model (or a model file retrained in place), device, batch size, budget...: loaded
@@ -137,6 +138,9 @@ class Daemon:
                 obs.stop()
             self.observers = []
             self._start_observers()
+        if roots_changed or self._scanner().decision_key != old_key:
+            # a new genre map, policy, album mode...: every file is decided again (from the
+            # cache: nothing is analysed again)
             self.reconcile()
         log.info("SIGHUP: configuration re-read")
 
@@ -144,7 +148,8 @@ class Daemon:
 
     def _scanner(self) -> Scanner:
         cfg = self.config
-        return Scanner(ScanOptions(roots=cfg.roots, policy=cfg.policy, tags=cfg.tag_options()),
+        return Scanner(ScanOptions(roots=cfg.roots, policy=cfg.policy, tags=cfg.tag_options(),
+                                   album=cfg.album),
                        cfg.engine_config(), self.cache, self._engine)
 
     def reconcile(self) -> int:
@@ -212,7 +217,8 @@ class Daemon:
             items.append((path, st))
         if items:
             scanner = self._scanner()
-            report = scanner.run(paths=items, on_outcome=self._log_outcome)
+            report = scanner.run(paths=items, on_outcome=self._log_outcome,
+                                 hold=self._album_incomplete(batch) if self.config.album else None)
             self._engine = scanner.loaded_engine
             for o in report.outcomes:
                 if o.error in TRANSIENT and self.queue.retry_later(o.path):
@@ -222,6 +228,15 @@ class Daemon:
             done += [p for p, _ in items if p not in seen]  # unchanged since queued
         self.queue.done(done)
         self._publish()
+
+    def _album_incomplete(self, batch: list[str]) -> Callable[[list[str]], bool]:
+        """Whether an album may still be arriving: a file in one of its folders is settling
+        or queued (other than this batch). Its files are analysed now and decided when the
+        last of them is processed."""
+        mine = set(batch)
+        busy = {os.path.dirname(p) for p in (*self.settler.paths(), *self.queue.paths())
+                if p not in mine}
+        return lambda members: any(os.path.dirname(m) in busy for m in members)
 
     def _log_outcome(self, o: Outcome) -> None:
         self.processed += 1

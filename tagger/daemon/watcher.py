@@ -118,6 +118,10 @@ class Settler:
         with self._lock:
             return len(self._pending)
 
+    def paths(self) -> list[str]:
+        with self._lock:
+            return list(self._pending)
+
 
 def _hidden(path: str, roots: tuple[str, ...]) -> bool:
     for root in roots:

@@ -30,13 +30,14 @@ from tagger.analysis.config import EngineConfig
 from tagger.analysis.embedding import unpack
 from tagger.analysis.engine import Engine, Failure, Prediction
 from tagger.analysis.model.catalog import get_model, model_version
-from tagger.analysis.model.trained import is_trained, trained_scores, version_of
+from tagger.analysis.model.trained import chooser_for, is_trained, trained_scores, version_of
 from tagger.analysis.model.trained import load as load_model
-from tagger.analysis.taxonomy import choose, genre_scores
+from tagger.analysis.taxonomy import album_scores, genre_scores
 from tagger.cache import Cache, Intent, TrackRow
 from tagger.cache.store import StatEntry, Status
 from tagger.errors import Code
 from tagger.faults import checkpoint
+from tagger.library.albums import album_of
 from tagger.library.identity import audio_identity, trusted
 from tagger.library.policy import Policy, Why, decide, same_genres
 from tagger.library.reuse import cached_row, copy_scores, failure_key, record_prediction
@@ -57,6 +58,8 @@ class ScanOptions:
     tags: TagOptions = field(default_factory=TagOptions)
     #: Analyse files that failed before even if nothing about them changed.
     retry_failed: bool = False
+    #: One genre set per album (album and album artist tags, else the folder).
+    album: bool = False
 
 
 #: What happened to a file (or a folder the walk could not read) in a scan or revert.
@@ -123,11 +126,15 @@ class Scanner:
         # A kept engine's model, not the file's current one: versions and scores must agree.
         self.trained = (engine.trained if engine else
                         load_model(engine_config.model) if is_trained(engine_config.model) else None)
-        self.choose = self.trained.choose if self.trained else choose
+        self.choose = chooser_for(self.trained)
         sel = engine_config.selection
         t = options.tags
+        # What a decision depends on besides the scores; the map and album mode only when set,
+        # so a cache decided without them stays settled.
+        extra = "".join([f"|map:{fp}" if (fp := sel.genres.fingerprint()) else "",
+                         "|album" if options.album else ""])
         self.decision_key = (f"{options.policy}|{sel.top_k}|{sel.min_confidence}|{sel.relative}|"
-                             f"{t.id3_version}|{t.id3v23_separator}|{self.version}")
+                             f"{t.id3_version}|{t.id3v23_separator}|{self.version}{extra}")
         self.failure_key = failure_key()
 
     @property
@@ -163,8 +170,13 @@ class Scanner:
     def run(self, stop: threading.Event | None = None,
             on_total: Callable[[int], None] | None = None,
             on_outcome: Callable[[Outcome], None] | None = None,
-            paths: Iterable[tuple[str, os.stat_result]] | None = None) -> ScanReport:
-        """Scan the roots, or only ``paths`` (with their stat) when given (the daemon's batches)."""
+            paths: Iterable[tuple[str, os.stat_result]] | None = None,
+            hold: Callable[[list[str]], bool] | None = None) -> ScanReport:
+        """Scan the roots, or only ``paths`` (with their stat) when given (the daemon's batches).
+
+        ``hold`` (album mode): given an album's files, True while more of it may still arrive
+        (the daemon's settling and queued files): it is analysed but not decided yet.
+        """
         stop = stop or threading.Event()
         report = ScanReport()
         started = time.perf_counter()
@@ -196,12 +208,15 @@ class Scanner:
         if on_total:
             on_total(len(pending))
 
-        for found in self.scores(pending, stop):
-            if isinstance(found.result, Failure):
-                r = found.result
-                record(Outcome(r.path, "failed", error=r.code, reason=r.reason))
-            else:
-                record(self._apply(found.path, found.result, found.action, found.stat))
+        if self.options.album:
+            self._by_album(pending, stop, record, report, seen if given is None else set(), hold)
+        else:
+            for found in self.scores(pending, stop):
+                if isinstance(found.result, Failure):
+                    r = found.result
+                    record(Outcome(r.path, "failed", error=r.code, reason=r.reason))
+                else:
+                    record(self._apply(found.path, found.result, found.action, found.stat))
         report.interrupted = stop.is_set()
         report.seconds = time.perf_counter() - started
         return report
@@ -221,6 +236,65 @@ class Scanner:
             except OSError:
                 continue
         return gone
+
+    # --- one genre set per album -----------------------------------------------------------------
+
+    def _by_album(self, pending: list[tuple[str, os.stat_result]], stop: threading.Event,
+                  record: Callable[[Outcome], None], report: ScanReport, counted: set[str],
+                  hold: Callable[[list[str]], bool] | None) -> None:
+        """Score every pending file, then decide each album once all its pending files have
+        scores: one genre set from the mean of its tracks' scores (the album's files the cache
+        knows and that did not change join in, so a track added later re-decides its album).
+        ``counted``: files this run already counted as unchanged."""
+        key_of = {path: album_of(path) for path, _ in pending}
+        todo: dict[str, set[str]] = {}
+        for path, key in key_of.items():
+            todo.setdefault(key, set()).add(path)
+        known = self.cache.album_members(todo)
+        mine = tuple(os.path.join(os.path.abspath(r), "") for r in self.options.roots)
+        scored: dict[str, list[Scored]] = {}
+        for found in self.scores(pending, stop):
+            key = key_of[found.path]
+            self.cache.upsert(found.path, album_key=key)
+            if isinstance(found.result, Failure):
+                r = found.result
+                record(Outcome(r.path, "failed", error=r.code, reason=r.reason))
+            else:
+                scored.setdefault(key, []).append(found)
+            todo[key].discard(found.path)
+            if not todo[key]:  # other roots' files of the same album are theirs to decide
+                others = [p for p in known.get(key, []) if p not in key_of and p.startswith(mine)]
+                self._decide_album(scored.pop(key, []), others, record, report, counted, hold)
+
+    def _decide_album(self, own: list[Scored], others: list[str], record: Callable[[Outcome], None],
+                      report: ScanReport, counted: set[str],
+                      hold: Callable[[list[str]], bool] | None) -> None:
+        members = list(own)
+        for path in others:
+            row = self.cache.get(path)
+            if (row is None or row.status not in ("done", "abstained") or not row.genre_scores
+                    or row.model_version != self.version):
+                continue
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            if (st.st_size, st.st_mtime_ns) != (row.size, row.mtime_ns):
+                continue  # changed since: it is pending itself (or will be)
+            members.append(Scored(path, st, row, "reused"))
+            if path in counted:
+                report.counts["unchanged"] -= 1  # re-decided with its album: counted below
+        if not members:
+            return
+        if hold is not None and hold([m.path for m in members]):
+            for m in own:
+                record(Outcome(m.path, m.action, decision="wait-album"))
+            return
+        rows = [(m, m.result) for m in members if isinstance(m.result, TrackRow)]
+        scores = album_scores([row.genre_scores for _, row in rows])
+        chosen = [g for g, _ in self.choose(scores, self.config.selection)]
+        for m, row in rows:
+            record(self._apply(m.path, row, m.action, m.stat, chosen))
 
     # --- cached or analysed -------------------------------------------------------------------
 
@@ -324,13 +398,16 @@ class Scanner:
 
     # --- writing -----------------------------------------------------------------------------
 
-    def _apply(self, path: str, row: TrackRow, action: Action, st: os.stat_result) -> Outcome:
-        """Choose genres from the cached scores, let the policy decide, write, record.
+    def _apply(self, path: str, row: TrackRow, action: Action, st: os.stat_result,
+               chosen: list[str] | None = None) -> Outcome:
+        """Choose genres from the cached scores (or take ``chosen``: its album's), let the
+        policy decide, write, record.
 
         ``st`` is the file's stat when it was found: if the file differs from it when the new
         copy is about to replace it, nothing is written (it changed after it was analysed).
         """
-        chosen = [g for g, _ in self.choose(row.genre_scores, self.config.selection)]
+        if chosen is None:
+            chosen = [g for g, _ in self.choose(row.genre_scores, self.config.selection)]
         status: Status = "done" if chosen else "abstained"
         if not within(path, self.roots):  # recorded as this file's failure: said once, not every scan
             return self._tag_failure(path, action, chosen, status, None, TagWriteError(
@@ -339,7 +416,8 @@ class Scanner:
             current = read_genres(path, self.options.tags)
         except TagWriteError as e:
             return self._tag_failure(path, action, chosen, status, None, e)
-        d = decide(current, chosen, self.options.policy, row.genres_written, row.genres_before)
+        d = decide(current, chosen, self.options.policy, row.genres_written, row.genres_before,
+                   key=self.config.selection.genres.same)
         outcome = Outcome(path, action, old=current, new=d.new, decision=d.why)
         if self.options.dry_run:
             return outcome

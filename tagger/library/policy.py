@@ -13,6 +13,7 @@ the file no longer holds exactly that, a person has edited it since, and ``missi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -20,8 +21,9 @@ Policy = Literal["missing", "merge", "overwrite"]
 POLICIES: tuple[Policy, ...] = ("missing", "merge", "overwrite")
 
 
-#: One word for summaries: why a file was or was not written (``edited-since``: revert's).
-Why = Literal["write", "keep-user", "has-genre", "abstain", "same", "edited-since"]
+#: One word for summaries: why a file was or was not written (``edited-since``: revert's;
+#: ``wait-album``: the daemon waits for the rest of the file's album to arrive).
+Why = Literal["write", "keep-user", "has-genre", "abstain", "same", "edited-since", "wait-album"]
 
 
 @dataclass(frozen=True)
@@ -35,19 +37,21 @@ def same_genres(a: list[str], b: list[str]) -> bool:
     return [x.casefold() for x in a] == [x.casefold() for x in b]
 
 
-def _union(first: list[str], then: list[str]) -> list[str]:
-    seen = {g.casefold() for g in first}
-    return first + [g for g in then if g.casefold() not in seen]
+def _union(first: list[str], then: list[str], key: Callable[[str], str]) -> list[str]:
+    seen = {key(g) for g in first}
+    return first + [g for g in then if key(g) not in seen]
 
 
 def decide(current: list[str], predicted: list[str], policy: Policy,
            written: list[str] | None = None, before: list[str] | None = None,
-           force: bool = False) -> Decision:
+           force: bool = False, key: Callable[[str], str] = str.casefold) -> Decision:
     """The genres to write given the file's ``current`` genres and our ``predicted`` ones.
 
     ``written`` is what we last wrote to this file (None: never), ``before`` what it held before
     our first write. ``force`` (beets' ``-f``) treats a person's edit of our genres like genres
     they set before us: ``merge`` then keeps theirs and adds ours (lastgenre's keep_existing).
+    ``key``: when two names are one genre (the genre map's aliases: a file's "hiphop" and our
+    "Hip Hop" are not written twice by ``merge``).
     """
     if not predicted:
         return Decision(None, "abstain")
@@ -62,7 +66,7 @@ def decide(current: list[str], predicted: list[str], policy: Policy,
         new = list(predicted)
     else:  # merge: the user's own genres first, then ours
         users = (before or []) if ours_untouched else current
-        new = _union(list(users), predicted)
+        new = _union(list(users), predicted, key)
     if same_genres(new, current):
         return Decision(None, "same")
     return Decision(new, "write")

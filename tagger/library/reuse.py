@@ -70,7 +70,8 @@ def record_prediction(cache: Cache, result: Prediction | Failure, st: os.stat_re
         cache.count_analysis(result.path)
     if result.features and result.base_version and trusted(audio_id):
         cache.put_features(str(audio_id), result.base_version,
-                           StoredFeatures(result.windows, result.features, result.raw))
+                           StoredFeatures(result.windows, result.features, result.raw,
+                                          result.timeline))
 
 
 def copy_scores(cache: Cache, path: str, src: TrackRow, st: os.stat_result, audio_id: str | None) -> None:

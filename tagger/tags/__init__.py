@@ -7,7 +7,7 @@ most confident first; nothing but the genre changes. Writes go through :mod:`.sa
 crash at any moment leaves the file either as it was or wholly updated.
 """
 
-from tagger.tags.api import read_genres, write_genres
+from tagger.tags.api import read_album, read_genres, write_genres
 from tagger.tags.base import TagOptions, TagWriteError
 
-__all__ = ["TagOptions", "TagWriteError", "read_genres", "write_genres"]
+__all__ = ["TagOptions", "TagWriteError", "read_album", "read_genres", "write_genres"]

@@ -128,6 +128,26 @@ def read_genres(path: str | Path, options: TagOptions | None = None) -> list[str
                             "bad-tags") from None
 
 
+def read_album(path: str | Path) -> tuple[str, str]:
+    """``(album, album artist)`` as tagged, "" where absent (first values, spaces trimmed)."""
+    path = Path(path)
+    f = _open(path)
+    keys = _module(f).ALBUM_KEYS
+    tags = f.tags
+
+    def first(key: str) -> str:
+        try:
+            value = tags.get(key) if tags is not None else None
+        except Exception:  # a damaged frame: as if absent
+            return ""
+        value = getattr(value, "text", value)  # ID3 frames hold a list in .text
+        if isinstance(value, (list, tuple)):
+            value = value[0] if value else ""
+        return str(value or "").strip()
+
+    return first(keys[0]), first(keys[1])
+
+
 _V23_TRANSLATED = frozenset({"TYER", "TDAT", "TIME", "TRDA", "TORY", "IPLS", "TDRC", "TDOR",
                              "TIPL", "TMCL"})
 

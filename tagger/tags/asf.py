@@ -11,6 +11,9 @@ KEY = "WM/Genre"
 GENRE_KEYS = (KEY, "WM/GenreID")
 
 
+#: Where the album and the album artist are (``scan --album`` groups by them).
+ALBUM_KEYS = ("WM/AlbumTitle", "WM/AlbumArtist")
+
 def read(f: Any, options: TagOptions) -> list[str]:
     if f.tags is None:
         return []

@@ -42,6 +42,9 @@ class TagOptions:
 
 
 class FormatModule(Protocol):
+    #: The album's and the album artist's keys in this format.
+    ALBUM_KEYS: tuple[str, str]
+
     def read(self, f: Any, options: TagOptions) -> list[str]:
         """The genres, in the file's own order."""
 

@@ -24,6 +24,8 @@ from tagger.library.chunks import chunks, overrun
 from tagger.tags.base import TagOptions
 from tagger.tags.riff_info import info_damaged, info_entries, set_info_genre
 
+#: Where the album and the album artist are (``scan --album`` groups by them).
+ALBUM_KEYS = ("TALB", "TPE2")
 
 def read(f: Any, options: TagOptions) -> list[str]:
     if f.tags is None:

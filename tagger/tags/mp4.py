@@ -15,6 +15,9 @@ KEY = "\xa9gen"
 GENRE_KEYS = (KEY, "gnre")
 
 
+#: Where the album and the album artist are (``scan --album`` groups by them).
+ALBUM_KEYS = ("\xa9alb", "aART")
+
 def read(f: Any, options: TagOptions) -> list[str]:
     if f.tags is None:
         return []

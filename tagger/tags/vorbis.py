@@ -12,6 +12,8 @@ from mutagen.ogg import OggPage
 
 from tagger.tags.base import TagOptions
 
+#: Where the album and the album artist are (``scan --album`` groups by them).
+ALBUM_KEYS = ("album", "albumartist")
 
 def read(f: Any, options: TagOptions) -> list[str]:
     if f.tags is None:

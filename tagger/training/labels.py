@@ -12,10 +12,11 @@ import csv
 import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tagger.analysis.vocabulary import GenreMap
 from tagger.errors import TaggerError
 
 if TYPE_CHECKING:
@@ -40,6 +41,13 @@ class LabelSet:
     dropped: dict[str, int]
     #: Lines or files that could not be used, with why (said once, then ignored).
     problems: list[str]
+    #: Labels the genre map leaves out (exclude, include): label -> files.
+    left_out: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def vocabulary(self) -> list[str]:
+        """Every genre name the labels had (kept, too rare, or left out by the map)."""
+        return sorted({*self.classes, *self.dropped, *self.left_out})
 
     @property
     def classes(self) -> list[str]:
@@ -56,8 +64,12 @@ def label_key(name: str) -> str:
     return " ".join(name.split()).casefold()
 
 
-def normalise(files: Iterable[Labelled]) -> list[Labelled]:
-    """One spelling per label (the most common one as written), no duplicates, no empties."""
+def normalise(files: Iterable[Labelled], genre_map: GenreMap | None = None) -> list[Labelled]:
+    """One spelling per label (the most common one as written), no duplicates, no empties;
+    with a genre map, your names first (:meth:`GenreMap.labels`: aliases, renames, exclude,
+    include, parents implied by a sub-genre)."""
+    if genre_map is not None and not genre_map.empty:
+        files = [replace(f, genres=genre_map.labels(f.genres)) for f in files]
     files = list(files)
     spellings: dict[str, Counter[str]] = {}
     for f in files:
@@ -86,8 +98,18 @@ def keep_common(files: list[Labelled], min_files: int) -> tuple[list[Labelled], 
     return kept, dict(sorted(rare.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
-def label_set(files: Iterable[Labelled], min_files: int, problems: list[str]) -> LabelSet:
-    kept, dropped = keep_common(normalise(files), min_files)
+def label_set(files: Iterable[Labelled], min_files: int, problems: list[str],
+              genre_map: GenreMap | None = None) -> LabelSet:
+    files = list(files)
+    mapped = normalise(files, genre_map)
+    left_out: Counter[str] = Counter()
+    if genre_map is not None and not genre_map.empty:
+        kept_names = {label_key(g) for f in mapped for g in f.genres}
+        for f in files:
+            for g in dict.fromkeys(genre_map.canonical(g) for g in f.genres if g.strip()):
+                if label_key(g) not in kept_names and not genre_map.writable(g):
+                    left_out[g] += 1
+    kept, dropped = keep_common(mapped, min_files)
     if len({g for f in kept for g in f.genres}) < 2:
         raise LabelError(
             f"at least two genres with {min_files} or more files each are needed; found "
@@ -95,7 +117,7 @@ def label_set(files: Iterable[Labelled], min_files: int, problems: list[str]) ->
                 g for f in kept for g in f.genres).most_common()) or "none")
             + (f"; too few files: {', '.join(f'{g} ({n})' for g, n in dropped.items())}"
                if dropped else ""))
-    return LabelSet(kept, dropped, problems)
+    return LabelSet(kept, dropped, problems, dict(left_out.most_common()))
 
 
 # --- grouping ------------------------------------------------------------------------------------
@@ -136,7 +158,7 @@ def _audio_files(folder: str) -> Iterator[str]:
         yield path
 
 
-def from_folder(root: str, min_files: int) -> LabelSet:
+def from_folder(root: str, min_files: int, genre_map: GenreMap | None = None) -> LabelSet:
     """GTZAN layout: one sub-folder per genre, named after it (deeper folders are fine)."""
     if not os.path.isdir(root):
         raise LabelError(f"{root}: not a folder")
@@ -149,10 +171,10 @@ def from_folder(root: str, min_files: int) -> LabelSet:
     if not files:
         raise LabelError(f"{root}: no audio files in sub-folders (one sub-folder per genre, "
                          "named after it)")
-    return label_set(files, min_files, [])
+    return label_set(files, min_files, [], genre_map)
 
 
-def from_csv(path: str, min_files: int) -> LabelSet:
+def from_csv(path: str, min_files: int, genre_map: GenreMap | None = None) -> LabelSet:
     """``path,genres`` rows (``;`` between several genres; paths relative to the CSV's folder);
     a first row ``path,genres`` is a header."""
     base = os.path.dirname(os.path.abspath(path))
@@ -181,10 +203,11 @@ def from_csv(path: str, min_files: int) -> LabelSet:
             files.append(Labelled(file, genres, group_of(file)))
     if not files:
         raise LabelError(f"{path}: no usable rows" + (f" ({problems[0]})" if problems else ""))
-    return label_set(files, min_files, problems)
+    return label_set(files, min_files, problems, genre_map)
 
 
-def from_tags(roots: Iterable[str], cache: Cache, min_files: int) -> LabelSet:
+def from_tags(roots: Iterable[str], cache: Cache, min_files: int,
+              genre_map: GenreMap | None = None) -> LabelSet:
     """The genres in the files' tags that a person set.
 
     A file whose genres are exactly what genre-tagger last wrote says nothing (the cache knows
@@ -215,13 +238,13 @@ def from_tags(roots: Iterable[str], cache: Cache, min_files: int) -> LabelSet:
         problems.append(f"{ours} files carry the genres genre-tagger wrote: not used as labels")
     if not files:
         raise LabelError("no file under the roots has genres a person set")
-    return label_set(files, min_files, problems)
+    return label_set(files, min_files, problems, genre_map)
 
 
-def load_labels(source: str, min_files: int) -> LabelSet:
+def load_labels(source: str, min_files: int, genre_map: GenreMap | None = None) -> LabelSet:
     """A folder (GTZAN layout) or a CSV file."""
     if os.path.isdir(source):
-        return from_folder(source, min_files)
+        return from_folder(source, min_files, genre_map)
     if Path(source).suffix.lower() == ".csv" or os.path.isfile(source):
-        return from_csv(source, min_files)
+        return from_csv(source, min_files, genre_map)
     raise LabelError(f"{source}: no such folder or CSV file")

@@ -112,7 +112,7 @@ def gather(labels: LabelSet, config: EngineConfig, cache: Cache, say: Say) -> Ba
                 failures.append((r.path, r.reason))
             else:
                 assert r.features is not None
-                sf = StoredFeatures(r.windows, r.features, r.raw)
+                sf = StoredFeatures(r.windows, r.features, r.raw, r.timeline)
                 found[r.path] = sf
                 if trusted(ids[r.path]):
                     cache.put_features(str(ids[r.path]), base_version, sf)
@@ -211,8 +211,9 @@ def fit_model(data: Bags, classes: list[str], multi_label: bool, options: TrainO
 
 
 def train(data: Bags, base: str, options: TrainOptions, out: str, say: Say,
-          source: str) -> TrainedModel:
-    """Train on every file of ``data`` and write the model file."""
+          source: str, vocabulary: Sequence[str] = ()) -> TrainedModel:
+    """Train on every file of ``data`` and write the model file. ``vocabulary``: every genre
+    name the labels had (a genre map may name those without it being a typo)."""
     classes = sorted({g for f in data.files for g in f.genres})
     if len(classes) < 2:
         raise TrainingError("at least two genres with analysable files are needed")
@@ -227,7 +228,8 @@ def train(data: Bags, base: str, options: TrainOptions, out: str, say: Say,
         # No creation time: the same labels and seed must give the same file (and version).
         "seed": options.seed, "genre_tagger": __version__,
         "training": {"source": source, "songs": len(data.files), "counts": dict(counts),
-                     "groups": len({f.group for f in data.files}), **summary},
+                     "groups": len({f.group for f in data.files}),
+                     "vocabulary": sorted(set(vocabulary) - set(classes)), **summary},
     }
     save(out, meta, arrays)
     return load_model(out)

@@ -16,15 +16,16 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
 
-from tagger.analysis.model.catalog import MODELS, model_version
-from tagger.analysis.taxonomy import Selection, choose
+from tagger.analysis.model.catalog import MODELS, get_model, model_version
+from tagger.analysis.taxonomy import Selection, choose, genres_of
+from tagger.analysis.vocabulary import choose_mapped
 from tagger.errors import TaggerError
 
 Float32Array = npt.NDArray[np.float32]
@@ -232,10 +233,22 @@ def trained_scores(model: TrainedModel, bag: Float32Array) -> dict[str, float]:
 Chooser = Callable[[Mapping[str, float], Selection], list[tuple[str, float]]]
 
 
-def chooser_for(model: str) -> Chooser:
-    """How genres are chosen from a row's scores under ``model``: a trained model's per-class
-    thresholds, else the shipped taxonomy's confidence rule."""
-    return load(model).choose if is_trained(model) else choose
+def chooser_for(model: str | TrainedModel | None) -> Chooser:
+    """How genres are chosen from a row's scores under ``model`` (a name, a file, or a loaded
+    trained model; None: the shipped rule): a trained model's per-class thresholds, else the
+    shipped taxonomy's confidence rule; then the selection's genre map."""
+    if isinstance(model, str):
+        model = load(model) if is_trained(model) else None
+    return partial(choose_mapped, model.choose if model is not None else choose)
+
+
+def vocabulary_of(model: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The genres ``model`` can name, and other genre names its training labels had (left out
+    by the map or too rare): names a genre map may mention without being a mistake."""
+    if is_trained(model):
+        m = load(model)
+        return tuple(m.classes), tuple(m.meta.get("training", {}).get("vocabulary", ()))
+    return genres_of(get_model(model).tags), ()
 
 
 def version_of(model: str) -> str:

@@ -1,0 +1,36 @@
+"""Which album a file belongs to, for one genre set per album (``scan --album``, the daemon's
+``album = true``): its album and album artist tags, else its folder.
+
+Tracks with the same album and album artist are one album wherever they lie (CD1/ and CD2/);
+an album tag without an album artist is only trusted within one folder (two artists' "Greatest
+Hits" are not one album); a file without an album tag is grouped with its folder.
+"""
+
+from __future__ import annotations
+
+import os
+
+from tagger.analysis.vocabulary import name_key
+from tagger.tags import TagWriteError, read_album
+
+
+def album_key(path: str, album: str, album_artist: str) -> str:
+    """The grouping key from the tags as read (pure)."""
+    folder = os.path.dirname(path)
+    if album and album_artist:
+        return f"tags:{name_key(album_artist)}\x1f{name_key(album)}"
+    if album:
+        return f"folder:{folder}\x1f{name_key(album)}"
+    return f"folder:{folder}"
+
+
+def album_of(path: str) -> str:
+    """The key of the file at ``path``; a file whose tags cannot be read goes with its folder."""
+    try:
+        album, artist = read_album(path)
+    except (TagWriteError, OSError):
+        album = artist = ""
+    return album_key(path, album, artist)
+
+
+__all__ = ["album_key", "album_of"]
