@@ -239,3 +239,27 @@ def test_predict_answers_in_your_words(library: Path, tmp_path: Path) -> None:
                               str(library / "track0.flac")).stdout)[0]
     assert mine["genres"][0] == {"genre": "Renamed", "confidence": plain["genres"][0]["confidence"]}
     assert mine["genre_scores"] == plain["genre_scores"]  # the model's own, as the cache keeps them
+
+
+def test_the_daemon_re_decides_from_the_cache_after_a_sighup(library: Path, tmp_path: Path) -> None:
+    import shutil
+    import signal
+    import time
+
+    from test_daemon import Daemon, wait_until
+
+    root, db, log = tmp_path / "music", tmp_path / "cache.sqlite", tmp_path / "daemon.log"
+    root.mkdir()
+    config = tmp_path / "config.toml"
+    config.write_text("top_k = 2\n")
+    daemon = Daemon(root, db, log, "--config", str(config))
+    song = root / "song.flac"
+    shutil.copy(library / "track0.flac", song)
+    assert wait_until(lambda: read_genres(song) != [], 120), log.read_text()
+    first = read_genres(song)
+    time.sleep(3)  # our own write's events settle (0.5 s): nothing left to wake the daemon
+    config.write_text(f'top_k = 2\n[genres]\nrename = {{"{first[0]}" = "Renamed"}}\n')
+    daemon.proc.send_signal(signal.SIGHUP)
+    assert wait_until(lambda: read_genres(song) == ["Renamed", *first[1:]], 60), log.read_text()
+    assert rows(db)[str(song)][2] == 1  # decided again, not analysed again
+    assert daemon.stop() == 0
