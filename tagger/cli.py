@@ -165,12 +165,23 @@ TAGS = [
 engine_options = _with([CONFIG, *ENGINE])
 
 
-def settings_from(kw: dict[str, Any], **more: Any) -> Settings:
+def settings_from(kw: dict[str, Any], check_genres: bool = True, **more: Any) -> Settings:
     """The one :class:`Settings` of this command: config file, environment, then the options
     given (taken out of ``kw``); a wrong value exits 2 naming it."""
     overrides = {k: kw.pop(k) for k in list(kw) if k in Settings.__dataclass_fields__}
     try:
-        return load_settings(kw.pop("config_path", None), overrides={**overrides, **more})
+        return load_settings(kw.pop("config_path", None), overrides={**overrides, **more},
+                             check_genres=check_genres)
+    except ConfigError as e:
+        raise EnvironmentProblem(f"configuration: {display(str(e))}") from None
+
+
+def genre_map_for_labels(settings: Settings, labels: Any) -> None:
+    """Training: the genre map must make sense for these labels (exit 2 if not)."""
+    from tagger.settings import check_genre_map
+
+    try:
+        check_genre_map(settings, labels.vocabulary)
     except ConfigError as e:
         raise EnvironmentProblem(f"configuration: {display(str(e))}") from None
 
@@ -309,9 +320,9 @@ def _genres(genres: Sequence[str] | None, empty: str = "(none)") -> str:
               help="Write a machine-readable report to this file.")
 @click.option("--retry-failed", is_flag=True,
               help="Analyse again the files that failed before, even if they did not change.")
-@click.option("--album", is_flag=True, default=None,
+@click.option("--album/--no-album", default=None,
               help="One genre set per album (album and album artist tags, else the folder), "
-                   "from the mean of its tracks' scores.")
+                   "from the mean of its tracks' scores [default: the config's album].")
 @library_options
 @_with(ENGINE)
 def scan(roots: tuple[str, ...], dry_run: bool, json_out: Path | None, retry_failed: bool,
@@ -419,8 +430,12 @@ def show(files: tuple[str, ...], as_json: bool, plot: Path | None, **kw: Any) ->
     import datetime
 
     if plot is not None:
+        if as_json:
+            raise click.UsageError("--plot draws a picture; --json prints: use one")
         sys.exit(_show_plot(files, plot, settings_from(kw)))
-    kw.pop("model")
+    if kw.pop("model") is not None:
+        raise click.UsageError("--model is for --plot (the cache shows what each file was "
+                               "decided with)")
     with _open_cache(settings_from(kw).cache_url) as cache:
         rows = [(f, cache.get(str(Path(f).absolute()))) for f in files]
     missing = sum(r is None for _, r in rows)
@@ -453,6 +468,8 @@ def _show_plot(files: tuple[str, ...], out: Path, settings: Settings) -> int:
 
     if len(files) != 1:
         raise click.UsageError("--plot draws one file at a time")
+    if not out.name or out.is_dir():
+        raise click.UsageError(f"--plot needs a file name, not {display(str(out)) or 'nothing'}")
     plots.require()
     path = str(Path(files[0]).absolute())
     if not os.path.isfile(path):
@@ -493,6 +510,8 @@ def stats(as_json: bool, plot: Path | None, **kw: Any) -> None:
     if plot is not None:
         from tagger import plots
 
+        if not plot.name or plot.is_dir():
+            raise click.UsageError(f"--plot needs a file name, not {display(str(plot)) or 'nothing'}")
         plots.require()
     with _open_cache(settings.cache_url) as cache:
         s = cache.summary()
@@ -590,7 +609,7 @@ def train(labels: tuple[str, ...], out: str, from_tags: bool, **kw: Any) -> None
 
     options = _train_options(kw)
     min_files = kw.pop("min_files")
-    settings = settings_from(kw)
+    settings = settings_from(kw, check_genres=False)  # checked against the labels, below
     if not labels:
         raise click.UsageError("give a labels folder or CSV, or --from-tags and library folders")
     if not from_tags and len(labels) > 1:
@@ -603,6 +622,7 @@ def train(labels: tuple[str, ...], out: str, from_tags: bool, **kw: Any) -> None
         else:
             found = label_sources.load_labels(str(Path(labels[0]).absolute()), min_files,
                                               settings.genres)
+        genre_map_for_labels(settings, found)
         _report_labels(found)
         data, base = features_for(found, settings, cache, _say)
     source = "tags under " + ", ".join(labels) if from_tags else labels[0]
@@ -644,7 +664,8 @@ def evaluate(labels: str, model_path: str | None, folds: int | None, test_share:
 
     options = _train_options(kw)
     min_files = kw.pop("min_files")
-    settings = settings_from(kw, **({"model": model_path} if model_path else {}))
+    # The map is checked against the labels (and a trained model's genres), below.
+    settings = settings_from(kw, check_genres=False, **({"model": model_path} if model_path else {}))
     if png is not None:
         plots.require()  # asked for a picture: say how to get one before the work
     elif plots.available():
@@ -654,11 +675,12 @@ def evaluate(labels: str, model_path: str | None, folds: int | None, test_share:
         # A trained model is judged on every song of its genres, however few.
         found = label_sources.load_labels(str(Path(labels).absolute()),
                                           1 if model_path else min_files, settings.genres)
+        genre_map_for_labels(settings, found)
         _report_labels(found)
         data, base = features_for(found, settings, cache, _say)
     spreads: list[dict[str, float] | None]
     if model_path:
-        reports = evaluate_model(load_model(model_path), data)
+        reports = evaluate_model(load_model(model_path), data, settings.genres)
         spreads = [None] * len(reports)
     elif folds:
         pooled = cross_validate(data, folds, base, options, _say)
@@ -708,7 +730,7 @@ def evaluate(labels: str, model_path: str | None, folds: int | None, test_share:
 @click.option("--model", default=None, metavar="NAME|FILE",
               help="A shipped model or a model file made by 'genre-tagger train'.")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), default=None)
-@click.option("--album", is_flag=True, default=None,
+@click.option("--album/--no-album", default=None,
               help="One genre set per album, decided once its files have all settled.")
 def watch(roots: tuple[str, ...], config_path: Path | None, **flags: Any) -> None:
     """Watch music folders and tag new or changed files (the daemon systemd runs)."""

@@ -64,6 +64,11 @@ def _save(fig: Figure, path: str | Path, series: Mapping[str, Any]) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _text(s: str) -> str:
+    """A name as literal text: matplotlib reads ``$...$`` as math (a file "$uicideboy$.mp3")."""
+    return s.replace("$", r"\$")
+
+
 def _clock(seconds: float, _pos: Any = None) -> str:
     return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
 
@@ -82,7 +87,7 @@ def timeline_png(path: str | Path, title: str, times: Sequence[float],
     colours = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf"]
     for i, (genre, ys) in enumerate(series.items()):
         mine = genre in picked
-        label = f"{genre}  (chosen, {picked[genre]:.2f})" if mine else genre
+        label = _text(f"{genre}  (chosen, {picked[genre]:.2f})" if mine else genre)
         ax.plot(times, ys, marker="o", markersize=3.5 if mine else 2.5,
                 linewidth=2.6 if mine else 1.1, linestyle="-" if mine else "--",
                 alpha=1.0 if mine else 0.75, color=colours[i % len(colours)], label=label,
@@ -101,9 +106,9 @@ def timeline_png(path: str | Path, title: str, times: Sequence[float],
     ax.set_xlabel("time in the track (window centres)")
     ax.set_ylabel("genre score")
     ax.grid(True, alpha=0.3)
-    ax.set_title(title, fontsize=10, loc="left")
+    ax.set_title(_text(title), fontsize=10, loc="left")
     if note:
-        ax.text(0.0, -0.2, note, transform=ax.transAxes, fontsize=8, color="dimgrey")
+        ax.text(0.0, -0.2, _text(note), transform=ax.transAxes, fontsize=8, color="dimgrey")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     _save(fig, path, {"kind": "timeline", "times": [round(t, 2) for t in times],
                       "series": {g: [round(float(v), 4) for v in ys] for g, ys in series.items()},
@@ -120,7 +125,7 @@ def stats_png(path: str | Path, genres: Mapping[str, int], best: Sequence[float]
     fig = _figure(11, 5.2)
     left, right = fig.subplots(1, 2, width_ratios=[1.15, 1])
     top = sorted(genres.items(), key=lambda kv: (-kv[1], kv[0]))[:25]
-    names = [g for g, _ in reversed(top)]
+    names = [_text(g) for g, _ in reversed(top)]
     counts = [n for _, n in reversed(top)]
     left.barh(names, counts, color="#1f77b4")
     for y, n in enumerate(counts):
@@ -171,12 +176,12 @@ def confusion_png(report: Report, path: str | Path) -> None:
             ax.text(j, i, str(v), ha="center", va="center", fontsize=9,
                     color="white" if share[i, j] > 0.6 else "black",
                     fontweight="bold" if i == j else "normal")
-    ax.set_xticks(range(len(cols)), cols, rotation=40, ha="right", fontsize=8)
-    ax.set_yticks(range(n), report.classes, fontsize=8)
+    ax.set_xticks(range(len(cols)), [_text(c) for c in cols], rotation=40, ha="right", fontsize=8)
+    ax.set_yticks(range(n), [_text(c) for c in report.classes], fontsize=8)
     ax.set_xlabel("answer")
     ax.set_ylabel("true genre")
-    ax.set_title(f"{report.name}: accuracy {report.accuracy:.2f}, macro-F1 {report.macro_f1:.2f} "
-                 f"(n={report.n})", fontsize=9, loc="left")
+    ax.set_title(_text(f"{report.name}: accuracy {report.accuracy:.2f}, macro-F1 {report.macro_f1:.2f} "
+                 f"(n={report.n})"), fontsize=9, loc="left")
     _save(fig, path, {"kind": "confusion", "classes": report.classes, "columns": cols,
                       "matrix": [[int(v) for v in row] for row in report.confusion]})
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -168,11 +168,12 @@ def _coerce(key: str, value: Any) -> Any:
 
 
 def build_settings(values: Mapping[str, Any], where: Mapping[str, str] | None = None,
-                   require_roots: bool = False) -> Settings:
+                   require_roots: bool = False, check_genres: bool = True) -> Settings:
     """Settings from raw ``values`` (key -> value as written anywhere), checked key by key.
 
     ``where`` names the source of each key for the error message (a file, ``$GENRE_TAGGER_X``,
-    the command line, beets' config).
+    the command line, beets' config). The genre map is checked against the model's genres
+    (``check_genres=False``: training, which checks it against the labels, :func:`check_genre_map`).
     """
     where = where or {}
     typed: dict[str, Any] = {}
@@ -202,13 +203,8 @@ def build_settings(values: Mapping[str, Any], where: Mapping[str, str] | None = 
                                   f"model file made by 'genre-tagger train': {e}") from None
         typed[key] = value
     settings = Settings(**typed)
-    if not settings.genres.empty:  # against the model: a typo is said now, not never matched
-        from tagger.analysis.model.trained import vocabulary_of
-
-        try:
-            settings.genres.check(*vocabulary_of(settings.model))
-        except ValueError as e:
-            raise ConfigError(f"{where.get('genres', 'settings')}: [genres]: {e}") from None
+    if check_genres:  # against the model: a typo is said now, not never matched
+        check_genre_map(settings, where=where.get("genres", "settings"))
     if require_roots:
         if not settings.roots:
             raise ConfigError("'roots' must be at least one music folder")
@@ -227,7 +223,8 @@ def default_path() -> Path:
 
 
 def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None,
-                  overrides: Mapping[str, Any] | None = None, require_roots: bool = False) -> Settings:
+                  overrides: Mapping[str, Any] | None = None, require_roots: bool = False,
+                  check_genres: bool = True) -> Settings:
     """The file (``path``, else the default one if it exists), then ``GENRE_TAGGER_*``
     variables of ``env`` (the process environment by default), then ``overrides`` (flags; None
     values are ignored, so an option not given never hides the file's value)."""
@@ -249,8 +246,25 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
     for key, value in (overrides or {}).items():
         if value is not None:
             values[key], where[key] = value, "command line"
-    return build_settings(values, where, require_roots)
+    return build_settings(values, where, require_roots, check_genres)
+
+
+def check_genre_map(settings: Settings, labels: Iterable[str] | None = None,
+                    where: str = "the configuration") -> None:
+    """ConfigError if the genre map names a genre the model (or, when training, the
+    ``labels``) does not know, or renames two genres to one."""
+    if settings.genres.empty:
+        return
+    from tagger.analysis.model.trained import vocabulary_of
+
+    model_genres, known = vocabulary_of(settings.model)
+    if labels is not None:  # training: the labels are the genres; the model's are known words
+        model_genres, known = tuple(labels), (*model_genres, *known)
+    try:
+        settings.genres.check(model_genres, known)
+    except ValueError as e:
+        raise ConfigError(f"{where}: [genres]: {e}") from None
 
 
 __all__ = ["DEVICES", "LOG_LEVELS", "OBSERVERS", "ConfigError", "Settings", "build_settings",
-           "default_path", "load_settings"]
+           "check_genre_map", "default_path", "load_settings"]

@@ -18,6 +18,7 @@ from test_cli import run_cli
 from test_daemon import Daemon, wait_until
 
 from tagger.analysis.taxonomy import Selection, album_scores, choose
+from tagger.library.albums import album_key
 from tagger.tags import read_genres
 
 SEL = Selection(top_k=2, min_confidence=0.01)
@@ -159,4 +160,36 @@ def test_the_daemon_waits_for_the_rest_of_the_album(tmp_path: Path) -> None:
     expected = own(album_scores([found[one][0], found[two][0]]))
     assert read_genres(one) == read_genres(two) == expected
     assert found[one][1] == found[two][1] == 1
+    assert daemon.stop() == 0
+
+
+def test_album_keys() -> None:
+    assert album_key("/m/CD1/a.flac", "Box", "Band") == album_key("/m/CD2/b.flac", "box ", "BAND")
+    # without an album artist, or with one that names no one, an album counts within a folder
+    for artist in ("", "Various Artists", "VA"):
+        assert album_key("/m/x/a.flac", "Greatest Hits", artist) != album_key(
+            "/m/y/b.flac", "Greatest Hits", artist)
+        assert album_key("/m/x/a.flac", "Greatest Hits", artist) == album_key(
+            "/m/x/b.flac", "Greatest Hits", artist)
+    assert album_key("/m/x/a.flac", "", "Band") == album_key("/m/x/b.flac", "", "")  # the folder
+
+
+def test_the_daemon_decides_several_albums_in_one_folder_one_file_at_a_time(tmp_path: Path) -> None:
+    """Singles side by side, taken one per batch: none may wait for the others (they are other
+    albums), and our own tag writes settling in the folder hold nothing up."""
+    root, db, log = tmp_path / "music", tmp_path / "cache.sqlite", tmp_path / "daemon.log"
+    (root / "Singles").mkdir(parents=True)
+    config = tmp_path / "config.toml"
+    config.write_text("album = true\ntop_k = 2\nbatch_files = 1\n")
+    src = tmp_path / "src"
+    made = [track(src / f"{kind}.flac", kind, album=f"Single {kind}")
+            for kind in ("chords", "kick", "square")]
+    daemon = Daemon(root, db, log, "--config", str(config))
+    for f in made:
+        shutil.copy(f, root / "Singles" / f.name)
+    files = [root / "Singles" / f.name for f in made]
+    assert wait_until(lambda: all(read_genres(f) for f in files), 120), log.read_text()
+    found = scores(db)
+    for f in files:
+        assert read_genres(f) == own(found[str(f)][0])  # each its own album
     assert daemon.stop() == 0

@@ -72,6 +72,40 @@ def test_aliases_merge_on_purpose_and_match_existing_spellings() -> None:
     assert m.same("RAP") == m.same("hip-hop")
 
 
+def test_exclude_and_include_name_model_genres_and_your_names_exactly() -> None:
+    # A swap-like chain: the model's Dance is written "Electronic", its Electronic "Electronica".
+    m = parse({"rename": {"Dance": "Electronic", "Electronic": "Electronica"}, "exclude": ["Dance"]})
+    assert not m.allows("Dance") and m.allows("Electronic") and m.canonical("Dance") == "Electronic"
+    assert m.labels(["Electronica", "Dance"]) == ("Electronica",)
+    # A merged member excluded: only it stops counting, not its whole group.
+    m = parse({"aliases": {"Electronic": ["Techno"]}, "exclude": ["Techno"]})
+    assert not m.allows("Techno") and m.allows("Electronic")
+    # A renamed genre named either way.
+    for name in ("Hip-Hop", "Hip Hop", "hip hop"):
+        m = parse({"rename": {"Hip-Hop": "Hip Hop"}, "exclude": [name]})
+        assert not m.allows("Hip-Hop") and m.labels(["HIP HOP", "Hip-Hop"]) == ()
+        m = parse({"rename": {"Hip-Hop": "Hip Hop"}, "include": [name]})
+        assert m.allows("Hip-Hop") and not m.allows("Rock")
+
+
+def test_without_a_map_merge_compares_as_before() -> None:
+    from tagger.library.policy import decide
+
+    # "Rock " (a stray space) is not "Rock" to the policy without a map, exactly as before.
+    d = decide(["Rock "], ["Rock", "Pop"], "merge", key=GenreMap().same)
+    assert d.new == ["Rock ", "Rock", "Pop"]
+    m = parse({"aliases": {"Rock": ["rawk"]}})
+    assert decide(["rawk "], ["Rock", "Pop"], "merge", key=m.same).new == ["rawk ", "Pop"]
+
+
+def test_one_map_serves_every_shipped_model_and_your_own_tree() -> None:
+    for model in ("musicnn", "musicnn-msd", "musicnn-mtt"):
+        build_settings({"model": model, "genres": {"rename": {"Hip-Hop": "Hip Hop"},
+                                                   "exclude": ["Classical"]}})
+    s = build_settings({"genres": {"parents": {"Heavy Metal": "Hard Music", "Hard Music": "Rock"}}})
+    assert s.genres.parents_of("Heavy Metal") == ["Hard Music", "Rock"]
+
+
 def test_the_map_is_part_of_the_decision_key() -> None:
     a = build_settings({"genres": {"rename": {"Hip-Hop": "Hip Hop"}}}).genres.fingerprint()
     b = build_settings({"genres": {"rename": {"Hip-Hop": "Hip Hop"}, "exclude": ["Pop"]}}).genres
@@ -112,6 +146,10 @@ def test_training_labels_go_through_the_map() -> None:
     ({"parents": {"Jazz": "Blues", "Blues": "Jazz"}}, "goes round in a circle"),
     ({"aliases": {"Rock": ["x"], "Pop": ["X"]}}, "alias of both"),
     ({"colour": "blue"}, "unknown key 'genres.colour'"),
+    ({"rename": {"Foo": "Rock"}}, "rename names 'Foo'"),
+    ({"rename": {"Techno": "Tekno"}, "aliases": {"Electronic": ["Techno"]}},
+     "'Techno' is renamed and also an alias of 'Electronic'"),
+    ({"rename": {"Rock": "Rawk"}, "aliases": {"Rock": ["Metal"]}}, "which rename calls 'Rawk'"),
     ({"exclude": "Pop"}, "must be a list"),
 ])
 def test_a_bad_map_is_a_clear_error(table: dict[str, object], says: str) -> None:
@@ -129,7 +167,8 @@ def test_a_trained_model_knows_its_classes_and_its_labels_vocabulary(tmp_path: P
     meta = {"name": "m", "classes": ["Bebop", "Swing"], "thresholds": [0.5, 0.5],
             "multi_label": False, "pooling": "linear", "feature": "pooled", "dims": 4,
             "base": "musicnn", "base_version": model_version("musicnn"), "seed": 0,
-            "training": {"counts": {"Bebop": 10, "Swing": 10}, "vocabulary": ["Christmas"]}}
+            # as train records them: the labels' genres as written and those the map left out
+            "training": {"counts": {"Bebop": 10, "Swing": 10}, "vocabulary": ["Christmas", "Hip-Hop"]}}
     arrays = {k: np.zeros((4, 2) if k == "out/kernel" else (2,) if k == "out/bias" else (4,),
                           np.float32) for k in (*WEIGHTS["linear"], "scale/mean", "scale/std")}
     save(str(tmp_path / "m.npz"), meta, arrays)
@@ -141,6 +180,15 @@ def test_a_trained_model_knows_its_classes_and_its_labels_vocabulary(tmp_path: P
         build_settings({"model": model, "genres": {"include": ["Bepop"]}})
     got = chooser_for(model)({"Bebop": 0.9, "Swing": 0.1}, ok.selection())
     assert [g for g, _ in got] == ["Bebop", "Jazz"]
+    # A multi-label model scores every class it has, against thresholds that can be 0: an
+    # excluded class must still never come out.
+    meta = {**meta, "multi_label": True, "thresholds": [0.5, 0.0]}
+    save(str(tmp_path / "multi.npz"), meta, arrays)
+    multi = str(tmp_path / "multi.npz")
+    plain = build_settings({"model": multi}).selection()
+    assert [g for g, _ in chooser_for(multi)({"Bebop": 0.9, "Swing": 0.0}, plain)] == ["Bebop", "Swing"]
+    sel = build_settings({"model": multi, "genres": {"exclude": ["Swing"]}}).selection()
+    assert [g for g, _ in chooser_for(multi)({"Bebop": 0.9, "Swing": 0.0}, sel)] == ["Bebop"]
 
 
 # --- every front door -----------------------------------------------------------------------------
@@ -241,7 +289,7 @@ def test_predict_answers_in_your_words(library: Path, tmp_path: Path) -> None:
     assert mine["genre_scores"] == plain["genre_scores"]  # the model's own, as the cache keeps them
 
 
-def test_the_daemon_re_decides_from_the_cache_after_a_sighup(library: Path, tmp_path: Path) -> None:
+def test_the_daemon_re_decides_from_the_cache_after_a_sighup(tmp_path: Path) -> None:
     import shutil
     import signal
     import time
@@ -254,8 +302,10 @@ def test_the_daemon_re_decides_from_the_cache_after_a_sighup(library: Path, tmp_
     config.write_text("top_k = 2\n")
     daemon = Daemon(root, db, log, "--config", str(config))
     song = root / "song.flac"
-    shutil.copy(library / "track0.flac", song)
+    fresh = ffmpeg_encode(music_like(7.0, seed=42), 44_100, tmp_path / "song.flac", ["-c:a", "flac"])
+    shutil.copy(fresh, song)  # untagged (the module's library files are tagged by other tests)
     assert wait_until(lambda: read_genres(song) != [], 120), log.read_text()
+    assert "(none) -> " in log.read_text()  # written by us, not left as a person's
     first = read_genres(song)
     time.sleep(3)  # our own write's events settle (0.5 s): nothing left to wake the daemon
     config.write_text(f'top_k = 2\n[genres]\nrename = {{"{first[0]}" = "Renamed"}}\n')

@@ -93,26 +93,40 @@ class GenreMap:
         if k in self._alias_of:
             return self._alias_of[k]
         if k in self._renamed:
-            return self.from_model(self._renamed[k])
+            new = self._renamed[k]
+            return self._alias_of.get(name_key(new), new)
         return _tidy(name)
 
-    @cached_property
-    def _excluded(self) -> frozenset[str]:
-        return frozenset(name_key(self.canonical(n)) for n in self.exclude)
+    def _named(self, names: Iterable[str] | None) -> tuple[frozenset[str], frozenset[str]] | None:
+        """What an exclude or include list names: model genres by their own name, and your
+        names (a renamed model genre's new name; an alias's member stands for itself, not for
+        its whole group)."""
+        if names is None:
+            return None
+        keys = [name_key(n) for n in names]
+        return frozenset(keys), frozenset(name_key(self._renamed.get(k, k)) for k in keys)
 
     @cached_property
-    def _included(self) -> frozenset[str] | None:
-        if self.include is None:
-            return None
-        return frozenset(name_key(self.canonical(n)) for n in self.include)
+    def _excluded(self) -> tuple[frozenset[str], frozenset[str]]:
+        return self._named(self.exclude) or (frozenset(), frozenset())
+
+    @cached_property
+    def _included(self) -> tuple[frozenset[str], frozenset[str]] | None:
+        return self._named(self.include)
+
+    def _passes(self, model: str | None, yours: str) -> bool:
+        def named(lists: tuple[frozenset[str], frozenset[str]]) -> bool:
+            return (model is not None and model in lists[0]) or yours in lists[1]
+
+        return not named(self._excluded) and (self._included is None or named(self._included))
 
     def writable(self, name: str) -> bool:
         """May this name (in your vocabulary) be written?"""
-        k = name_key(name)
-        return k not in self._excluded and (self._included is None or k in self._included)
+        return self._passes(None, name_key(name))
 
     def allows(self, model_genre: str) -> bool:
-        return self.writable(self.from_model(model_genre))
+        """May this model genre count (named by its own name, or by the name it is written as)?"""
+        return self._passes(name_key(model_genre), name_key(self.from_model(model_genre)))
 
     @cached_property
     def _parent(self) -> dict[str, str]:
@@ -175,8 +189,9 @@ class GenreMap:
         return tuple(g for g in mine if name_key(g) not in implied)
 
     def same(self, name: str) -> str:
-        """The key two names are compared by: equal when they name one genre in your words."""
-        return name_key(self.canonical(name))
+        """The key two names are compared by: equal when they name one genre in your words
+        (without a map: case aside, as always)."""
+        return name_key(self.canonical(name)) if not self.empty else name.casefold()
 
     def fingerprint(self) -> str:
         """Part of the decision key: a changed map re-decides files from the cache."""
@@ -195,6 +210,7 @@ class GenreMap:
         model_keys = {name_key(g): g for g in model_genres}
         yours = {name_key(self.from_model(g)): self.from_model(g) for g in model_genres}
         yours.update({name_key(n): n for n in known})
+        yours.update({name_key(p): p for _, p in self.tree if p})  # your own tree's nodes
         words = sorted(set(model_genres) | set(yours.values()))
 
         def unknown(what: str, name: str) -> ValueError:
@@ -203,8 +219,9 @@ class GenreMap:
             return ValueError(f"{what} names {name!r}, which is not a genre of this model{hint}; "
                               f"its genres: {', '.join(sorted(model_genres))}")
 
-        for old, new in self.rename:
-            if name_key(old) not in model_keys and name_key(new) not in model_keys | yours:
+        known_keys = {name_key(n) for n in known}
+        for old, _ in self.rename:
+            if name_key(old) not in model_keys and name_key(old) not in known_keys:
                 raise unknown("rename", old)
         by_target: dict[str, list[str]] = {}
         for g in model_genres:
@@ -218,6 +235,9 @@ class GenreMap:
                     f"as {name!r}; to merge genres on purpose, list them as aliases of one "
                     f"name: aliases = {{\"{name}\" = [{others}]}}")
         for canon, alts in self.aliases:
+            if name_key(canon) in self._renamed:
+                raise ValueError(f"aliases names {canon!r}, which rename calls "
+                                 f"{self._renamed[name_key(canon)]!r}: use that name")
             if name_key(canon) not in yours and not any(name_key(a) in model_keys for a in alts):
                 raise unknown("aliases", canon)
         parents = {name_key(p): p for _, p in self.tree if p}
@@ -286,6 +306,10 @@ def parse(raw: Any, shipped_tree: Sequence[tuple[str, str]] = ()) -> GenreMap:
                                  f"{alias_of[k]!r} and {canon!r}")
             alias_of[k] = canon
         aliases.append((canon, names))
+    for old, _ in rename:
+        if name_key(old) in alias_of:
+            raise ValueError(f"'genres': {old!r} is renamed and also an alias of "
+                             f"{alias_of[name_key(old)]!r}: say one of the two")
     exclude = _names(table.get("exclude", []), "genres.exclude")
     include = _names(table["include"], "genres.include") if "include" in table else None
     if include is not None and not include:
@@ -331,7 +355,9 @@ def choose_mapped(chooser: Callable[[Mapping[str, float], Any], Scored],
 
     allowed = {n: s for n, s in genre_scores.items() if genre_map.allows(n)}
     ranked = chooser(allowed, replace(selection, top_k=max(len(allowed), 1)))
-    return genre_map.pick(ranked, selection.top_k)
+    # A chooser may name a genre it was not given (a trained model scores each of its classes,
+    # absent ones as 0, against thresholds that can be 0): never one the map forbids.
+    return genre_map.pick([(n, s) for n, s in ranked if genre_map.allows(n)], selection.top_k)
 
 
 __all__ = ["KEYS", "SEPARATORS", "GenreMap", "choose_mapped", "name_key", "parse"]

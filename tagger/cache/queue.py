@@ -62,6 +62,12 @@ class WorkQueue:
                          .values(attempts=attempts + 1, not_before=time.time() + wait))
         return True
 
+    def later(self, path: str, seconds: float) -> None:
+        """Look at ``path`` again in ``seconds`` (no attempt counted: it is waiting, not failing)."""
+        with self.cache.engine.begin() as conn:
+            conn.execute(update(queue).where(queue.c.path == encode_path(path))
+                         .values(not_before=time.time() + seconds))
+
     def __len__(self) -> int:
         with self.cache.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(queue)).scalar() or 0)

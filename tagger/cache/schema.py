@@ -124,7 +124,8 @@ def _v3_to_v4(conn: Connection) -> None:
 def _v4_to_v5(conn: Connection) -> None:
     if "album_key" not in {c["name"] for c in inspect(conn).get_columns("tracks")}:
         conn.execute(text("ALTER TABLE tracks ADD COLUMN album_key TEXT"))
-        conn.execute(text("CREATE INDEX ix_tracks_album_key ON tracks (album_key)"))
+    # Apart: SQLite commits each DDL statement, so a kill between the two must still get it.
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_tracks_album_key ON tracks (album_key)"))
     if "timeline" not in {c["name"] for c in inspect(conn).get_columns("features")}:
         blob = features.c.timeline.type.compile(dialect=conn.dialect)
         conn.execute(text(f"ALTER TABLE features ADD COLUMN timeline {blob}"))

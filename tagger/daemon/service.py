@@ -30,7 +30,8 @@ from tagger.daemon.notify import notify, watchdog_interval
 from tagger.daemon.watcher import Handler, Settler, make_observer, wants_polling
 from tagger.display import display
 from tagger.errors import EnvironmentProblem
-from tagger.library.pipeline import TRANSIENT, Outcome, Scanner, ScanOptions
+from tagger.library.albums import album_of
+from tagger.library.pipeline import TRANSIENT, Hold, Outcome, Scanner, ScanOptions
 from tagger.library.walk import unreadable_reason, walk
 from tagger.settings import Settings
 from tagger.tags.safe_write import being_written
@@ -188,6 +189,9 @@ class Daemon:
         if self.cache.get(src) is not None:
             self.cache.move(src, dest)
             log.info("moved %s -> %s", display(src), display(dest))
+            if self.config.album:  # maybe into another album: decided again with it
+                self.cache.upsert(dest, album_key=None, decision_key=None)
+                self.queue.put(dest, "moved")
 
     def _deleted(self, path: str) -> None:
         if self.cache.get(path) is not None:
@@ -217,10 +221,13 @@ class Daemon:
             items.append((path, st))
         if items:
             scanner = self._scanner()
-            report = scanner.run(paths=items, on_outcome=self._log_outcome,
-                                 hold=self._album_incomplete(batch) if self.config.album else None)
+            hold = self._album_incomplete([p for p, _ in items]) if self.config.album else None
+            report = scanner.run(paths=items, on_outcome=self._log_outcome, hold=hold)
             self._engine = scanner.loaded_engine
             for o in report.outcomes:
+                if o.decision == "wait-album":  # analysed; decided once its album is complete
+                    self.queue.later(o.path, self.config.settle_seconds + 1.0)
+                    continue
                 if o.error in TRANSIENT and self.queue.retry_later(o.path):
                     continue
                 done.append(o.path)
@@ -229,14 +236,39 @@ class Daemon:
         self.queue.done(done)
         self._publish()
 
-    def _album_incomplete(self, batch: list[str]) -> Callable[[list[str]], bool]:
-        """Whether an album may still be arriving: a file in one of its folders is settling
-        or queued (other than this batch). Its files are analysed now and decided when the
-        last of them is processed."""
+    def _album_incomplete(self, batch: list[str]) -> Hold:
+        """Whether an album may still be arriving: a file in one of its folders is being
+        written (settling, and not as we last recorded it: our own tag writes settle too), or
+        a queued file (other than this batch's and the album's own) has the album's key. Held
+        files stay queued and are looked at again after the settle time."""
         mine = set(batch)
-        busy = {os.path.dirname(p) for p in (*self.settler.paths(), *self.queue.paths())
-                if p not in mine}
-        return lambda members: any(os.path.dirname(m) in busy for m in members)
+        settling = [p for p in self.settler.paths() if p not in mine]
+        recorded = self.cache.stat_index(paths=settling) if settling else {}
+        queued = [p for p in self.queue.paths() if p not in mine]
+        keys: dict[str, str] = {}
+
+        def arriving(path: str) -> bool:
+            try:
+                st = os.stat(path)
+            except OSError:
+                return False  # gone: nothing more is coming
+            known = recorded.get(path)
+            return known is None or (known.size, known.mtime_ns) != (st.st_size, st.st_mtime_ns)
+
+        def incomplete(key: str, members: list[str]) -> bool:
+            folders = {os.path.dirname(m) for m in members}
+            if any(os.path.dirname(p) in folders and arriving(p) for p in settling):
+                return True
+            ours = set(members)
+            for p in queued:
+                if p not in ours and os.path.dirname(p) in folders:
+                    if p not in keys:
+                        keys[p] = album_of(p)
+                    if keys[p] == key:
+                        return True
+            return False
+
+        return incomplete
 
     def _log_outcome(self, o: Outcome) -> None:
         self.processed += 1

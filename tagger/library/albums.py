@@ -13,11 +13,15 @@ import os
 from tagger.analysis.vocabulary import name_key
 from tagger.tags import TagWriteError, read_album
 
+#: Album artists that name no one: their albums count within a folder, like untagged ones
+#: (every "Greatest Hits" by "Various Artists" is not one album).
+VARIOUS = frozenset({"various artists", "various", "va", "v.a.", "v/a", "compilation"})
+
 
 def album_key(path: str, album: str, album_artist: str) -> str:
     """The grouping key from the tags as read (pure)."""
     folder = os.path.dirname(path)
-    if album and album_artist:
+    if album and album_artist and name_key(album_artist) not in VARIOUS:
         return f"tags:{name_key(album_artist)}\x1f{name_key(album)}"
     if album:
         return f"folder:{folder}\x1f{name_key(album)}"

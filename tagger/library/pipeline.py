@@ -79,6 +79,10 @@ class Outcome:
     reason: str | None = None
 
 
+#: Album mode: (album key, its files) -> True while more of it may still arrive.
+Hold = Callable[[str, list[str]], bool]
+
+
 @dataclass(frozen=True)
 class Scored:
     """A file's scores (its cache row) or why it has none."""
@@ -171,11 +175,12 @@ class Scanner:
             on_total: Callable[[int], None] | None = None,
             on_outcome: Callable[[Outcome], None] | None = None,
             paths: Iterable[tuple[str, os.stat_result]] | None = None,
-            hold: Callable[[list[str]], bool] | None = None) -> ScanReport:
+            hold: Hold | None = None) -> ScanReport:
         """Scan the roots, or only ``paths`` (with their stat) when given (the daemon's batches).
 
-        ``hold`` (album mode): given an album's files, True while more of it may still arrive
-        (the daemon's settling and queued files): it is analysed but not decided yet.
+        ``hold`` (album mode): given an album's key and files, True while more of it may still
+        arrive (the daemon's settling and queued files): its files are analysed, not decided
+        (outcome ``wait-album``; the daemon looks at them again soon).
         """
         stop = stop or threading.Event()
         report = ScanReport()
@@ -241,7 +246,7 @@ class Scanner:
 
     def _by_album(self, pending: list[tuple[str, os.stat_result]], stop: threading.Event,
                   record: Callable[[Outcome], None], report: ScanReport, counted: set[str],
-                  hold: Callable[[list[str]], bool] | None) -> None:
+                  hold: Hold | None) -> None:
         """Score every pending file, then decide each album once all its pending files have
         scores: one genre set from the mean of its tracks' scores (the album's files the cache
         knows and that did not change join in, so a track added later re-decides its album).
@@ -264,11 +269,11 @@ class Scanner:
             todo[key].discard(found.path)
             if not todo[key]:  # other roots' files of the same album are theirs to decide
                 others = [p for p in known.get(key, []) if p not in key_of and p.startswith(mine)]
-                self._decide_album(scored.pop(key, []), others, record, report, counted, hold)
+                self._decide_album(key, scored.pop(key, []), others, record, report, counted, hold)
 
-    def _decide_album(self, own: list[Scored], others: list[str], record: Callable[[Outcome], None],
-                      report: ScanReport, counted: set[str],
-                      hold: Callable[[list[str]], bool] | None) -> None:
+    def _decide_album(self, key: str, own: list[Scored], others: list[str],
+                      record: Callable[[Outcome], None], report: ScanReport, counted: set[str],
+                      hold: Hold | None) -> None:
         members = list(own)
         for path in others:
             row = self.cache.get(path)
@@ -286,8 +291,9 @@ class Scanner:
                 report.counts["unchanged"] -= 1  # re-decided with its album: counted below
         if not members:
             return
-        if hold is not None and hold([m.path for m in members]):
-            for m in own:
+        if hold is not None and hold(key, [m.path for m in members]):
+            for m in own:  # not decided: no stale key may make it look settled
+                self.cache.upsert(m.path, decision_key=None)
                 record(Outcome(m.path, m.action, decision="wait-album"))
             return
         rows = [(m, m.result) for m in members if isinstance(m.result, TrackRow)]

@@ -47,9 +47,15 @@ def timeline(path: str, settings: Settings, cache: Cache, limit: int = 6) -> Tim
     stored = (cache.features([str(audio_id)], model_version(base)).get(str(audio_id))
               if trusted(audio_id) else None)
     tags = get_model(base).tags
+    found = None
     if stored is not None and stored.timeline and all(t in stored.raw_scores for t in tags):
-        starts, raw = unpack_timeline(stored.timeline)
-        feats, song_raw, source = unpack(stored.data), stored.raw_scores, "cache"
+        try:
+            found = (*unpack_timeline(stored.timeline), unpack(stored.data))
+        except ValueError:
+            found = None  # not ours to trust: analysed again
+    if found is not None and stored is not None:
+        starts, raw, feats = found
+        song_raw, source = stored.raw_scores, "cache"
     else:
         from tagger.analysis.engine import Engine
 

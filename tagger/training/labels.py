@@ -43,11 +43,14 @@ class LabelSet:
     problems: list[str]
     #: Labels the genre map leaves out (exclude, include): label -> files.
     left_out: dict[str, int] = field(default_factory=dict)
+    #: The labels as written, before the map.
+    written: frozenset[str] = frozenset()
 
     @property
     def vocabulary(self) -> list[str]:
-        """Every genre name the labels had (kept, too rare, or left out by the map)."""
-        return sorted({*self.classes, *self.dropped, *self.left_out})
+        """Every genre name the labels had (as written, and kept, too rare, or left out by the
+        map): names a genre map may mention for the model trained on them."""
+        return sorted({*self.classes, *self.dropped, *self.left_out, *self.written})
 
     @property
     def classes(self) -> list[str]:
@@ -117,7 +120,8 @@ def label_set(files: Iterable[Labelled], min_files: int, problems: list[str],
                 g for f in kept for g in f.genres).most_common()) or "none")
             + (f"; too few files: {', '.join(f'{g} ({n})' for g, n in dropped.items())}"
                if dropped else ""))
-    return LabelSet(kept, dropped, problems, dict(left_out.most_common()))
+    return LabelSet(kept, dropped, problems, dict(left_out.most_common()),
+                    frozenset(" ".join(g.split()) for f in files for g in f.genres if g.strip()))
 
 
 # --- grouping ------------------------------------------------------------------------------------

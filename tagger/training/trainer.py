@@ -31,6 +31,7 @@ from tagger.analysis.model.trained import (
 )
 from tagger.analysis.model.trained import load as load_model
 from tagger.analysis.taxonomy import GENRES, genre_scores
+from tagger.analysis.vocabulary import GenreMap
 from tagger.cache import Cache
 from tagger.cache.store import StoredFeatures
 from tagger.errors import TaggerError
@@ -318,21 +319,27 @@ def evaluate_split(data: Bags, train_idx: Sequence[int], test_idx: Sequence[int]
     return [model_report, *baselines(counts, test_set, classes, base)]
 
 
-def evaluate_model(model: TrainedModel, data: Bags) -> list[Report]:
-    """A trained model on every labelled file (none of them should be its training songs)."""
+def evaluate_model(model: TrainedModel, data: Bags,
+                   genre_map: GenreMap | None = None) -> list[Report]:
+    """A trained model on every labelled file (none of them should be its training songs).
+    With a genre map, the model's classes are judged in the map's words, as the labels are."""
     from tagger.training.head import pad
 
-    classes = model.classes
+    mine = genre_map.from_model if genre_map is not None else str
+    classes = list(dict.fromkeys(mine(c) for c in model.classes))
     known = [i for i, f in enumerate(data.files) if f.genres[0] in classes]
     test = data.subset(known)
     x, m = pad(test.bags)
     probs = forward(model.pooling, model.arrays, x, m, model.multi_label)
-    answers = predictions(probs, classes, model.thresholds, model.multi_label)
+    answers = [None if a is None else mine(a)
+               for a in predictions(probs, model.classes, model.thresholds, model.multi_label)]
     r = judge(f"model {model.version}", classes, test.files, answers)
     if len(known) < len(data.files):
         r.notes.append(f"{len(data.files) - len(known)} songs whose genre the model does not know "
                        "were left out")
-    counts = Counter({c: int(n) for c, n in model.meta["training"]["counts"].items()})
+    counts: Counter[str] = Counter()
+    for c, n in model.meta["training"]["counts"].items():
+        counts[mine(c)] += int(n)
     return [r, *baselines(counts, test, classes, model.base)]
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tagger.analysis.model.catalog import MODELS, get_model, model_version
-from tagger.analysis.taxonomy import Selection, choose, genres_of
+from tagger.analysis.taxonomy import Selection, choose, genre_names, genres_of
 from tagger.analysis.vocabulary import choose_mapped
 from tagger.errors import TaggerError
 
@@ -248,7 +248,8 @@ def vocabulary_of(model: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     if is_trained(model):
         m = load(model)
         return tuple(m.classes), tuple(m.meta.get("training", {}).get("vocabulary", ()))
-    return genres_of(get_model(model).tags), ()
+    # Every shipped genre is a known word, so one map serves all shipped models.
+    return genres_of(get_model(model).tags), genre_names()
 
 
 def version_of(model: str) -> str:
