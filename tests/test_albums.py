@@ -15,7 +15,7 @@ import pytest
 from conftest import ffmpeg_encode, music_like
 from mutagen.flac import FLAC
 from test_cli import run_cli
-from test_daemon import Daemon, wait_until
+from test_daemon import Daemon, _no_daemon_left_behind, wait_until  # noqa: F401 (autouse)
 
 from tagger.analysis.taxonomy import Selection, album_scores, choose
 from tagger.library.albums import album_key

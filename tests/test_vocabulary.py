@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import ffmpeg_encode, music_like
 from test_cli import run_cli
+from test_daemon import _no_daemon_left_behind  # noqa: F401 (autouse: no daemon outlives a test)
 
 from tagger.analysis.model.trained import chooser_for
 from tagger.analysis.taxonomy import Selection, choose, genre_names, parent_tree
