@@ -34,12 +34,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import numpy as np
 
-from tagger.analysis.config import EngineConfig
+from tagger.analysis.config import FIXED_BUDGET, EngineConfig
 from tagger.analysis.embedding import instances, pack, unpack
 from tagger.analysis.extract import extract_windows
 from tagger.analysis.model.catalog import get_model, weights_path
 from tagger.analysis.model.network import BN_EPSILON, FEATURES
-from tagger.analysis.model.runner import WindowScorer
+from tagger.analysis.model.runner import WindowScorer, window_scorer
 from tagger.analysis.model.trained import TrainedModel, forward, trained_scores
 from tagger.analysis.taxonomy import Selection
 from tagger.cache import Cache
@@ -150,8 +150,8 @@ def main() -> None:
     sets = render(args.data, args.per_style, args.seconds)
     print(f"songs: {len(sets['train'])} train, {len(sets['test'])} new songs of the same styles, "
           f"{len(sets['held_out'])} of held-out styles (rendered in {time.perf_counter() - t0:.0f} s)")
-    cfg = EngineConfig(device="cpu")
-    scorer = WindowScorer("musicnn", "cpu", features=True)
+    cfg = EngineConfig(device="cpu", budget=FIXED_BUDGET)  # as `train` analyses its files
+    scorer = window_scorer("musicnn", "cpu", features=True)
     scorer.score_with_features(np.zeros((scorer.batch_size, 187, 96), np.float32))  # trace once
     networks = get_model("musicnn").networks
     data = {}

@@ -30,7 +30,7 @@ from tagger.analysis.model.trained import DEFAULT_POOLING, POOLINGS
 from tagger.display import display
 from tagger.errors import TaggerError
 from tagger.library.policy import POLICIES
-from tagger.settings import DEVICES, LOG_LEVELS, OBSERVERS, ConfigError, Settings, load_settings
+from tagger.settings import DEVICES, LOG_LEVELS, OBSERVERS, PRECISIONS, ConfigError, Settings, load_settings
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # some files failed; the others were done
@@ -143,10 +143,14 @@ ENGINE = [
     click.option("--jobs", "-j", type=click.IntRange(1), default=None,
                  help="Files decoded in parallel [default: up to 4 CPUs]."),
     click.option("--budget", default=None,
-                 help=f"Windows analysed per track, spread evenly; 'all' for every window "
+                 help="Windows analysed per track: 'auto' (a few, more while the top genre is "
+                      "still open), a number spread evenly, or 'all' for every window "
                       f"[default: {_D.budget}]."),
     click.option("--window-hop", type=click.FloatRange(0.1), default=None,
                  help=f"Seconds between window starts (3 = no overlap) [default: {_D.window_hop:g}]."),
+    click.option("--precision", type=click.Choice(PRECISIONS), default=None,
+                 help="CPU arithmetic: auto uses bfloat16 where the CPU computes it natively "
+                      f"(1.5x faster, same top genre) [default: {_D.precision}]."),
     click.option("--top-k", type=click.IntRange(1), default=None,
                  help=f"At most this many genres per file [default: {_D.top_k}]."),
     click.option("--min-confidence", type=click.FloatRange(0, 1), default=None,
@@ -561,7 +565,7 @@ TRAIN = [
     click.option("--min-files", type=click.IntRange(1), default=10, show_default=True,
                  help="Genres with fewer files are left out (and listed)."),
 ]
-train_options = _with([CONFIG, DATABASE, *TRAIN, *ENGINE[1:6]])
+train_options = _with([CONFIG, DATABASE, *TRAIN, *ENGINE[1:7]])
 
 
 def _train_options(kw: dict[str, Any]) -> Any:

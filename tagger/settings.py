@@ -23,9 +23,10 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from tagger.analysis.config import DEFAULT_BUDGET, EngineConfig
+from tagger.analysis.budget import AdaptiveBudget
+from tagger.analysis.config import EngineConfig
 from tagger.analysis.model.catalog import DEFAULT_MODEL, MODELS
-from tagger.analysis.model.runner import Device
+from tagger.analysis.model.runner import Device, Precision
 from tagger.analysis.taxonomy import Selection, parent_tree
 from tagger.analysis.vocabulary import GenreMap
 from tagger.analysis.vocabulary import parse as parse_genre_map
@@ -38,6 +39,9 @@ Observer = Literal["auto", "inotify", "polling"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 #: The choice lists, defined once (the CLI's choices and the validation both read them).
 DEVICES: tuple[Device, ...] = get_args(Device)
+PRECISIONS: tuple[Precision, ...] = get_args(Precision)
+#: Windows per track: ``auto`` (the adaptive rule), a whole number, or 0 for every window.
+Budget = int | Literal["auto"]
 OBSERVERS: tuple[Observer, ...] = get_args(Observer)
 LOG_LEVELS: tuple[LogLevel, ...] = get_args(LogLevel)
 ENV_PREFIX = "GENRE_TAGGER_"
@@ -62,7 +66,10 @@ class Settings:
     device: Device = "auto"
     batch_size: int = 0  # windows per model call; 0: the device's measured default
     jobs: int = 0  # files decoded in parallel; 0: up to 4 CPUs
-    budget: int = DEFAULT_BUDGET  # windows per track; 0: every window ("all" on the command line)
+    precision: Precision = "auto"  # auto: bfloat16 where the CPU has it natively, else float32
+    #: Windows per track: auto (as few as settle the top genre), N spread evenly, 0: every
+    #: window ("all" on the command line).
+    budget: Budget = "auto"
     window_hop: float = 3.0  # seconds between window starts (3: no overlap)
     timeout: float = 120.0  # seconds a file may take to decode
     # --- the tags
@@ -86,8 +93,9 @@ class Settings:
         from tagger.analysis.features import HOP, SAMPLE_RATE
 
         return EngineConfig(
-            model=self.model, device=self.device, batch_size=self.batch_size or None,
-            jobs=self.jobs or EngineConfig().jobs, budget=self.budget or None,
+            model=self.model, device=self.device, precision=self.precision,
+            batch_size=self.batch_size or None, jobs=self.jobs or EngineConfig().jobs,
+            budget=AdaptiveBudget() if self.budget == "auto" else self.budget or None,
             window_hop=max(1, round(self.window_hop * SAMPLE_RATE / HOP)),
             decode_timeout=self.timeout, selection=self.selection())
 
@@ -102,6 +110,7 @@ class Settings:
 
 _FIELDS = {f.name: f for f in fields(Settings)}
 _CHOICES: dict[str, tuple[str, ...]] = {"policy": POLICIES, "device": DEVICES,
+                                        "precision": PRECISIONS,
                                         "observer": OBSERVERS, "log_level": LOG_LEVELS}
 _KIND = {"roots": "roots", "top_k": "int", "batch_size": "int", "jobs": "int", "budget": "budget",
          "batch_files": "int", "min_confidence": "float", "window_hop": "float",
@@ -113,7 +122,8 @@ _RANGES: dict[str, tuple[Any, str]] = {
     "min_confidence": (lambda v: 0.0 <= v <= 1.0, "between 0 and 1"),
     "batch_size": (lambda v: v >= 0, "0 (automatic) or more"),
     "jobs": (lambda v: v >= 0, "0 (automatic) or more"),
-    "budget": (lambda v: v >= 0, "a whole number of windows, or 'all' (or 0) for every window"),
+    "budget": (lambda v: v == "auto" or v >= 0,
+               "'auto', a whole number of windows, or 'all' (or 0) for every window"),
     "window_hop": (lambda v: v >= 0.1, "at least 0.1 seconds"),
     "timeout": (lambda v: v >= 1, "at least 1 second"),
     "settle_seconds": (lambda v: v >= 0, "0 or more"),
@@ -145,10 +155,11 @@ def _coerce(key: str, value: Any) -> Any:
             raise ValueError(f"one of {', '.join(MODELS)}, or a model file made by "
                              "'genre-tagger train'")
         return str(Path(value).expanduser().absolute())
-    if kind == "budget" and isinstance(value, str) and value.strip().lower() == "all":
-        return 0
+    if kind == "budget" and isinstance(value, str) and value.strip().lower() in ("all", "auto"):
+        return 0 if value.strip().lower() == "all" else "auto"
     if kind in ("int", "budget"):
-        want = "a whole number" + (" of windows, or 'all' for every window" if kind == "budget" else "")
+        want = "a whole number" + (" of windows, 'auto', or 'all' for every window"
+                                   if kind == "budget" else "")
         if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
             raise ValueError(want)
         try:
@@ -266,5 +277,15 @@ def check_genre_map(settings: Settings, labels: Iterable[str] | None = None,
         raise ConfigError(f"{where}: [genres]: {e}") from None
 
 
-__all__ = ["DEVICES", "LOG_LEVELS", "OBSERVERS", "ConfigError", "Settings", "build_settings",
-           "check_genre_map", "default_path", "load_settings"]
+__all__ = [
+    "DEVICES",
+    "LOG_LEVELS",
+    "OBSERVERS",
+    "PRECISIONS",
+    "ConfigError",
+    "Settings",
+    "build_settings",
+    "check_genre_map",
+    "default_path",
+    "load_settings",
+]

@@ -59,7 +59,7 @@ def test_bad_options_are_clear() -> None:
     out = run_cli("predict", "--budget", "zero", "x.mp3")
     assert out.returncode == 2
     assert out.stderr == ("Error: configuration: command line: 'budget' must be a whole number of windows, "
-                          "or 'all' for every window, not 'zero'\n")
+                          "'auto', or 'all' for every window, not 'zero'\n")
 
 
 def test_demo_runs_offline(tmp_path: Path) -> None:

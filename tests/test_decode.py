@@ -54,11 +54,18 @@ def test_every_format_decodes_to_16k_mono(audio_files: dict[str, Path], name: st
     assert 0.2 < np.abs(audio).max() <= 1.01
 
 
-def test_ffmpeg_and_libsndfile_agree(good: dict[str, Path]) -> None:
-    out = subprocess.run([sys.executable, "-m", "tagger.analysis.sndfile_child", str(good["flac"]),
+@pytest.mark.parametrize("channels", [1, 2])
+def test_ffmpeg_and_libsndfile_agree(good: dict[str, Path], tmp_path: Path, channels: int) -> None:
+    f = good["flac"]
+    if channels == 2:  # sides that differ: the mix to mono must be ffmpeg's (-3 dB each)
+        f = tmp_path / "stereo.flac"
+        subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(good["flac"]), "-filter_complex",
+                        "[0:a]asplit[a][b];[b]adelay=300,volume=0.6[c];[a][c]join=inputs=2", str(f)],
+                       check=True)
+    out = subprocess.run([sys.executable, "-m", "tagger.analysis.sndfile_child", str(f),
                           str(SAMPLE_RATE)], capture_output=True, check=True).stdout
     fallback = np.frombuffer(out, np.float32)
-    main = decode(good["flac"])
+    main = decode(f)
     assert len(fallback) == len(main)
     assert np.abs(fallback - main).max() < 0.01  # two soxr builds, same signal
 

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from conftest import ffmpeg_encode, music_like
 
+from tagger.analysis.budget import AdaptiveBudget
 from tagger.analysis.config import EngineConfig
 from tagger.analysis.decode import decode
 from tagger.analysis.extract import extract_windows
@@ -54,14 +55,20 @@ def test_streamed_log_mel_equals_the_whole_signals(seconds: float, chunk: int) -
 
 def test_budget_mode_seeks_over_the_whole_of_a_long_file(long_files: dict[str, Path]) -> None:
     """It used to decode the first hour in full (3.5 GB) once a file declared an hour or more."""
-    tw = extract_windows(long_files["mp3"], EngineConfig())
+    tw = extract_windows(long_files["mp3"], EngineConfig(budget=24))
     assert tw.seeked and tw.windows.shape == (24, N_FRAMES, 96)
     assert abs(tw.seconds - HOURS_3) < 60
+    # The adaptive default: its first stage, spread over all three hours; later stages seek.
+    tw = extract_windows(long_files["mp3"], EngineConfig())
+    rule = AdaptiveBudget()
+    assert tw.seeked and tw.windows.shape == (rule.first, N_FRAMES, 96) and tw.spare is None
+    assert tw.count > 3600 and max(tw.starts) - min(tw.starts) > HOURS_3 / 2
 
 
-@pytest.mark.parametrize("budget", [None, 24], ids=["all-windows", "unknown-length"])
-def test_a_full_decode_is_capped_and_never_holds_the_audio(long_files: dict[str, Path],
-                                                           budget: int | None) -> None:
+@pytest.mark.parametrize("budget", [None, 24, AdaptiveBudget()],
+                         ids=["all-windows", "unknown-length", "unknown-length-adaptive"])
+def test_a_full_decode_is_capped_and_never_holds_the_audio(
+        long_files: dict[str, Path], budget: int | AdaptiveBudget | None) -> None:
     """``--budget all``, and budget mode on a file whose length is unknown (Matroska), decode in
     full: only ``max_seconds`` of it, streamed into log-mel frames (3/8 of the audio's size) so the
     decoded audio is never in memory at once. tracemalloc sees numpy's buffers exactly."""
@@ -74,7 +81,12 @@ def test_a_full_decode_is_capped_and_never_holds_the_audio(long_files: dict[str,
         tracemalloc.stop()
     assert not tw.seeked and tw.seconds == cap
     every = len(plan_windows(int(cap * SAMPLE_RATE)).starts)  # 401 windows of 2.992 s
-    assert tw.windows.shape == (every if budget is None else budget, N_FRAMES, 96)
+    if isinstance(budget, AdaptiveBudget):
+        # The first stage, and only the windows later stages may take (not the frames).
+        assert tw.windows.shape == (budget.first, N_FRAMES, 96) and tw.count == every
+        assert tw.spare is not None and len(tw.spare) == budget.cap - budget.first
+    else:
+        assert tw.windows.shape == (every if budget is None else budget, N_FRAMES, 96)
     audio_bytes = cap * SAMPLE_RATE * 4
     assert peak < audio_bytes, f"{peak / 2**20:.0f} MiB traced for {audio_bytes / 2**20:.0f} MiB of audio"
 

@@ -99,3 +99,80 @@ def test_jax_backend_gives_the_same_scores(reference) -> None:  # type: ignore[n
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True)
     assert float(out.stdout.strip().splitlines()[-1]) < 1e-4
+
+
+# --- the CPU runtime: the same networks as an ONNX graph, compiled by OpenVINO -------------
+
+
+@pytest.fixture(scope="module")
+def openvino_f32():  # type: ignore[no-untyped-def]
+    from tagger.analysis.model.runner import OpenVinoScorer
+
+    return OpenVinoScorer("musicnn", features=True, precision="float32")
+
+
+def test_openvino_float32_reproduces_the_original_and_the_keras_features(
+        openvino_f32, window_model, reference) -> None:  # type: ignore[no-untyped-def]
+    from tagger.analysis.model.weights import load_window_model
+
+    got = openvino_f32.score_with_features(reference["inputs"])
+    expected = np.concatenate([reference["msd"], reference["mtt"]], axis=1)
+    assert np.abs(got[:, :100] - expected).max() < 1e-4
+    keras_features = np.asarray(load_window_model("musicnn", features=True)
+                                .predict_on_batch(reference["inputs"])[1])
+    assert got.shape[1] - 100 == keras_features.shape[1] == 2 * 1506
+    assert np.abs(got[:, 100:] - keras_features).max() < 1e-3 * np.abs(keras_features).max()
+
+
+def test_bfloat16_keeps_the_answer(openvino_f32, reference) -> None:  # type: ignore[no-untyped-def]
+    from tagger.analysis.model.runner import OpenVinoScorer, native_bfloat16
+
+    if not native_bfloat16():
+        with pytest.raises(RuntimeError, match="bfloat16"):
+            OpenVinoScorer("musicnn", precision="bfloat16")
+        pytest.skip("this CPU has no native bfloat16: auto runs float32")
+    bf16 = OpenVinoScorer("musicnn", precision="bfloat16")
+    rng = np.random.default_rng(5)
+    # The recorded windows and mixtures of them: 40 windows of real-looking input.
+    mix = rng.dirichlet(np.ones(len(reference["inputs"])), size=30).astype(np.float32)
+    windows = np.concatenate([reference["inputs"],
+                              np.einsum("ki,ift->kft", mix, reference["inputs"])])
+    a, b = openvino_f32.score(windows), bf16.score(windows)
+    assert np.abs(a - b).max() < 0.05  # measured 0.008 on the recorded windows
+    assert (a.argmax(axis=1) == b.argmax(axis=1)).mean() >= 0.95
+    song_a, song_b = a.mean(axis=0), b.mean(axis=0)
+    assert np.abs(song_a - song_b).max() < 0.01
+
+
+def test_the_graph_holds_standard_operators_only() -> None:
+    import onnx
+
+    from tagger.analysis.model.graph import build_graph
+
+    graph = onnx.load_from_string(build_graph("musicnn")).graph
+    kinds = {n.op_type for n in graph.node}
+    assert kinds <= {"Unsqueeze", "Mul", "Add", "Pad", "Conv", "Relu", "ReduceMax", "ReduceMean",
+                     "Concat", "Flatten", "Gemm", "Sigmoid", "Identity"}, kinds
+    assert all(n.domain in ("", "ai.onnx") for n in graph.node)
+    # Every weight is in, batch norms folded to a scale and a shift (4 arrays -> 2); the rest
+    # are a few axes and paddings.
+    expected = 0
+    for net in ("msd", "mtt"):
+        with np.load(weights_path(net), allow_pickle=False) as f:
+            expected += sum(f[k].size // (2 if "_bn/" in k else 1) for k in f.files)
+    got = sum(int(np.prod(t.dims)) for t in graph.initializer)
+    assert expected <= got < expected + 200
+
+
+def test_cpu_analysis_needs_no_deep_learning_framework(tmp_path: Path) -> None:
+    """What `predict` and `scan` import on a CPU: not TensorFlow, Keras or JAX (seconds each)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from tagger.analysis.engine import Engine; "
+            "from tagger.analysis.config import EngineConfig; "
+            "e = Engine(EngineConfig(device='cpu')); print(e.scorer.runtime); "
+            "print(sorted(m for m in ('tensorflow', 'keras', 'jax') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=tmp_path).stdout.split("\n")
+    assert out[0].startswith("openvino ") and out[1] == "[]"

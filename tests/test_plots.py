@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -51,15 +52,17 @@ def test_show_plot_from_the_cache(scanned: tuple[Path, Path], tmp_path: Path) ->
     out = tmp_path / "t0.png"
     r = run_cli("show", str(track), "--plot", str(out), "--db", f"sqlite:///{db}", "--config", str(config))
     assert r.returncode == 0, r.stderr
-    assert "8 windows, scores from the cache" in r.stdout
+    # The adaptive budget took 6 to 8 of its 8 windows, in its own order: drawn in time order.
+    n = int(re.search(r"(\d+) windows, scores from the cache", r.stdout).group(1))  # type: ignore[union-attr]
+    assert 6 <= n <= 8
     drawn = series(out)
     chosen, scores = cached(db, track)
     assert drawn["kind"] == "timeline" and drawn["chosen"] == chosen and drawn["threshold"] == 0.01
-    assert len(drawn["times"]) == 8 and drawn["times"] == sorted(drawn["times"])
+    assert len(drawn["times"]) == n and drawn["times"] == sorted(drawn["times"])
     assert 0 < drawn["times"][0] < 3 and 20 < drawn["times"][-1] < 24.5  # window centres, seconds
     assert list(drawn["series"])[:len(chosen)] == chosen and len(drawn["series"]) == 6
     for genre, ys in drawn["series"].items():
-        assert len(ys) == 8 and all(0 <= y <= 1 for y in ys)
+        assert len(ys) == n and all(0 <= y <= 1 for y in ys)
         # The song's score is a mean over these windows (per tag): never above the best one.
         assert scores[genre] <= max(ys) + 0.01, genre
 

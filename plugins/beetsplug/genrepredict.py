@@ -67,7 +67,8 @@ class GenrePredictPlugin(BeetsPlugin):
             "min_confidence": d.min_confidence,  # abstain below this
             "model": d.model,
             "device": d.device,
-            "budget": d.budget,  # windows per track; 0 for every window
+            "budget": d.budget,  # windows per track: auto, a number, or 0 for every window
+            "precision": d.precision,  # auto: bfloat16 where the CPU has it natively
             "batch_size": d.batch_size,  # 0: the device's default
             "jobs": d.jobs,  # 0: up to 4 CPUs
             "cache_db": d.database,  # genre-tagger's cache URL; empty: its default (shared with scan)
@@ -89,7 +90,8 @@ class GenrePredictPlugin(BeetsPlugin):
         from tagger.settings import ConfigError, build_settings
 
         keys = {"count": "top_k", "min_confidence": "min_confidence", "model": "model",
-                "device": "device", "budget": "budget", "batch_size": "batch_size", "jobs": "jobs",
+                "device": "device", "precision": "precision", "budget": "budget",
+                "batch_size": "batch_size", "jobs": "jobs",
                 "cache_db": "database"}
         values = {ours: self.config[theirs].get() for theirs, ours in keys.items()}
         where = {ours: f"beets config genrepredict.{theirs}" for theirs, ours in keys.items()}

@@ -5,26 +5,31 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from tagger.analysis.budget import AdaptiveBudget
 from tagger.analysis.model.catalog import DEFAULT_MODEL
-from tagger.analysis.model.runner import Device
+from tagger.analysis.model.runner import Device, Precision
 from tagger.analysis.taxonomy import Selection
 
-#: Windows analysed per track in budget mode. Chosen from bench/bench_engine.py: see README.
-DEFAULT_BUDGET = 24
+#: ``--budget N``'s old default, and what a trained model gets (its head decides, not the
+#: base model's genre scores that the adaptive rule reads).
+FIXED_BUDGET = 24
 
 
 @dataclass(frozen=True)
 class EngineConfig:
     model: str = DEFAULT_MODEL
     device: Device = "auto"
+    #: Arithmetic on the CPU: ``auto`` is bfloat16 where the CPU has it natively.
+    precision: Precision = "auto"
     #: Windows per model call; None picks a measured default for the device.
     batch_size: int | None = None
     #: Files decoded in parallel (decoders are child processes; threads just wait on them).
     jobs: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
     #: Frames between window starts; 187 (3 s) is musicnn's default: no overlap.
     window_hop: int = 187
-    #: At most this many windows per track, spread evenly; None analyses every window.
-    budget: int | None = DEFAULT_BUDGET
+    #: Which windows of a track are analysed: the adaptive rule (as few as settle the top
+    #: genre), a fixed number spread evenly, or None: every window.
+    budget: AdaptiveBudget | int | None = field(default_factory=AdaptiveBudget)
     decode_timeout: float = 120.0
     #: Full-mode decodes stop after this much audio, so a 10-hour file cannot exhaust memory.
     max_seconds: float = 3600.0

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import errno
 import functools
+import json
+import logging
 import math
 import os
 import re
@@ -23,6 +25,7 @@ import stat
 import subprocess
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -51,6 +54,7 @@ TRUNCATION_RATIO = 0.9
 #: ...and only when this many seconds are missing: codec delay and padding (up to ~0.2 s at low
 #: sample rates) must never make a whole file look truncated ("0.1 s of the declared 0.1 s").
 TRUNCATION_SLACK = 0.5
+log = logging.getLogger(__name__)
 _RESAMPLE = f"aresample={SAMPLE_RATE}:resampler=soxr,aformat=sample_fmts=flt:channel_layouts=mono"
 _DECODE_ERRORS = ("Error while decoding", "Invalid data", "invalid residual", "decode_frame")
 SNDFILE_EXTENSIONS = {".ogg", ".oga", ".flac", ".wav", ".aif", ".aiff", ".mp3", ".opus"}
@@ -573,17 +577,131 @@ def decode(path: str | Path, timeout: float = 120.0, max_seconds: float = 3600.0
     return np.concatenate(chunks).astype(np.float32, copy=False)
 
 
-def decode_segments(path: str | Path, segments: list[tuple[int, int]],
-                    timeout: float = 60.0) -> list[Float32Array] | None:
-    """Decode only ``(first sample, count)`` segments (16 kHz samples) in one ffmpeg call.
+class SegmentReader:
+    """Long-lived libsndfile children (:mod:`tagger.analysis.segment_server`) that decode the
+    segments of the analysis windows: at most one per decoding thread, started by :meth:`warm`
+    or on first use.
 
-    Returns one array of ``count`` samples per segment (a first segment that starts before 0 is
-    reflect-padded, a last one that runs past the end is zero-padded), or ``None`` when the
-    result cannot be trusted (a short read inside the file): callers then decode in full, which
-    reports truncation properly.
+    Only for files whose content libsndfile reads; any trouble (libsndfile refuses the file, the
+    child crashes, a request outlasts its timeout) gives ``None`` and :func:`decode_segments`
+    asks ffmpeg instead, so every error a person sees is still ffmpeg's, said as before. A child
+    that misbehaved is killed; the next request starts a fresh one. Children end with their
+    standard input: when this process ends, however it ends, they do too.
     """
-    path = Path(path)
-    check_readable(path)
+
+    def __init__(self) -> None:
+        self._idle: list[subprocess.Popen[bytes]] = []
+        self._all: set[subprocess.Popen[bytes]] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+        #: Children started, and requests ffmpeg had to answer instead (for logs and tests).
+        self.started = 0
+        self.fallbacks = 0
+        weakref.finalize(self, _kill_all, self._all)
+
+    def children(self) -> list[int]:
+        """Process ids of the children alive now."""
+        with self._lock:
+            return [p.pid for p in self._all if p.poll() is None]
+
+    def warm(self, n: int) -> None:
+        """Start ``n`` children now, so that they load while the model does (a fifth of a
+        second each, which a one-file ``predict`` would otherwise wait for)."""
+        for _ in range(n):
+            with suppress(OSError):
+                proc = self._start()
+                with self._lock:
+                    self._idle.append(proc)
+
+    def count_fallback(self) -> None:
+        """A request ffmpeg answered instead (a refusal, a dead child, an unusable answer)."""
+        with self._lock:
+            self.fallbacks += 1
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        if self._closed:
+            raise OSError("the segment reader is closed")
+        proc = subprocess.Popen([sys.executable, "-m", "tagger.analysis.segment_server"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        with self._lock:
+            self._all.add(proc)
+            self.started += 1
+        return proc
+
+    def _take(self) -> subprocess.Popen[bytes]:
+        with self._lock:
+            if self._closed:
+                raise OSError("the segment reader is closed")
+            while self._idle:
+                proc = self._idle.pop()
+                if proc.poll() is None:
+                    return proc
+                self._all.discard(proc)
+        return self._start()
+
+    def read(self, path: Path, segments: list[tuple[int, int]], timeout: float) -> bytes | None:
+        """The segments' samples, concatenated as ffmpeg gives them, or None."""
+        try:
+            proc = self._take()
+        except OSError:
+            return None
+        timer = threading.Timer(timeout, _kill, (proc,))
+        timer.start()
+        try:
+            assert proc.stdin is not None and proc.stdout is not None
+            request = {"path": os.fsencode(path).hex(), "rate": SAMPLE_RATE,
+                       "segments": [list(seg) for seg in segments]}
+            proc.stdin.write(json.dumps(request).encode() + b"\n")
+            proc.stdin.flush()
+            answer = json.loads(proc.stdout.readline() or b"null")
+            if not isinstance(answer, dict):
+                raise OSError("the segment decoder ended")
+            if not answer.get("ok"):
+                log.debug("libsndfile on %s: %s; ffmpeg decodes it", path, answer.get("error"))
+                data = None
+            else:
+                size = 4 * sum(int(n) for n in answer["lengths"])
+                data = proc.stdout.read(size)
+                if len(data) != size:
+                    raise OSError("the segment decoder ended mid-answer")
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            log.debug("segment decoder on %s: %s", path, e)
+            _kill(proc)
+            with suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+            with self._lock:
+                self._all.discard(proc)
+            return None
+        finally:
+            timer.cancel()
+        with self._lock:
+            if self._closed:
+                _kill(proc)
+            else:
+                self._idle.append(proc)
+        return data
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            _kill_all(self._all)
+            self._idle.clear()
+
+
+def _kill_all(procs: set[subprocess.Popen[bytes]]) -> None:
+    for proc in list(procs):
+        with suppress(OSError):
+            if proc.stdin:
+                proc.stdin.close()  # a child that is idle ends by itself
+        if proc.poll() is None:  # never signal a process id that may have been reused
+            _kill(proc)
+        with suppress(subprocess.TimeoutExpired, OSError):
+            proc.wait(timeout=5)
+    procs.clear()
+
+
+def _ffmpeg_segments(path: Path, segments: list[tuple[int, int]], timeout: float) -> bytes | None:
     cmd = [_ffmpeg(), "-nostdin", "-hide_banner", "-v", "error"]
     graph = []
     for i, (start, count) in enumerate(segments):
@@ -595,9 +713,46 @@ def decode_segments(path: str | Path, segments: list[tuple[int, int]],
     graph.append(f"{inputs}concat=n={len(segments)}:v=0:a=1[out]")
     cmd += ["-filter_complex", ";".join(graph), "-map", "[out]", "-f", "f32le", "-"]
     out, _, rc = _run(cmd, path, timeout)
-    if rc != 0:
-        return None
-    flat = np.frombuffer(out, dtype=np.float32)
+    return out if rc == 0 else None
+
+
+#: A request to the segment children may take this long at most (ffmpeg still gets the file's
+#: whole timeout after it): a few seconds of audio never need more.
+READER_TIMEOUT = 30.0
+
+
+def decode_segments(path: str | Path, segments: list[tuple[int, int]],
+                    timeout: float = 60.0, reader: SegmentReader | None = None,
+                    ) -> list[Float32Array] | None:
+    """Decode only ``(first sample, count)`` segments (16 kHz samples): with ``reader``'s
+    libsndfile children where the content is a format libsndfile reads, else (or when their
+    answer cannot be used) in one ffmpeg call.
+
+    Returns one array of ``count`` samples per segment, in the order asked (a first segment that
+    starts before 0 is reflect-padded, a last one that runs past the end is zero-padded), or
+    ``None`` when the result cannot be trusted (a short read inside the file): a first stage
+    then decodes in full, which reports truncation properly; a later one keeps what it has.
+    """
+    path = Path(path)
+    check_readable(path)
+    # In time order: only the last segment may run past the end of the audio (a declared length
+    # a little too long), and the pieces come back as one stream.
+    in_time = sorted(range(len(segments)), key=lambda i: segments[i][0])
+    ordered = [segments[i] for i in in_time]
+    if reader is not None and (kind := sniff(path)) is not None and _KINDS[kind].sndfile:
+        data = reader.read(path, ordered, min(timeout, READER_TIMEOUT))
+        pieces = _split(data, ordered) if data is not None else None
+        if pieces is not None:
+            return [pieces[in_time.index(i)] for i in range(len(segments))]
+        reader.count_fallback()
+    data = _ffmpeg_segments(path, ordered, timeout)
+    pieces = _split(data, ordered) if data is not None else None
+    return None if pieces is None else [pieces[in_time.index(i)] for i in range(len(segments))]
+
+
+def _split(data: bytes, segments: list[tuple[int, int]]) -> list[Float32Array] | None:
+    """One decoder's stream of ``segments`` (in time order) cut back into its pieces."""
+    flat = np.frombuffer(data, dtype=np.float32)
     pieces: list[Float32Array] = []
     pos = 0
     for i, (start, count) in enumerate(segments):

@@ -1,6 +1,7 @@
 """A track's stored features: what a trained head needs, kept so nothing is decoded twice.
 
-A track's windows (up to the budget, 24 by default) each give the base model's pooled features
+A track's windows (as many as the budget took: up to 64 with the adaptive default, 24 for a
+trained model) each give the base model's pooled features
 (:data:`tagger.analysis.model.network.FEATURES` per network). Stored as they are, 24 windows of
 both networks take 289 KB in float32; the cache keeps at most :data:`MAX_BYTES` per track. So:
 

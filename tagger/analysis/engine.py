@@ -3,7 +3,9 @@
 Files are decoded in parallel (``jobs`` threads, each waiting on a decoder child process) while
 the model runs in the calling thread, so decoding overlaps inference. The windows of every track
 go into one flat queue that the model drains in fixed-size batches: one call holds windows of
-many tracks, and each track's scores are averaged (MIL) once all its windows are scored.
+many tracks, and each track's scores are averaged (MIL) once all its windows are scored. With
+the adaptive budget a track whose top genre is still open when its windows are scored goes back
+to the decoders for more (:mod:`tagger.analysis.budget`); the others carry on meanwhile.
 Results come back in input order; a file that fails yields a :class:`Failure`, never an
 exception, and the rest carry on. A problem of the machine (no working ffmpeg, out of memory)
 is raised as :class:`tagger.errors.EnvironmentProblem` instead: it is no file's fault.
@@ -16,16 +18,19 @@ import logging
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from tagger.analysis.config import EngineConfig
+from tagger.analysis.budget import AdaptiveBudget
+from tagger.analysis.config import FIXED_BUDGET, EngineConfig
+from tagger.analysis.decode import SegmentReader
 from tagger.analysis.embedding import instances, pack, pack_timeline, unpack
-from tagger.analysis.extract import TrackWindows, extract_windows
+from tagger.analysis.extract import TrackWindows, extract_windows, more_windows
 from tagger.analysis.model.mil import mean_by_track
-from tagger.analysis.model.runner import WindowScorer
+from tagger.analysis.model.runner import window_scorer
 from tagger.analysis.model.trained import (
     TrainedModel,
     chooser_for,
@@ -69,13 +74,23 @@ Result = Prediction | Failure
 
 @dataclass
 class _Track:
-    windows: TrackWindows
+    windows: TrackWindows  # the first stage's (all of them without the adaptive budget)
     scores: list[np.ndarray] = field(default_factory=list)
+    starts: list[float] = field(default_factory=list)
+    queued: int = 0  # windows handed to the queue so far
     scored: int = 0
+    #: No more windows will come: the budget is spent, or the adaptive rule settled it.
+    final: bool = False
+    pending: bool = False  # its next stage is being decoded
+
+    @property
+    def idle(self) -> bool:
+        """Every window handed in is scored (the adaptive rule may look at it now)."""
+        return self.scored == self.queued
 
     @property
     def done(self) -> bool:
-        return self.scored == len(self.windows.windows)
+        return self.final and self.idle
 
 
 class WindowQueue:
@@ -92,14 +107,28 @@ class WindowQueue:
         self._waiting: deque[tuple[_Track, np.ndarray]] = deque()
         self._queued = 0
 
-    def add(self, item: TrackWindows | Failure) -> None:
+    def add(self, item: TrackWindows | Failure, final: bool = True) -> _Track | None:
         if isinstance(item, Failure):
             self._order.append(item)
-            return
-        track = _Track(item)
+            return None
+        track = _Track(item, final=final)
         self._order.append(track)
-        self._waiting.append((track, item.windows))
-        self._queued += len(item.windows)
+        self.extend(track, item)
+        return track
+
+    def extend(self, track: _Track, more: TrackWindows) -> None:
+        """More windows of a track already in the queue (the adaptive budget's next stage)."""
+        track.starts.extend(more.starts)
+        track.queued += len(more.windows)
+        if len(more.windows):
+            self._waiting.append((track, more.windows))
+            self._queued += len(more.windows)
+
+    def open(self) -> Iterator[_Track]:
+        """Tracks whose scored windows leave the adaptive rule something to decide."""
+        for item in self._order:
+            if isinstance(item, _Track) and not item.final and not item.pending and item.idle:
+                yield item
 
     def batches(self, final: bool) -> Iterator[tuple[np.ndarray, list[tuple[_Track, int]]]]:
         """Full batches (and, when ``final``, the last partial one): the windows, and which
@@ -134,6 +163,22 @@ class WindowQueue:
             yield self._order.popleft()
 
 
+def _raise_if_machine(path: str, e: Exception) -> None:
+    """Raise a problem of the machine (no decoder, out of memory or descriptors) as such: it
+    would fail every file alike, and must never be recorded against this one."""
+    if isinstance(e, EnvironmentProblem):
+        raise e
+    if isinstance(e, MemoryError):
+        raise EnvironmentProblem(f"out of memory while analysing {path}") from None
+    if isinstance(e, OSError) and e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOMEM,
+                                               errno.EAGAIN):
+        raise EnvironmentProblem(f"{e.strerror} while analysing {path}") from None
+
+
+#: What the decoders are doing: a file's first windows, or the next stage of an open track.
+_Job = Future[TrackWindows | Failure] | Future[tuple["_Track", TrackWindows | None]]
+
+
 class Engine:
     """Holds the loaded model; reuse one engine for many files."""
 
@@ -142,8 +187,18 @@ class Engine:
         #: A trained head (``config.model`` is a model file), run on the base model's features.
         self.trained: TrainedModel | None = load(self.config.model) if is_trained(
             self.config.model) else None
+        if self.trained and isinstance(self.config.budget, AdaptiveBudget):
+            # The adaptive rule reads the base model's genre scores; a trained head decides
+            # from features, so it gets a fixed budget (features cached by an adaptive scan
+            # hold the windows that scan took).
+            self.config = replace(self.config, budget=FIXED_BUDGET)
         base = self.trained.base if self.trained else self.config.model
-        self.scorer = WindowScorer(base, self.config.device, self.config.batch_size, features=True)
+        #: Long-lived decoder children for the windows' seeks, shared by the decoding threads.
+        self.reader = SegmentReader()
+        if self.config.budget is not None:
+            self.reader.warm(min(self.config.jobs, 2))
+        self.scorer = window_scorer(base, self.config.device, self.config.batch_size, features=True,
+                                    precision=self.config.precision)
 
     @property
     def model_version(self) -> str:
@@ -156,18 +211,11 @@ class Engine:
         per file (and cached), they would blame sound files for the machine's fault.
         """
         try:
-            return extract_windows(path, self.config)
+            return extract_windows(path, self.config, self.reader)
         except AudioError as e:
             return Failure(e.path, e.code, e.reason)
-        except EnvironmentProblem:
-            raise
-        except MemoryError:
-            raise EnvironmentProblem(f"out of memory while analysing {path}") from None
-        except OSError as e:
-            if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN):
-                raise EnvironmentProblem(f"{e.strerror} while analysing {path}") from None
-            return self._internal(path, e)
         except Exception as e:
+            _raise_if_machine(path, e)
             return self._internal(path, e)
 
     @staticmethod
@@ -178,6 +226,18 @@ class Engine:
                        f"genre-tagger failed unexpectedly on this file ({type(e).__name__}); "
                        "please report it")
 
+    def _safe_more(self, track: _Track, n: int) -> tuple[_Track, TrackWindows | None]:
+        """The next stage's windows of an open track; None (decide with what it has) when they
+        cannot be had: its first windows were sound, so the file is not failed for it. The
+        machine's own problems are raised, as for a first stage."""
+        path = track.windows.path
+        try:
+            return track, more_windows(track.windows, n, self.config, self.reader)
+        except Exception as e:  # an AudioError (changed under us) or a bug: keep what we have
+            _raise_if_machine(path, e)
+            log.debug("no more windows of %s", path, exc_info=e)
+        return track, None
+
     def predict_paths(self, paths: Iterable[str | Path]) -> Iterator[Result]:
         """Predict every path, yielding results in input order as they complete.
 
@@ -186,28 +246,63 @@ class Engine:
         """
         # Enough decodes in flight to keep the model fed, few enough to bound memory.
         ahead = max(2 * self.config.jobs, 2)
+        rule = self.config.budget if isinstance(self.config.budget, AdaptiveBudget) else None
         windows = WindowQueue(self.scorer.batch_size)
-        inflight: deque[Future[TrackWindows | Failure]] = deque()
+        inflight: deque[_Job] = deque()
         todo = iter(paths)
         pool = ThreadPoolExecutor(self.config.jobs, thread_name_prefix="decode")
         try:
             while True:
-                for path in todo:  # top up the decoders
+                # Top up the decoders, counting the stages of open tracks: a library's worth of
+                # tracks must never wait in memory for their next stage.
+                while len(inflight) < ahead and (path := next(todo, None)) is not None:
                     inflight.append(pool.submit(self._safe_extract, str(path)))
-                    if len(inflight) >= ahead:
-                        break
                 if not inflight:
                     break
-                windows.add(inflight.popleft().result())
+                got = inflight.popleft().result()
+                if isinstance(got, tuple):
+                    track, more = got
+                    track.pending = False
+                    if more is None or not len(more.windows):
+                        track.final = True
+                    else:
+                        track.windows = replace(track.windows, picks=more.picks)
+                        windows.extend(track, more)
+                else:
+                    windows.add(got, final=rule is None or isinstance(got, Failure)
+                                or not got.grid)
                 for batch, owners in windows.batches(final=not inflight):
                     windows.record(self.scorer.score_with_features(batch), owners)
+                if rule is not None:
+                    for track in list(windows.open()):
+                        self._stage(rule, track, pool, inflight)
                 for item in windows.finished():
                     yield item if isinstance(item, Failure) else self._prediction(item)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)  # stop soon after an error or close()
 
+    def _stage(self, rule: AdaptiveBudget, track: _Track, pool: ThreadPoolExecutor,
+               inflight: deque[Any]) -> None:
+        """Settle an idle track, or send it back to the decoders for its next stage."""
+        scores = np.concatenate(track.scores)[:, :len(self.scorer.tags)]
+        if rule.settled(self.scorer.tags, scores, track.windows.count) is not None:
+            track.final = True
+            return
+        n = rule.next_count(len(track.windows.picks), track.windows.count)
+        if n <= len(track.windows.picks):
+            track.final = True
+            return
+        track.pending = True  # not looked at again until its next windows are in
+        inflight.append(pool.submit(self._safe_more, track, n))
+
     def _prediction(self, track: _Track) -> Prediction:
         rows = np.concatenate(track.scores)
+        # In time order: stages add windows between earlier ones, and the features' instances
+        # and the timeline are read in time.
+        in_time = np.argsort(np.asarray(track.starts), kind="stable")
+        if len(in_time) == len(rows):
+            rows = rows[in_time]
+        starts = np.asarray(track.starts, np.float32)[in_time]
         tags = self.scorer.tags
         scores, feats = rows[:, :len(tags)], rows[:, len(tags):]
         song = mean_by_track(scores, [len(scores)])[0]
@@ -227,9 +322,12 @@ class Engine:
             model_version=self.model_version,
             features=stored,
             base_version=self.scorer.version,
-            timeline=pack_timeline(np.asarray(track.windows.starts, np.float32), scores)
-            if len(track.windows.starts) == len(scores) else None,
+            timeline=pack_timeline(starts, scores) if len(starts) == len(scores) else None,
         )
+
+    def close(self) -> None:
+        """End the decoder children now (they also end with this process)."""
+        self.reader.close()
 
     def predict(self, path: str | Path) -> Result:
         """One file (convenience for callers that have just one)."""

@@ -14,6 +14,18 @@ import sys
 import numpy as np
 
 BLOCK = 1 << 16
+#: ffmpeg's stereo-to-mono coefficient (libswresample: each side at 1/sqrt(2)); the main decoder
+#: is ffmpeg, so a file it refuses must come out at the same level.
+STEREO_TO_MONO = 0.5 ** 0.5
+
+
+def downmix(frames: np.ndarray) -> np.ndarray:
+    """(frames, channels) -> mono, as ffmpeg mixes mono and stereo; the mean beyond that."""
+    if frames.shape[1] == 1:
+        return np.ascontiguousarray(frames[:, 0])
+    if frames.shape[1] == 2:
+        return np.asarray((frames[:, 0] + frames[:, 1]) * np.float32(STEREO_TO_MONO))
+    return np.asarray(frames.mean(axis=1, dtype=np.float32))
 
 
 def main() -> int:
@@ -28,7 +40,7 @@ def main() -> int:
         with sf.SoundFile(os.fsencode(path)) as f:
             stream = soxr.ResampleStream(f.samplerate, rate, 1, dtype="float32", quality="HQ")
             for block in f.blocks(BLOCK, dtype="float32", always_2d=True):
-                mono = block.mean(axis=1, dtype=np.float32)
+                mono = downmix(block)
                 res = stream.resample_chunk(mono) if f.samplerate != rate else mono
                 if left is not None:
                     res, left = res[:left], left - len(res)

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from tagger import __version__
-from tagger.analysis.config import EngineConfig
+from tagger.analysis.budget import AdaptiveBudget
+from tagger.analysis.config import FIXED_BUDGET, EngineConfig
 from tagger.analysis.embedding import unpack
 from tagger.analysis.model.catalog import model_version
 from tagger.analysis.model.trained import (
@@ -130,7 +131,12 @@ def features_for(labels: LabelSet, settings: Settings, cache: Cache,
     """The labelled files' bags under the settings' base model (analysing what the cache
     lacks), and that model's name. Files that cannot be analysed are said and left out."""
     base = base_model(settings.model)
-    data = gather(labels, replace(settings.engine_config(), model=base), cache, say)
+    config = replace(settings.engine_config(), model=base)
+    if isinstance(config.budget, AdaptiveBudget):
+        # The adaptive rule stops once the shipped model's top genre is settled; a head learns
+        # from the features, so files analysed for training get the fixed budget.
+        config = replace(config, budget=FIXED_BUDGET)
+    data = gather(labels, config, cache, say)
     for path, reason in data.failures:
         say(f"error {path}: {reason}")
     if data.failures:

@@ -1,16 +1,24 @@
-"""Run the window model on fixed-size batches, on the GPU when one is visible.
+"""Run the window model on fixed-size batches: OpenVINO on a CPU, Keras on a GPU.
 
-Each call has the same shape (the last batch is zero-padded), so the compiled predict function is
-traced once and reused: no ``model.predict`` in a loop, whose per-call set-up leaks memory in
+Each call has the same shape (the last batch is zero-padded), so the compiled function is built
+once and reused: no ``model.predict`` in a loop, whose per-call set-up leaks memory in
 long-running processes.
+
+Why two runtimes: on a CPU, OpenVINO runs the ONNX graph of :mod:`tagger.analysis.model.graph`
+in about a third of a second from a cold start (TensorFlow takes 4-6 s to import) and, where the
+CPU computes bfloat16 natively, 1.5 times as fast as float32 (see ``bench/bench_engine.py``). On
+an NVIDIA GPU the Keras model runs on its backend (JAX or TensorFlow), as before.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -24,6 +32,8 @@ if TYPE_CHECKING:
     import keras
 
 Device = Literal["auto", "cpu", "gpu"]
+#: ``auto``: bfloat16 where the CPU computes it natively (OpenVINO only), else float32.
+Precision = Literal["auto", "float32", "bfloat16"]
 CPU_BATCH = 16  # measured: same per-window speed as 256 on 2 cores, a tenth of the memory
 GPU_BATCH = 256
 
@@ -74,27 +84,27 @@ def gpu_visible() -> bool:
 
 
 class WindowScorer:
-    """Scores (windows, 187, 96) log-mel arrays with one shipped model."""
+    """Scores (windows, 187, 96) log-mel arrays with one shipped model (base class)."""
 
-    def __init__(self, model: str, device: Device = "auto", batch_size: int | None = None,
-                 features: bool = False) -> None:
-        configure_backend(device)
-        from tagger.analysis.model.weights import load_window_model
+    #: What runs the model, for logs and benchmarks: ``openvino bfloat16``, ``keras jax``, ...
+    runtime: str
 
+    def __init__(self, model: str, batch_size: int, features: bool) -> None:
         self.spec = get_model(model)
         self.version = model_version(model)
-        self.on_gpu = device != "cpu" and gpu_visible()
-        if device == "gpu" and not self.on_gpu:
-            raise RuntimeError("--device gpu was asked for, but the backend sees no GPU")
-        self.batch_size = batch_size or (GPU_BATCH if self.on_gpu else CPU_BATCH)
+        self.batch_size = batch_size
         self.features = features
-        self.model: keras.Model = load_window_model(model, features)
         self.feature_dim = FEATURES * len(self.spec.networks) if features else 0
+        self.on_gpu = False
         self._buf = np.zeros((self.batch_size, N_FRAMES, N_MELS), dtype=np.float32)
 
     @property
     def tags(self) -> tuple[str, ...]:
         return self.spec.tags
+
+    def _run(self, batch: npt.NDArray[np.float32]) -> tuple[np.ndarray, np.ndarray | None]:
+        """One full batch: its scores, and its pooled features when asked for."""
+        raise NotImplementedError
 
     def score(self, windows: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """Per-window sigmoid scores, in batches of exactly ``batch_size`` windows."""
@@ -109,10 +119,114 @@ class WindowScorer:
             chunk = windows[i:i + self.batch_size]
             self._buf[:len(chunk)] = chunk
             self._buf[len(chunk):] = 0.0
-            got = self.model.predict_on_batch(self._buf)
-            if self.features:
-                out[i:i + len(chunk), :n_tags] = np.asarray(got[0])[:len(chunk)]
-                out[i:i + len(chunk), n_tags:] = np.asarray(got[1])[:len(chunk)]
-            else:
-                out[i:i + len(chunk)] = np.asarray(got)[:len(chunk)]
+            scores, feats = self._run(self._buf)
+            out[i:i + len(chunk), :n_tags] = scores[:len(chunk)]
+            if self.features and feats is not None:
+                out[i:i + len(chunk), n_tags:] = feats[:len(chunk)]
         return out
+
+
+class KerasScorer(WindowScorer):
+    """The Keras model on its backend: the GPU path, and the reference the tests hold."""
+
+    def __init__(self, model: str, device: Device = "auto", batch_size: int | None = None,
+                 features: bool = False) -> None:
+        configure_backend(device)
+        import keras
+
+        from tagger.analysis.model.weights import load_window_model
+
+        on_gpu = device != "cpu" and gpu_visible()
+        if device == "gpu" and not on_gpu:
+            raise RuntimeError("--device gpu was asked for, but the backend sees no GPU")
+        super().__init__(model, batch_size or (GPU_BATCH if on_gpu else CPU_BATCH), features)
+        self.on_gpu = on_gpu
+        self.runtime = f"keras {keras.backend.backend()} float32"
+        self.model: keras.Model = load_window_model(model, features)
+
+    def _run(self, batch: npt.NDArray[np.float32]) -> tuple[np.ndarray, np.ndarray | None]:
+        got = self.model.predict_on_batch(batch)
+        if self.features:
+            return np.asarray(got[0]), np.asarray(got[1])
+        return np.asarray(got), None
+
+
+def openvino() -> ModuleType:
+    """OpenVINO, without its usage telemetry.
+
+    ``import openvino`` imports its model converter, which starts Intel's telemetry (Google
+    Analytics, on unless a consent file says otherwise; it writes ``~/intel/`` and sends from a
+    child process). genre-tagger never runs that converter and never goes on the network: with
+    ``openvino_telemetry`` made unimportable, OpenVINO falls back to its own no-op stub.
+    """
+    if "openvino" not in sys.modules:
+        sys.modules.setdefault("openvino_telemetry", None)  # type: ignore[arg-type]
+    return importlib.import_module("openvino")
+
+
+def native_bfloat16() -> bool:
+    """Whether OpenVINO finds bfloat16 arithmetic in this CPU (AVX512_BF16, AMX)."""
+    return "BF16" in openvino().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+class OpenVinoScorer(WindowScorer):
+    """The ONNX graph of the same networks, compiled by OpenVINO for this CPU.
+
+    One request at a time on every core (``LATENCY``): measured no slower than one
+    single-threaded stream per core with requests in flight together, while decoding shares
+    the cores, and simpler.
+    """
+
+    def __init__(self, model: str, batch_size: int | None = None, features: bool = False,
+                 precision: Precision = "auto") -> None:
+        from tagger.analysis.model.graph import build_graph
+
+        super().__init__(model, batch_size or CPU_BATCH, features)
+        core = openvino().Core()
+        if precision == "auto":
+            precision = "bfloat16" if native_bfloat16() else "float32"
+        elif precision == "bfloat16" and not native_bfloat16():
+            raise RuntimeError("--precision bfloat16 was asked for, but this CPU does not "
+                               "compute bfloat16 natively (no AVX512_BF16 or AMX)")
+        net = core.read_model(build_graph(model))
+        net.reshape({"logmel": [self.batch_size, N_FRAMES, N_MELS]})
+        self.compiled = core.compile_model(net, "CPU", {
+            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bfloat16" else "f32",
+            "PERFORMANCE_HINT": "LATENCY",
+        })
+        self._request = self.compiled.create_infer_request()
+        self.runtime = f"openvino {precision}"
+        self.precision: Precision = precision
+
+    def _run(self, batch: npt.NDArray[np.float32]) -> tuple[np.ndarray, np.ndarray | None]:
+        got = self._request.infer({0: batch})
+        return got[0], got[1] if self.features else None
+
+
+def _openvino_available() -> bool:
+    try:
+        openvino()
+    except ImportError:
+        return False
+    return True
+
+
+def _nvidia_gpu_present() -> bool:
+    """An NVIDIA driver with a GPU, seen without importing a deep-learning backend (seconds)."""
+    gpus = Path("/proc/driver/nvidia/gpus")
+    return gpus.is_dir() and any(gpus.iterdir())
+
+
+def window_scorer(model: str, device: Device = "auto", batch_size: int | None = None,
+                  features: bool = False, precision: Precision = "auto") -> WindowScorer:
+    """The fastest way to run ``model`` here: Keras on a GPU (asked for, or ``auto`` with an
+    NVIDIA GPU present), else OpenVINO on the CPU (Keras if OpenVINO is not installed)."""
+    if device == "gpu" or (device == "auto" and _nvidia_gpu_present()):
+        keras_scorer = KerasScorer(model, device, batch_size, features)
+        if keras_scorer.on_gpu or not _openvino_available():
+            return keras_scorer
+    if not _openvino_available():
+        if precision == "bfloat16":
+            raise RuntimeError("--precision bfloat16 needs OpenVINO: pip install openvino")
+        return KerasScorer(model, "cpu", batch_size, features)
+    return OpenVinoScorer(model, batch_size, features, precision)

@@ -1,0 +1,76 @@
+"""What runs the model on a CPU, seen from the command a person types.
+
+``predict`` in fresh processes: offline (every socket connect refused and recorded: OpenVINO's
+own usage telemetry, on by default, must never start), without OpenVINO (Keras takes over, same
+answer), and in float32 against the default precision.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ffmpeg_encode, music_like
+
+GUARD = """
+import socket, sys
+_log = {log!r}
+def _refuse(*a, **k):
+    with open(_log, "a") as fh:
+        fh.write(repr(a[1:2]) + "\\n")
+    raise OSError("network access during analysis")
+socket.socket.connect = _refuse
+socket.socket.connect_ex = _refuse
+socket.create_connection = _refuse
+{extra}
+"""
+
+
+def predict(tmp_path: Path, files: list[Path], *args: str, extra: str = "",
+            name: str = "site") -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
+    site = tmp_path / name
+    site.mkdir(exist_ok=True)
+    log = tmp_path / f"{name}-connects.log"
+    (site / "sitecustomize.py").write_text(GUARD.format(log=str(log), extra=extra))
+    home = tmp_path / f"{name}-home"
+    home.mkdir(exist_ok=True)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", HOME=str(home),
+               XDG_CONFIG_HOME=str(tmp_path / "cfg"), XDG_STATE_HOME=str(tmp_path / "state"),
+               PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
+    r = subprocess.run([sys.executable, "-m", "tagger", "predict", "--json", *args,
+                        *map(str, files)], capture_output=True, text=True, env=env, timeout=600)
+    assert not log.exists(), log.read_text()
+    # OpenVINO's telemetry (on by default) writes ~/intel/openvino_ga_cid before it sends.
+    assert not (home / "intel").exists()
+    assert r.returncode == 0, r.stderr
+    return r, json.loads(r.stdout)
+
+
+@pytest.fixture(scope="module")
+def songs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    d = tmp_path_factory.mktemp("runtime")
+    return [ffmpeg_encode(music_like(40.0, seed=s), 44_100, d / f"s{s}.ogg", ["-c:a", "libvorbis"])
+            for s in (11, 12)]
+
+
+def test_analysis_is_offline_and_works_without_openvino(songs: list[Path], tmp_path: Path) -> None:
+    # Every window (13), so that the adaptive rule does not make the runs differ in windows.
+    _, default = predict(tmp_path, songs, "--budget", "all")
+    # A Python where `import openvino` fails (a platform without its wheel): Keras runs the
+    # same networks in float32.
+    _, keras = predict(tmp_path, songs, "--budget", "all", "--precision", "float32",
+                       extra="sys.modules['openvino'] = None", name="no-openvino")
+    _, f32 = predict(tmp_path, songs, "--budget", "all", "--precision", "float32", name="f32")
+    for a, b, c in zip(default, keras, f32):
+        assert a["path"] == b["path"] == c["path"]
+        assert a["windows"] == b["windows"] == c["windows"]
+        # OpenVINO float32 and Keras float32: the same arithmetic to rounding.
+        assert max(abs(b["raw"][k] - c["raw"][k]) for k in b["raw"]) < 2e-4
+        # The default (bfloat16 where the CPU has it) stays close to float32.
+        assert max(abs(a["raw"][k] - c["raw"][k]) for k in a["raw"]) < 0.02
+        assert a["genres"][0]["genre"] == c["genres"][0]["genre"]
