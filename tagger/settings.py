@@ -66,7 +66,7 @@ class Settings:
     device: Device = "auto"
     batch_size: int = 0  # windows per model call; 0: the device's measured default
     jobs: int = 0  # files decoded in parallel; 0: up to 4 CPUs
-    precision: Precision = "auto"  # auto: bfloat16 where the CPU has it natively, else float32
+    precision: Precision = "auto"  # auto: int8 + bfloat16 where the CPU has bfloat16, else float32
     #: Windows per track: auto (as few as settle the top genre), N spread evenly, 0: every
     #: window ("all" on the command line).
     budget: Budget = "auto"

@@ -68,7 +68,7 @@ class GenrePredictPlugin(BeetsPlugin):
             "model": d.model,
             "device": d.device,
             "budget": d.budget,  # windows per track: auto, a number, or 0 for every window
-            "precision": d.precision,  # auto: bfloat16 where the CPU has it natively
+            "precision": d.precision,  # auto: int8 + bfloat16 where the CPU has bfloat16
             "batch_size": d.batch_size,  # 0: the device's default
             "jobs": d.jobs,  # 0: up to 4 CPUs
             "cache_db": d.database,  # genre-tagger's cache URL; empty: its default (shared with scan)

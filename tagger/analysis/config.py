@@ -19,7 +19,7 @@ FIXED_BUDGET = 24
 class EngineConfig:
     model: str = DEFAULT_MODEL
     device: Device = "auto"
-    #: Arithmetic on the CPU: ``auto`` is bfloat16 where the CPU has it natively.
+    #: Arithmetic on the CPU: ``auto`` is int8 + bfloat16 where the CPU has bfloat16 natively.
     precision: Precision = "auto"
     #: Windows per model call; None picks a measured default for the device.
     batch_size: int | None = None

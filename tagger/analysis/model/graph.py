@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     import onnx
 
 OPSET = 18
+#: The top of the log-mel range the int8 inputs cover (``log10(1 + 10000 mel)``; measured up to
+#: 6.82 on 510 windows of real music, 99.99 % of values below 6.4): 7 / 255 per step.
+LOGMEL_MAX = 7.0
 
 
 class _Graph:
@@ -66,10 +69,37 @@ def _bn(g: _Graph, x: str, w: Mapping[str, np.ndarray], layer: str, shape: tuple
                 layer)
 
 
-def _network(g: _Graph, x: str, w: Mapping[str, np.ndarray], num_tags: int) -> tuple[str, str]:
+def _int8(g: _Graph, x: str, kernel: np.ndarray, w: Mapping[str, np.ndarray],
+          part: str) -> tuple[str, str]:
+    """``x`` (the batch-normed log-mel) and a kernel through int8 quantise/dequantise pairs,
+    which OpenVINO runs as an int8 convolution.
+
+    The input's range is known without calibration data: the log-mel is ``[0, LOGMEL_MAX]``
+    and the input batch norm an affine map, so its 8-bit grid is set from the weights (zero,
+    the padding, exact). Weights: symmetric, one scale per output filter.
+    """
+    a = float((w["input_bn/gamma"] / np.sqrt(w["input_bn/moving_variance"] + BN_EPSILON))[0])
+    b = float(w["input_bn/beta"][0] - w["input_bn/moving_mean"][0] * a)
+    step = abs(a) * LOGMEL_MAX / 255
+    zero = int(np.clip(round(-min(b, a * LOGMEL_MAX + b) / step), 0, 255))
+    s, z = g.const("x_scale", np.array(step, np.float32)), g.const("x_zero", np.array(zero, np.uint8))
+    q = g.op("QuantizeLinear", [x, s, z], f"{part}_q")
+    x = g.op("DequantizeLinear", [q, s, z], f"{part}_dq")
+    scales = (np.abs(kernel).reshape(len(kernel), -1).max(axis=1) / 127).astype(np.float32)
+    scales[scales == 0] = 1.0
+    codes = np.clip(np.round(kernel / scales[:, None, None, None]), -127, 127).astype(np.int8)
+    k = g.op("DequantizeLinear", [g.const(f"{part}_codes", codes), g.const("w_scale", scales),
+                                  g.const("w_zero", np.zeros(len(scales), np.int8))],
+             f"{part}_wdq", axis=0)
+    return x, k
+
+
+def _network(g: _Graph, x: str, w: Mapping[str, np.ndarray], num_tags: int,
+             int8: bool = False) -> tuple[str, str]:
     """One musicnn network on ``x`` (windows, 1, 187, 96): its sigmoid scores and pooled features.
 
     Layouts are ONNX's (channels first); every reduction and padding is the Keras network's.
+    With ``int8`` the two timbral convolutions (80 % of the arithmetic) run in int8.
     """
     x = _bn(g, x, w, "input_bn", (1, 1, 1, 1))
     front: list[str] = []
@@ -77,7 +107,8 @@ def _network(g: _Graph, x: str, w: Mapping[str, np.ndarray], num_tags: int) -> t
                   "timbral_pad")
     for part in TIMBRAL_KERNELS:
         kernel = w[f"{part}/kernel"].transpose(3, 2, 0, 1)  # (h, w, in, out) -> (out, in, h, w)
-        y = g.op("Conv", [padded, g.const(part, kernel), g.const(part, w[f"{part}/bias"])], part)
+        inp, k = _int8(g, padded, kernel, w, part) if int8 else (padded, g.const(part, kernel))
+        y = g.op("Conv", [inp, k, g.const(part, w[f"{part}/bias"])], part)
         y = g.op("Relu", [y], part)
         y = _bn(g, y, w, f"{part}_bn", (1, -1, 1, 1))
         front.append(g.op("ReduceMax", [y, g.const("axes", np.array([3], np.int64))], part,
@@ -120,10 +151,10 @@ def _network(g: _Graph, x: str, w: Mapping[str, np.ndarray], num_tags: int) -> t
     return g.op("Sigmoid", [y], "scores"), pooled
 
 
-def build_graph(model: str) -> bytes:
+def build_graph(model: str, int8: bool = False) -> bytes:
     """The serialised ONNX model: ``logmel`` (windows, 187, 96) float32 in; ``scores``
     (windows, tags) and ``features`` (windows, 1506 per network) out, like the Keras model
-    built with ``features=True``."""
+    built with ``features=True``; with ``int8``, its timbral convolutions in int8."""
     from onnx import TensorProto, helper
 
     spec = get_model(model)
@@ -133,7 +164,7 @@ def build_graph(model: str) -> bytes:
     for net in spec.networks:
         with np.load(weights_path(net), allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
-        s, p = _network(g, x, arrays, len(NETWORK_TAGS[net]))
+        s, p = _network(g, x, arrays, len(NETWORK_TAGS[net]), int8)
         scores.append(s)
         pools.append(p)
     outs = [g.op("Concat", scores, "scores", axis=1) if len(scores) > 1 else scores[0],

@@ -6,7 +6,8 @@ long-running processes.
 
 Why two runtimes: on a CPU, OpenVINO runs the ONNX graph of :mod:`tagger.analysis.model.graph`
 in about a third of a second from a cold start (TensorFlow takes 4-6 s to import) and, where the
-CPU computes bfloat16 natively, 1.5 times as fast as float32 (see ``bench/bench_engine.py``). On
+CPU computes bfloat16 natively, with int8 timbral convolutions and bfloat16 elsewhere, 1.9 times
+as fast as float32 (see ``bench/bench_engine.py``). On
 an NVIDIA GPU the Keras model runs on its backend (JAX or TensorFlow), as before.
 """
 
@@ -32,8 +33,9 @@ if TYPE_CHECKING:
     import keras
 
 Device = Literal["auto", "cpu", "gpu"]
-#: ``auto``: bfloat16 where the CPU computes it natively (OpenVINO only), else float32.
-Precision = Literal["auto", "float32", "bfloat16"]
+#: ``auto``: where the CPU computes bfloat16 natively (OpenVINO only), ``int8``; else float32.
+#: ``int8``: the timbral convolutions in int8, the rest in bfloat16 where native, else float32.
+Precision = Literal["auto", "float32", "bfloat16", "int8"]
 CPU_BATCH = 16  # measured: same per-window speed as 256 on 2 cores, a tenth of the memory
 GPU_BATCH = 256
 
@@ -183,19 +185,20 @@ class OpenVinoScorer(WindowScorer):
 
         super().__init__(model, batch_size or CPU_BATCH, features)
         core = openvino().Core()
+        bf16 = native_bfloat16()
         if precision == "auto":
-            precision = "bfloat16" if native_bfloat16() else "float32"
-        elif precision == "bfloat16" and not native_bfloat16():
+            precision = "int8" if bf16 else "float32"
+        elif precision == "bfloat16" and not bf16:
             raise RuntimeError("--precision bfloat16 was asked for, but this CPU does not "
                                "compute bfloat16 natively (no AVX512_BF16 or AMX)")
-        net = core.read_model(build_graph(model))
+        net = core.read_model(build_graph(model, int8=precision == "int8"))
         net.reshape({"logmel": [self.batch_size, N_FRAMES, N_MELS]})
+        rest = "bf16" if precision == "bfloat16" or (precision == "int8" and bf16) else "f32"
         self.compiled = core.compile_model(net, "CPU", {
-            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bfloat16" else "f32",
-            "PERFORMANCE_HINT": "LATENCY",
-        })
+            "INFERENCE_PRECISION_HINT": rest, "PERFORMANCE_HINT": "LATENCY"})
         self._request = self.compiled.create_infer_request()
-        self.runtime = f"openvino {precision}"
+        self.runtime = f"openvino {precision}" + (
+            f" (the rest {'bfloat16' if rest == 'bf16' else 'float32'})" if precision == "int8" else "")
         self.precision: Precision = precision
 
     def _run(self, batch: npt.NDArray[np.float32]) -> tuple[np.ndarray, np.ndarray | None]:
