@@ -8,7 +8,8 @@
 
 Every row is the wall clock of a fresh process, start-up included: ``genre-tagger predict
 --json`` on all the tracks with the defaults, with ``--budget 24`` (the old default), with
-``--budget all`` (every window: the reference for the top genre) in bfloat16 and float32, and
+``--budget all`` (every window: the reference for the top genre) in the default precision and
+in float32, and
 musicnn 0.1.0's own ``extractor`` for each of its two networks (what our default computes).
 Then ``predict`` on one file, and the model alone per window in each runtime. Timings are
 wall-clock on this machine: run it on a quiet machine and compare only numbers from one run.
@@ -165,7 +166,7 @@ def main() -> None:
                      f"{len(files) / both * 60:.0f}", "every", "", "1.0x"))
     report["musicnn"] = base
 
-    # bfloat16 against float32, every window: the song scores a person's tags come from.
+    # The default precision against float32, every window: the song scores tags come from.
     f32 = {r["path"]: r for r in runs["--budget all --precision float32"][1]}
     diffs = [max(abs(r["raw"][k] - f32[r["path"]]["raw"][k]) for k in r["raw"])
              for r in ref.values() if r["path"] in f32]
@@ -176,14 +177,14 @@ def main() -> None:
     for f in files[:5]:
         one.append(predict([f])[0])
     report["one_file"] = one
-    models = [model_ms(n) for n in ("bfloat16", "float32", "keras")]
+    models = [model_ms(n) for n in ("int8", "bfloat16", "float32", "keras")]
     report["model_ms"] = dict(models)
 
     width = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     print(f"\n{len(files)} real tracks, {minutes:.1f} audio-minutes, {os.cpu_count()} CPUs")
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, width)))
-    print(f"\nbfloat16 vs float32 (every window): song scores differ by at most "
+    print(f"\ndefault precision vs float32 (every window): song scores differ by at most "
           f"{max(diffs):.4f}; top genre the same on {same}/{len(diffs)}")
     print(f"predict on one file (5 files, each a fresh process): median "
           f"{statistics.median(one):.2f} s, max {max(one):.2f} s")
