@@ -152,8 +152,8 @@ def test_the_graph_holds_standard_operators_only(int8: bool) -> None:
 
     graph = onnx.load_from_string(build_graph("musicnn", int8=int8)).graph
     kinds = {n.op_type for n in graph.node}
-    allowed = {"Unsqueeze", "Mul", "Add", "Pad", "Conv", "Relu", "ReduceMax", "ReduceMean",
-               "Concat", "Flatten", "Gemm", "Sigmoid", "Identity"}
+    allowed = {"Unsqueeze", "Mul", "Add", "Pad", "Conv", "Relu", "MaxPool", "Squeeze", "ReduceMax",
+               "ReduceMean", "Concat", "Flatten", "Gemm", "Sigmoid", "Identity"}
     assert kinds <= allowed | ({"QuantizeLinear", "DequantizeLinear"} if int8 else set()), kinds
     assert all(n.domain in ("", "ai.onnx") for n in graph.node)
     # Every weight is in, batch norms folded to a scale and a shift (4 arrays -> 2); the rest

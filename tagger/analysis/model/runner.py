@@ -6,7 +6,7 @@ long-running processes.
 
 Why two runtimes: on a CPU, OpenVINO runs the ONNX graph of :mod:`tagger.analysis.model.graph`
 in about a third of a second from a cold start (TensorFlow takes 4-6 s to import) and, where the
-CPU computes bfloat16 natively, with int8 timbral convolutions and bfloat16 elsewhere, 1.9 times
+CPU computes bfloat16 natively, with int8 timbral convolutions and bfloat16 elsewhere, twice
 as fast as float32 (see ``bench/bench_engine.py``). On
 an NVIDIA GPU the Keras model runs on its backend (JAX or TensorFlow), as before.
 """
