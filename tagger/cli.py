@@ -761,41 +761,56 @@ def watch(roots: tuple[str, ...], config_path: Path | None, **flags: Any) -> Non
 def status(as_json: bool, **kw: Any) -> None:
     """What the daemon is doing: state, queue, throughput, failures, last errors."""
     import datetime
-    import os
+    import socket
     import time
 
-    from tagger.cache.queue import DaemonState, WorkQueue
+    from tagger.cache.queue import DaemonState, WorkQueue, running
 
-    with _open_cache(settings_from(kw).cache_url) as cache:
-        state = DaemonState(cache).get()
+    settings = settings_from(kw)
+    with _open_cache(settings.cache_url) as cache:
+        docs = list(DaemonState(cache).all().values())
         queued = len(WorkQueue(cache))
         summary = cache.summary()
         errors = cache.last_errors(5)
-    pid = state.get("pid")
-    alive = False
-    if pid and state.get("state") == "running":
-        try:
-            os.kill(int(pid), 0)
-            alive = True
-        except (OSError, ValueError):
-            alive = False
-    up = time.time() - state.get("started_at", time.time())
-    info = {"state": ("running" if alive else "not running") if state else "never ran",
-            "pid": pid if alive else None, "roots": state.get("roots", []), "queue": queued,
-            "processed": state.get("processed", 0),
-            "processed_today": state.get("processed_today", 0)
-            if state.get("processed_day") == time.strftime("%Y-%m-%d") else 0,
-            "files_per_minute": round(state.get("processed", 0) / up * 60, 2) if alive and up > 0 else None,
-            "failures": summary["failures"], "last_errors": errors}
+    now = time.time()
+    # A daemon on another machine (a shared PostgreSQL cache) is alive while it keeps publishing.
+    live = [d for d in docs if running(d, now, max(180.0, 3 * settings.status_seconds))]
+    here = socket.gethostname()
+    today = time.strftime("%Y-%m-%d")
+    daemons = [{"host": d["host"], "pid": d["pid"], "roots": d.get("roots", []),
+                "up_seconds": int(now - d.get("started_at", now)), "processed": d.get("processed", 0),
+                "files_per_minute": round(d.get("processed", 0) / max(now - d.get("started_at", now),
+                                                                       1e-9) * 60, 2)}
+               for d in live]
+    info = {"state": "running" if live else "not running" if docs else "never ran",
+            "pid": daemons[0]["pid"] if daemons else None,
+            "roots": sorted({r for d in daemons for r in d["roots"]})
+            or (docs[0].get("roots", []) if docs else []), "queue": queued,
+            "processed": sum(d["processed"] for d in daemons),
+            # every run of today, on every machine, killed ones too
+            "processed_today": sum(d.get("processed_today", 0) for d in docs
+                                   if d.get("processed_day") == today),
+            "files_per_minute": round(sum(d["files_per_minute"] for d in daemons), 2)
+            if daemons else None,
+            "daemons": daemons, "failures": summary["failures"], "last_errors": errors}
     if as_json:
         click.echo(as_json_text(info))
         return
-    click.echo(f"daemon: {info['state']}" + (f" (pid {pid}, up {datetime.timedelta(seconds=int(up))})"
-                                             if alive else ""))
+
+    def who(d: dict[str, Any]) -> str:
+        where = "" if d["host"] == here else f"on {d['host']}, "
+        return f"({where}pid {d['pid']}, up {datetime.timedelta(seconds=d['up_seconds'])})"
+
+    if len(daemons) > 1:
+        click.echo(f"daemons: {len(daemons)} running")
+        for d in daemons:
+            click.echo(f"  {who(d)}: {d['processed']} processed, {d['files_per_minute']} files/min")
+    else:
+        click.echo(f"daemon: {info['state']}" + (f" {who(daemons[0])}" if daemons else ""))
     if info["roots"]:
         click.echo(f"watching: {', '.join(display(r) for r in info['roots'])}")
     click.echo(f"queue: {queued} files; processed today: {info['processed_today']}"
-               + (f"; {info['files_per_minute']} files/min since start" if alive else ""))
+               + (f"; {info['files_per_minute']} files/min since start" if daemons else ""))
     if summary["failures"]:
         click.echo("failures: " + ", ".join(f"{k} {v}" for k, v in summary["failures"].items()))
     for e in errors:

@@ -64,3 +64,23 @@ def engine_full() -> Iterator[object]:
     from tagger.analysis.engine import Engine
 
     yield Engine(EngineConfig(budget=None, device="cpu"))
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[object]:
+    """A real PostgreSQL server for the session (tests/pgserver.py)."""
+    from pgserver import INSTALL_HINT, postgres_server
+
+    try:
+        with postgres_server() as server:
+            yield server
+    except RuntimeError as e:
+        pytest.fail(f"{e}\n{INSTALL_HINT}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty cache database of each kind the cache supports."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'cache.sqlite'}"
+    return str(request.getfixturevalue("postgres").database())

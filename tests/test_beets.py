@@ -127,3 +127,15 @@ def test_the_genre_map_in_beets_config(beets) -> None:  # type: ignore[no-untype
     configure(tmp, {}, {**base, "genres": "{exclude: [Rokc]}"})
     bad = beet("genre-predict", "-f", ok=False)
     assert bad.returncode != 0 and "did you mean 'Rock'" in bad.stderr
+
+
+def test_the_plugins_cache_on_postgresql(beets, postgres) -> None:  # type: ignore[no-untyped-def]
+    """``cache_db`` naming a PostgreSQL server (the cache several machines share)."""
+    url = postgres.database()
+    beet = runner(configure(beets["tmp"], {}, {"cache_db": url, "min_confidence": 0.01,
+                                               "device": "cpu"}), timeout=600)
+    out = beet("-v", "import", str(beets["src"]))
+    assert "genrepredict: 3 analysed, 0 from the genre-tagger cache, 0 failed" in out.stderr
+    again = beet("-v", "genre-predict", "-f")
+    assert "0 analysed, 3 from the genre-tagger cache" in again.stderr
+    assert len([r for r in beets["rows"]() if r[1]]) == 3

@@ -66,14 +66,18 @@ def _no_daemon_left_behind() -> Iterator[None]:
 
 
 class Daemon:
-    def __init__(self, root: Path, db: Path, log: Path, *extra: str, caps_dropped: bool = False) -> None:
-        args = [sys.executable, "-m", "tagger", "watch", str(root), "--db", f"sqlite:///{db}",
+    def __init__(self, root: Path, db: Path, log: Path, *extra: str, caps_dropped: bool = False,
+                 url: str | None = None, env: dict[str, str] | None = None) -> None:
+        """``url``: another cache database than the SQLite file ``db`` (PostgreSQL); ``env``:
+        settings (``GENRE_TAGGER_*``)."""
+        args = [sys.executable, "-m", "tagger", "watch", str(root), "--db", url or f"sqlite:///{db}",
                 "--settle", "0.5", "--device", "cpu", *extra]
         if caps_dropped and os.geteuid() == 0:
             caps = "-dac_override,-dac_read_search"
             args = ["setpriv", f"--inh-caps={caps}", f"--bounding-set={caps}", *args]
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO),
-                   GENRE_TAGGER_MIN_CONFIDENCE="0.01", XDG_CONFIG_HOME=str(db.parent / "no-config"))
+                   GENRE_TAGGER_MIN_CONFIDENCE="0.01", XDG_CONFIG_HOME=str(db.parent / "no-config"),
+                   **(env or {}))
         self.log = log
         with open(log, "ab") as out:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -281,8 +285,8 @@ def test_schema_v1_database_is_migrated(tmp_path: Path) -> None:
     con.close()
     with Cache(f"sqlite:///{db}") as c:
         # v1 -> v2 (queue, daemon, analyses) -> v3 (write intents) -> v4 (stored features)
-        # -> v5 (album keys, window timelines)
-        assert c.schema_version == 5
+        # -> v5 (album keys, window timelines) -> v6 (queue claims, one state per daemon)
+        assert c.schema_version == 6
         assert c.count_features("any") == 0
         row = c.get("/m/a.flac")
         assert row is not None and row.analyses == 1 and row.album_key is None  # kept, not dropped
@@ -317,3 +321,49 @@ def test_files_analysed_but_not_yet_tagged_are_finished_after_a_restart(lib) -> 
     assert wait_until(lambda: len(tagged(db)) == 3, 120), log.read_text()
     assert d.stop() == 0
     assert set(tagged(db).values()) == {1}  # finished from the cache, not analysed again
+
+
+def pg_query(url: str, statement: str) -> list[tuple]:  # type: ignore[type-arg]
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(statement))]
+    finally:
+        engine.dispose()
+
+
+def test_daemons_sharing_a_postgresql_queue_analyse_each_file_once(lib, postgres) -> None:  # type: ignore[no-untyped-def]
+    """Two daemons, one PostgreSQL cache and queue, the same folder: each file analysed and
+    tagged once, the work shared; ``status`` shows both; one killed with files claimed, a third
+    started on this machine takes them over at once, and still nothing is analysed twice."""
+    root, db, log = lib
+    url = postgres.database()
+    for i in range(20):
+        (root / f"t{i:02d}.wav").write_bytes(wav_bytes(3000 + i))
+    settings = {"GENRE_TAGGER_BATCH_FILES": "2", "GENRE_TAGGER_STATUS_SECONDS": "1"}
+
+    def done() -> dict[str, int]:
+        return dict(pg_query(url, "SELECT path, analyses FROM tracks WHERE genres_written IS NOT NULL"))
+
+    a = Daemon(root, db, log, url=url, env=settings)
+    b = Daemon(root, db, log.with_name("b.log"), url=url, env=settings)
+    assert wait_until(lambda: len(done()) >= 6, 180), log.read_text()[-2000:]
+    status = subprocess.run([sys.executable, "-m", "tagger", "status", "--db", url, "--json"],
+                            capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    info = json.loads(status.stdout)
+    assert info["state"] == "running" and {d["pid"] for d in info["daemons"]} == {a.proc.pid, b.proc.pid}
+    # a killed with files claimed: they must not wait for the lease (15 minutes)
+    holds_claims = f"SELECT count(*) FROM queue WHERE claimed_by LIKE '%:{a.proc.pid}:%'"
+    assert wait_until(lambda: pg_query(url, holds_claims)[0][0] > 0, 60)
+    a.proc.send_signal(signal.SIGKILL)
+    a.proc.wait()
+    c = Daemon(root, db, log.with_name("c.log"), url=url, env=settings)
+    assert wait_until(lambda: len(done()) == 20, 240), log.with_name("c.log").read_text()[-2000:]
+    assert set(done().values()) == {1}  # none analysed twice
+    assert pg_query(url, "SELECT count(*) FROM queue") == [(0,)]
+    per_daemon = {json.loads(s)["pid"]: json.loads(s).get("processed", 0)
+                  for (s,) in pg_query(url, "SELECT state FROM daemons")}
+    assert sum(1 for n in per_daemon.values() if n) >= 2, per_daemon  # the work was shared
+    assert b.stop() == 0 and c.stop() == 0

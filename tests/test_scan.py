@@ -205,8 +205,9 @@ def test_policy_table() -> None:
     assert decide([], [], "overwrite").why == "abstain"
 
 
-def test_scan_cli_end_to_end(library: Path, tmp_path: Path) -> None:
-    db = f"sqlite:///{tmp_path / 'cli.sqlite'}"
+def test_scan_cli_end_to_end(library: Path, tmp_path: Path, db_url: str) -> None:
+    """Every command that takes ``--db``, on SQLite and on a PostgreSQL server."""
+    db = db_url
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 
     def cli(*a: str) -> subprocess.CompletedProcess[str]:

@@ -1,49 +1,125 @@
 """The daemon's work queue and published state, in the cache database: a kill -9 at any moment
-loses nothing.
+loses nothing, and several daemons (on several machines, sharing a PostgreSQL cache) may share
+one queue without analysing a file twice.
 
 A path leaves the queue only after its outcome is in the cache; after a crash the batch that was
 in flight is simply taken again, and the cache's stat check makes that free for files finished
-just before the crash. Plain SQLAlchemy Core (update, else insert), so every database the cache
-takes works, not only SQLite.
+just before the crash. A daemon *claims* what it takes (one statement: ``UPDATE ... WHERE path
+IN (SELECT ... FOR UPDATE SKIP LOCKED)`` on PostgreSQL, so two daemons never wait on, or take,
+the same rows); a claim is renewed as the daemon works and lapses after :data:`LEASE` seconds
+without renewal (a daemon that died), or at once when a daemon on the same machine finds its
+process gone.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 
-from tagger.cache.schema import daemon, queue
-from tagger.cache.store import Cache, decode_path, encode_path
+from tagger.cache.schema import daemons, queue
+from tagger.cache.store import Cache, decode_path, encode_path, put_row
 
 #: Backoff for transient errors (a locked or changing file): 30 s, 1, 2, 4 ... up to 1 h.
 BACKOFF_BASE = 30.0
 BACKOFF_MAX = 3600.0
 MAX_ATTEMPTS = 8
+#: A claim not renewed for this long is free again (renewed after every file; a batch's longest
+#: file takes seconds to a minute).
+LEASE = 900.0
+
+
+def daemon_id(started: float | None = None) -> str:
+    """``host:pid:start``: unique per daemon run, and says where to look whether it still runs."""
+    return f"{socket.gethostname()}:{os.getpid()}:{int(started if started is not None else time.time())}"
+
+
+def _gone(owner: str) -> bool:
+    """A claim's daemon ran on this machine and its process is gone (a pid reused by another
+    process keeps the claim until its lease ends: late, never twice)."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def running(doc: dict[str, Any], now: float, stale: float) -> bool:
+    """Whether a published daemon (a :meth:`DaemonState.all` document) still runs: on this
+    machine its process is asked; on another, its heartbeat must be fresher than ``stale`` s."""
+    if doc.get("state") != "running":
+        return False
+    if doc.get("host") == socket.gethostname():
+        try:
+            os.kill(int(doc.get("pid", 0)), 0)
+        except (ProcessLookupError, ValueError):
+            return False
+        except OSError:  # another user's process (a system service): it exists
+            return True
+        return True
+    return now - float(doc.get("heartbeat") or 0.0) < stale
 
 
 class WorkQueue:
-    def __init__(self, cache: Cache) -> None:
+    def __init__(self, cache: Cache, owner: str | None = None) -> None:
         self.cache = cache
+        #: Who claims what :meth:`take` returns (the daemon's :func:`daemon_id`).
+        self.owner = owner or daemon_id()
 
     def put(self, path: str, reason: str) -> None:
         """Queue ``path`` (again): a path is in the queue at most once. Queued again (it changed
         and settled since), a path backing off is due at once; its attempts still count."""
-        stored = encode_path(path)
         with self.cache.engine.begin() as conn:
-            if conn.execute(update(queue).where(queue.c.path == stored).values(not_before=0.0)).rowcount:
-                return
-            conn.execute(insert(queue).values(path=stored, reason=reason, enqueued_at=time.time(),
-                                              not_before=0.0, attempts=0))
+            put_row(conn, queue, {"path": encode_path(path)}, {"not_before": 0.0},
+                    {"reason": reason, "enqueued_at": time.time(), "attempts": 0})
 
     def take(self, limit: int) -> list[str]:
-        """The oldest due paths (they stay queued until :meth:`done`)."""
-        q = (select(queue.c.path).where(queue.c.not_before <= time.time())
-             .order_by(queue.c.enqueued_at).limit(limit))
-        with self.cache.engine.connect() as conn:
-            return [decode_path(p) for p in conn.execute(q).scalars()]
+        """Claim the oldest due paths that no other daemon holds, oldest first. They stay
+        queued (and claimed) until :meth:`done`, :meth:`retry_later` or :meth:`later`."""
+        now = time.time()
+        free = or_(queue.c.claimed_by.is_(None), queue.c.claimed_by == self.owner,
+                   queue.c.claimed_at < now - LEASE)
+        due = (select(queue.c.path).where(queue.c.not_before <= now, free)
+               .order_by(queue.c.enqueued_at, queue.c.path).limit(limit)
+               .with_for_update(skip_locked=True))  # PostgreSQL; SQLite has one writer anyway
+        claim = (update(queue).where(queue.c.path.in_(due.scalar_subquery()), free)
+                 .values(claimed_by=self.owner, claimed_at=now))
+        with self.cache.engine.begin() as conn:
+            if conn.dialect.update_returning:
+                got = conn.execute(claim.returning(queue.c.path, queue.c.enqueued_at)).all()
+            else:  # SQLite before 3.35: what this statement claimed carries its time
+                conn.execute(claim)
+                got = conn.execute(select(queue.c.path, queue.c.enqueued_at).where(
+                    queue.c.claimed_by == self.owner, queue.c.claimed_at == now)).all()
+        return [decode_path(p) for p, _ in sorted(got, key=lambda r: (r[1], r[0]))]
+
+    def renew(self) -> None:
+        """Keep this daemon's claims (it is still working on them)."""
+        with self.cache.engine.begin() as conn:
+            conn.execute(update(queue).where(queue.c.claimed_by == self.owner)
+                         .values(claimed_at=time.time()))
+
+    def release_dead(self) -> int:
+        """Free the claims of daemons on this machine whose process is gone (a kill -9): their
+        files are taken again now, not after the lease."""
+        with self.cache.engine.begin() as conn:
+            owners = conn.execute(select(queue.c.claimed_by).distinct()
+                                  .where(queue.c.claimed_by.is_not(None))).scalars().all()
+            dead = [o for o in owners if o != self.owner and _gone(o)]
+            if not dead:
+                return 0
+            return int(conn.execute(update(queue).where(queue.c.claimed_by.in_(dead))
+                                    .values(claimed_by=None, claimed_at=None)).rowcount)
 
     def done(self, paths: list[str]) -> None:
         with self.cache.engine.begin() as conn:
@@ -59,38 +135,61 @@ class WorkQueue:
                 return False
             wait = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** attempts)
             conn.execute(update(queue).where(queue.c.path == path)
-                         .values(attempts=attempts + 1, not_before=time.time() + wait))
+                         .values(attempts=attempts + 1, not_before=time.time() + wait,
+                                 claimed_by=None, claimed_at=None))
         return True
 
     def later(self, path: str, seconds: float) -> None:
-        """Look at ``path`` again in ``seconds`` (no attempt counted: it is waiting, not failing)."""
+        """Look at ``path`` again in ``seconds`` (no attempt counted: it is waiting, not failing);
+        any daemon may take it then."""
         with self.cache.engine.begin() as conn:
             conn.execute(update(queue).where(queue.c.path == encode_path(path))
-                         .values(not_before=time.time() + seconds))
+                         .values(not_before=time.time() + seconds, claimed_by=None,
+                                 claimed_at=None))
 
     def __len__(self) -> int:
         with self.cache.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(queue)).scalar() or 0)
 
     def paths(self) -> list[str]:
-        """Every queued path, due or backing off."""
+        """Every queued path, due or backing off, claimed or not."""
         with self.cache.engine.connect() as conn:
             return [decode_path(p) for p in conn.execute(select(queue.c.path)).scalars()]
 
 
 class DaemonState:
-    """Key/value facts the daemon publishes for ``genre-tagger status``."""
+    """What each daemon publishes about itself for ``genre-tagger status``: one JSON document
+    per daemon run (see :data:`tagger.cache.schema.daemons`)."""
 
-    def __init__(self, cache: Cache) -> None:
+    def __init__(self, cache: Cache, owner: str | None = None) -> None:
         self.cache = cache
+        self.owner = owner or daemon_id()
+        self._mine: dict[str, Any] = {}
 
     def set(self, **values: Any) -> None:
+        """Merge ``values`` into this daemon's document."""
+        self._mine.update(values)
         with self.cache.engine.begin() as conn:
-            for key, value in values.items():
-                text = json.dumps(value)
-                if not conn.execute(update(daemon).where(daemon.c.key == key).values(value=text)).rowcount:
-                    conn.execute(insert(daemon).values(key=key, value=text))
+            put_row(conn, daemons, {"id": self.owner},
+                    {"state": json.dumps(self._mine), "updated_at": time.time()})
 
-    def get(self) -> dict[str, Any]:
+    def mine(self) -> dict[str, Any]:
+        return dict(self._mine)
+
+    def all(self) -> dict[str, dict[str, Any]]:
+        """Every daemon's document, newest first, with ``host`` and ``pid`` from its id."""
         with self.cache.engine.connect() as conn:
-            return {k: json.loads(v) for k, v in conn.execute(select(daemon.c.key, daemon.c.value))}
+            rows = conn.execute(select(daemons.c.id, daemons.c.state)
+                                .order_by(daemons.c.updated_at.desc())).all()
+        out: dict[str, dict[str, Any]] = {}
+        for owner, state in rows:
+            host, _, rest = owner.partition(":")
+            out[owner] = {"host": host, "pid": int(rest.partition(":")[0] or 0), **json.loads(state)}
+        return out
+
+    def forget_before(self, day_start: float) -> None:
+        """Drop the documents of runs that stopped (or last spoke) before ``day_start``: today's
+        count needs only today's runs."""
+        with self.cache.engine.begin() as conn:
+            conn.execute(delete(daemons).where(and_(daemons.c.updated_at < day_start,
+                                                    daemons.c.id != self.owner)))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Connection,
     Float,
@@ -26,16 +27,16 @@ tracks = Table(
     "tracks", metadata,
     Column("id", Integer, primary_key=True),
     Column("path", Text, nullable=False, unique=True),
-    Column("size", Integer),
-    Column("mtime_ns", Integer),
+    Column("size", BigInteger),  # v6: BIGINT (PostgreSQL's INTEGER is 32 bits; mtime_ns is not)
+    Column("mtime_ns", BigInteger),
     Column("audio_id", String(80), index=True),
-    Column("model_version", String(80)),
+    Column("model_version", Text),  # v6: TEXT (a trained model's version carries its file name)
     Column("raw_scores", Text),  # JSON {tag: score}
     Column("genre_scores", Text),  # JSON {genre: score}
     Column("genres_chosen", Text),  # JSON [genre, ...] under the last selection
     Column("genres_before", Text),  # JSON: the file's genres before our first write; NULL: never wrote
     Column("genres_written", Text),  # JSON: what we last wrote; NULL: never wrote (or reverted)
-    Column("decision_key", String(200)),  # policy + selection the file was last decided under
+    Column("decision_key", Text),  # policy + selection the file was last decided under (v6: TEXT)
     Column("status", String(16), nullable=False, default="pending"),  # pending|done|abstained|failed|deleted
     Column("error_code", String(40)),
     Column("error_reason", Text),
@@ -55,13 +56,24 @@ queue = Table(
     Column("enqueued_at", Float, nullable=False),
     Column("not_before", Float, nullable=False, default=0.0),  # backoff for transient errors
     Column("attempts", Integer, nullable=False, default=0),
+    # v6: which daemon is working on it since when (several daemons may share one queue)
+    Column("claimed_by", Text),
+    Column("claimed_at", Float),
 )
 
-#: v2: what the running daemon says about itself (read by `genre-tagger status`).
+#: v2-v5: what the one daemon said about itself; kept, not used since v6 (see ``daemons``).
 daemon = Table(
     "daemon", metadata,
     Column("key", String(40), primary_key=True),
     Column("value", Text),
+)
+
+#: v6: what each daemon says about itself, one row per daemon run (several may share a database).
+daemons = Table(
+    "daemons", metadata,
+    Column("id", String(200), primary_key=True),  # host:pid:start (tagger.cache.queue.daemon_id)
+    Column("state", Text, nullable=False),  # JSON: state, pid, host, roots, processed, heartbeat...
+    Column("updated_at", Float, nullable=False),
 )
 
 #: v3: a tag write in flight, recorded (committed) before the rename and removed in the same
@@ -74,7 +86,7 @@ intents = Table(
     Column("current", Text, nullable=False),  # JSON: the file's genres just before this write
     Column("before", Text, nullable=False),  # JSON: what revert restores (before our first write)
     Column("new", Text, nullable=False),  # JSON: what is being written
-    Column("decision_key", String(200)),
+    Column("decision_key", Text),
     Column("created_at", Float, nullable=False),
 )
 
@@ -97,7 +109,9 @@ meta = Table(
     Column("value", Text),
 )
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
+#: The advisory lock's key on PostgreSQL (any constant that is ours).
+_MIGRATION_LOCK = 0x67656E7265
 
 
 def _v0_to_v1(conn: Connection) -> None:
@@ -131,9 +145,25 @@ def _v4_to_v5(conn: Connection) -> None:
         conn.execute(text(f"ALTER TABLE features ADD COLUMN timeline {blob}"))
 
 
+def _v5_to_v6(conn: Connection) -> None:
+    cols = {c["name"]: c for c in inspect(conn).get_columns("queue")}
+    for name, kind in (("claimed_by", "TEXT"), ("claimed_at", queue.c.claimed_at.type)):
+        if name not in cols:
+            sql = kind if isinstance(kind, str) else kind.compile(dialect=conn.dialect)
+            conn.execute(text(f"ALTER TABLE queue ADD COLUMN {name} {sql}"))
+    daemons.create(conn, checkfirst=True)
+    if conn.dialect.name == "postgresql":
+        # SQLite stores any integer and any text length in these; PostgreSQL would refuse an
+        # mtime in nanoseconds and a long model or decoder version.
+        conn.execute(text("ALTER TABLE tracks ALTER COLUMN size TYPE BIGINT, "
+                          "ALTER COLUMN mtime_ns TYPE BIGINT, ALTER COLUMN model_version TYPE TEXT, "
+                          "ALTER COLUMN decision_key TYPE TEXT"))
+        conn.execute(text("ALTER TABLE intents ALTER COLUMN decision_key TYPE TEXT"))
+
+
 #: MIGRATIONS[n] takes a database at version n to version n + 1.
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {0: _v0_to_v1, 1: _v1_to_v2, 2: _v2_to_v3,
-                                                       3: _v3_to_v4, 4: _v4_to_v5}
+                                                       3: _v3_to_v4, 4: _v4_to_v5, 5: _v5_to_v6}
 
 
 def current_version(conn: Connection) -> int:
@@ -144,8 +174,22 @@ def current_version(conn: Connection) -> int:
 
 
 def migrate(conn: Connection) -> int:
-    """Bring the schema to :data:`SCHEMA_VERSION`; refuse a database from a newer release."""
+    """Bring the schema to :data:`SCHEMA_VERSION`; refuse a database from a newer release.
+
+    Several processes may open a new or old database at once (daemons started together, on
+    several machines with PostgreSQL): one migrates while the others wait, then find it done.
+    PostgreSQL: a transaction-scoped advisory lock (its DDL is transactional). SQLite: the write
+    lock taken up front (Python's driver would otherwise run each CREATE on its own, and a
+    second process would find half a schema).
+    """
     version = current_version(conn)
+    if version == SCHEMA_VERSION:
+        return version  # the usual case: no lock (a reader such as `status` takes none)
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+    elif conn.dialect.name == "sqlite" and not conn.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    version = current_version(conn)  # another process may have just done it
     if version > SCHEMA_VERSION:
         raise RuntimeError(f"the cache database is schema version {version}, newer than this "
                            f"genre-tagger ({SCHEMA_VERSION}); upgrade genre-tagger")

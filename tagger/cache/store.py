@@ -1,6 +1,10 @@
-"""Cache operations. One writer (the process that scans or runs the daemon); WAL lets readers
-(``genre-tagger status``/``show``) look in while it writes, and a busy timeout rides out the
-moments they overlap instead of failing with "database is locked"."""
+"""Cache operations, on SQLite (the default) or PostgreSQL (several machines, one cache).
+
+SQLite: one writer at a time; WAL lets readers (``genre-tagger status``/``show``) look in while
+it writes, and a busy timeout rides out the moments they overlap instead of failing with
+"database is locked". PostgreSQL: several daemons write at once, so every row that two of them
+may add together is written in one statement (``INSERT ... ON CONFLICT``), never "update, else
+insert", which fails for the second of two processes adding the same row."""
 
 from __future__ import annotations
 
@@ -14,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
-from sqlalchemy import Engine, create_engine, delete, event, func, select, update
+from sqlalchemy import Engine, Table, create_engine, delete, event, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -140,6 +146,28 @@ def _encode(values: dict[str, Any]) -> dict[str, Any]:
     return {k: (json.dumps(v) if k in _JSON and v is not None else v) for k, v in values.items()}
 
 
+def put_row(conn: Connection, table: Table, key: dict[str, Any], values: dict[str, Any],
+            on_insert: dict[str, Any] | None = None) -> None:
+    """The row at ``key`` gets ``values``; a new row also ``on_insert``. With no ``values`` an
+    existing row is left as it is.
+
+    One statement on SQLite and PostgreSQL (``ON CONFLICT``), so two processes adding the same
+    row at once both succeed; other databases update, else insert.
+    """
+    row = {**(on_insert or {}), **key, **values}
+    if conn.dialect.name in ("sqlite", "postgresql"):
+        # the two dialects' inserts have the same ON CONFLICT methods
+        stmt = (sqlite_insert if conn.dialect.name == "sqlite" else postgresql_insert)(table).values(**row)
+        conn.execute(stmt.on_conflict_do_update(index_elements=list(key), set_=values) if values
+                     else stmt.on_conflict_do_nothing(index_elements=list(key)))
+        return
+    where = [table.c[k] == v for k, v in key.items()]
+    if values and conn.execute(update(table).where(*where).values(**values)).rowcount:
+        return
+    if values or conn.execute(select(func.count()).select_from(table).where(*where)).scalar() == 0:
+        conn.execute(insert(table).values(**row))
+
+
 class CacheUnavailable(TaggerError):
     """The cache database cannot be opened (a machine's problem, never a file's)."""
 
@@ -151,12 +179,18 @@ class Cache:
         try:
             if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
                 Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-            self.engine: Engine = create_engine(url)
+            # pre_ping: a daemon outlives a PostgreSQL restart (a dropped connection is
+            # replaced, not raised into the middle of a scan)
+            self.engine: Engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
             if self.engine.dialect.name == "sqlite":
                 event.listen(self.engine, "connect", _sqlite_pragmas)
             with self.engine.begin() as conn:
                 self.schema_version = migrate(conn)
-        except (SQLAlchemyError, RuntimeError, OSError, ImportError) as e:
+        except ImportError as e:
+            extra = " (pip install 'genre-tagger[cluster]')" if url.startswith("postgresql") else ""
+            raise CacheUnavailable(f"cannot open the cache database: the driver for {url.split(':')[0]} "
+                                   f"is not installed{extra}: {e}") from None
+        except (SQLAlchemyError, RuntimeError, OSError) as e:
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise CacheUnavailable(f"cannot open the cache database: {first}") from None
 
@@ -280,16 +314,16 @@ class Cache:
     def put_features(self, audio_id: str, base_version: str, stored: StoredFeatures) -> None:
         """Keep an audio's features (the first analysis wins: the same audio gives the same;
         a timeline is added to features stored before there were timelines)."""
-        key = (stored_features.c.audio_id == audio_id) & (stored_features.c.base_version == base_version)
         with self.engine.begin() as conn:
-            had = conn.execute(select(stored_features.c.timeline).where(key)).first()
-            if had is None:
-                conn.execute(stored_features.insert().values(
-                    audio_id=audio_id, base_version=base_version, windows=stored.windows,
-                    data=stored.data, raw_scores=json.dumps(stored.raw_scores),
-                    created_at=time.time(), timeline=stored.timeline))
-            elif had[0] is None and stored.timeline is not None:
-                conn.execute(stored_features.update().where(key).values(timeline=stored.timeline))
+            put_row(conn, stored_features, {"audio_id": audio_id, "base_version": base_version},
+                    {}, {"windows": stored.windows, "data": stored.data,
+                         "raw_scores": json.dumps(stored.raw_scores), "created_at": time.time(),
+                         "timeline": stored.timeline})
+            if stored.timeline is not None:
+                conn.execute(update(stored_features).where(
+                    stored_features.c.audio_id == audio_id,
+                    stored_features.c.base_version == base_version,
+                    stored_features.c.timeline.is_(None)).values(timeline=stored.timeline))
 
     def upsert(self, path: str, **values: Any) -> None:
         now = time.time()
@@ -299,22 +333,18 @@ class Cache:
 
     @staticmethod
     def _upsert(conn: Connection, path: str, values: dict[str, Any], now: float) -> None:
-        path = encode_path(path)
-        done = conn.execute(update(tracks).where(tracks.c.path == path).values(**values))
-        if done.rowcount == 0:
-            conn.execute(tracks.insert().values(path=path, created_at=now,
-                                                **{"status": "pending", **values}))
+        put_row(conn, tracks, {"path": encode_path(path)}, values,
+                {"created_at": now, "status": "pending"})
 
     # --- tag writes in flight (see schema.intents) ---------------------------------------------
 
     def begin_write(self, intent: Intent) -> None:
         """Record, durably, that ``intent.new`` is about to replace the file's genres."""
         with self.engine.begin() as conn:
-            conn.execute(delete(intents).where(intents.c.path == encode_path(intent.path)))
-            conn.execute(intents.insert().values(
-                path=encode_path(intent.path), current=json.dumps(intent.current),
-                before=json.dumps(intent.before), new=json.dumps(intent.new),
-                decision_key=intent.decision_key, created_at=time.time()))
+            put_row(conn, intents, {"path": encode_path(intent.path)}, {
+                "current": json.dumps(intent.current), "before": json.dumps(intent.before),
+                "new": json.dumps(intent.new), "decision_key": intent.decision_key,
+                "created_at": time.time()})
 
     def finish_write(self, path: str, **values: Any) -> None:
         """Record the file's row and forget its intent, in one transaction."""

@@ -25,7 +25,7 @@ from typing import Any
 from tagger.analysis.engine import Engine
 from tagger.analysis.model.trained import version_of
 from tagger.cache import Cache
-from tagger.cache.queue import DaemonState, WorkQueue
+from tagger.cache.queue import DaemonState, WorkQueue, daemon_id
 from tagger.daemon.notify import notify, watchdog_interval
 from tagger.daemon.watcher import Handler, Settler, make_observer, wants_polling
 from tagger.display import display
@@ -48,15 +48,19 @@ class Daemon:
         self.config = load_config()
         self.stop = threading.Event()
         self.reload = threading.Event()
+        self.started = time.time()
+        #: Who this run is in a shared database (its queue claims, its published state).
+        self.id = daemon_id(self.started)
         self.cache = Cache(self.config.cache_url)
-        self.queue = WorkQueue(self.cache)
-        self.state = DaemonState(self.cache)
+        self.queue = WorkQueue(self.cache, self.id)
+        self.state = DaemonState(self.cache, self.id)
         self.settler = Settler(self.config.settle_seconds)
         self.observers: list[Any] = []
         self._engine: Engine | None = None
         self.processed = 0
         self.failed = 0
-        self.started = time.time()
+        self.day = time.strftime("%Y-%m-%d")
+        self.processed_today = 0
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -65,9 +69,14 @@ class Daemon:
         signal.signal(signal.SIGINT, lambda *_: self.stop.set())
         signal.signal(signal.SIGHUP, lambda *_: self.reload.set())
         self._start_observers()
+        # Another run's files on this machine, claimed when it was killed: taken again now.
+        self.queue.release_dead()
         queued = self.reconcile()
+        # Earlier runs' documents are kept for today's count ("processed today" outlives restarts).
+        self.state.forget_before(_start_of_today())
         self.state.set(state="running", pid=os.getpid(), started_at=self.started,
-                       roots=list(self.config.roots), processed=0, failed=0)  # this run's
+                       roots=list(self.config.roots), processed=0, failed=0, heartbeat=time.time(),
+                       processed_day=self.day, processed_today=0)
         log.info("watching %s; %d files queued at start-up", ", ".join(map(display, self.config.roots)),
                  queued)
         notify(f"READY=1\nSTATUS=watching {len(self.config.roots)} folders, {queued} queued")
@@ -95,6 +104,8 @@ class Daemon:
                     last_ping = now
                 if now - last_status >= self.config.status_seconds:
                     self._status_line()
+                    # a daemon sharing this queue on this machine, killed: its files go on now
+                    self.queue.release_dead()
                     last_status = now
         finally:
             notify("STOPPING=1")
@@ -272,6 +283,11 @@ class Daemon:
 
     def _log_outcome(self, o: Outcome) -> None:
         self.processed += 1
+        today = time.strftime("%Y-%m-%d")
+        if today != self.day:
+            self.day, self.processed_today = today, 0
+        self.processed_today += 1
+        self.queue.renew()  # still on it: no other daemon takes this batch's files
         if o.error:
             self.failed += 1
             log.warning("%s: %s (%s)", display(o.path), display(o.reason or ""), o.error)
@@ -283,13 +299,8 @@ class Daemon:
         self._publish()  # per file: a kill mid-batch loses no count
 
     def _publish(self) -> None:
-        today = time.strftime("%Y-%m-%d")
-        prev = self.state.get()
-        # "today" outlives restarts: it is kept in the database, only this run's share is added.
-        today_count = prev.get("processed_today", 0) if prev.get("processed_day") == today else 0
-        delta = self.processed - prev.get("processed", 0)
         self.state.set(processed=self.processed, failed=self.failed, heartbeat=time.time(),
-                       processed_day=today, processed_today=today_count + max(delta, 0))
+                       processed_day=self.day, processed_today=self.processed_today)
         notify(f"STATUS={self.processed} files processed, {len(self.queue)} queued")
 
     def _status_line(self) -> None:
@@ -298,6 +309,11 @@ class Daemon:
                  self.processed, self.failed, len(self.queue), len(self.settler),
                  self.processed / up * 60)
         self.state.set(heartbeat=time.time())
+
+
+def _start_of_today() -> float:
+    now = time.localtime()
+    return time.mktime((now.tm_year, now.tm_mon, now.tm_mday, 0, 0, 0, 0, 0, -1))
 
 
 def setup_logging(level: str) -> None:

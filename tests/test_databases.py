@@ -1,0 +1,275 @@
+"""The cache and the daemon's queue on every database they support: SQLite (a file) and a real
+PostgreSQL server (tests/pgserver.py). Each test runs on both; concurrency is real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from tagger.cache import Cache
+from tagger.cache.queue import LEASE, DaemonState, WorkQueue, running
+from tagger.cache.schema import SCHEMA_VERSION
+from tagger.cache.store import Intent, StoredFeatures
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def sql(url: str, statement: str) -> list[tuple]:  # type: ignore[type-arg]
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            result = conn.execute(text(statement))
+            return [tuple(r) for r in result] if result.returns_rows else []
+    finally:
+        engine.dispose()
+
+
+def children(script: str, args: list[list[str]], timeout: float = 120) -> list[str]:
+    """Run ``script`` in one process per argument list, all started together; their stdouts."""
+    start = time.time() + 1.5  # every child imported and connected before the first goes
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(start), *a], cwd=REPO,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for a in args]
+    outs = []
+    for p in procs:
+        out, err = p.communicate(timeout=timeout)
+        assert p.returncode == 0, err[-3000:]
+        outs.append(out)
+    return outs
+
+
+def test_every_value_a_library_holds_round_trips(db_url: str) -> None:
+    """Sizes past 2 GiB, mtimes in nanoseconds, a long trained-model version and decision key,
+    a file name that is not UTF-8, blobs: what PostgreSQL's stricter types would refuse."""
+    odd = os.fsdecode(b"/m/\xff\xfe caf\xc3\xa9\nnew line.flac")
+    version = "my-model-" + "x" * 200 + "@0123456789ab"
+    key = "overwrite|3|0.3|0.1|4|/|" + version + "|map:" + "f" * 64 + "|album"
+    with Cache(db_url) as c:
+        assert c.schema_version == SCHEMA_VERSION
+        c.upsert(odd, size=3 * 2**31, mtime_ns=time.time_ns(), model_version=version,
+                 decision_key=key, status="done", raw_scores={"rock": 0.5},
+                 genre_scores={"Rock": 0.5}, genres_chosen=["Rock"], audio_id="pcm:1")
+        row = c.get(odd)
+        assert row is not None and row.size == 3 * 2**31 and row.mtime_ns > 2**60
+        assert row.model_version == version and row.decision_key == key
+        assert row.genres_chosen == ["Rock"]
+        assert c.stat_index(paths=[odd])[odd].mtime_ns == row.mtime_ns
+        assert [r.path for r in c.rows_under(["/m/"])] == [odd]
+        assert [r.path for r in c.by_audio_id("pcm:1", version)] == [odd]
+        c.move(odd, "/m/moved.flac", status="done")
+        assert c.get(odd) is None and c.get("/m/moved.flac") is not None
+        c.count_analysis("/m/moved.flac")
+        assert c.get("/m/moved.flac").analyses == 1  # type: ignore[union-attr]
+        c.upsert("/m/bad.mp3", status="failed", error_code="corrupt", error_reason="why")
+        assert c.summary()["failures"] == {"corrupt": 1}
+        assert c.last_errors(1)[0]["path"] == "/m/bad.mp3"
+        assert list(c.decided()) == [("done", ["Rock"], {"Rock": 0.5})]
+        # features: the first analysis wins; a timeline is added to features without one
+        blob = bytes(range(256)) * 100
+        c.put_features("pcm:1", "base@1", StoredFeatures(3, blob, {"t": 0.5}))
+        c.put_features("pcm:1", "base@1", StoredFeatures(4, b"other", {"t": 0.1}, b"timeline"))
+        got = c.features(["pcm:1", "pcm:2"], "base@1")
+        assert list(got) == ["pcm:1"] and got["pcm:1"].data == blob and got["pcm:1"].windows == 3
+        assert got["pcm:1"].timeline == b"timeline" and c.count_features("base@1") == 1
+        # a write in flight, recorded again (a retry), then finished in one transaction
+        c.begin_write(Intent(odd, ["A"], ["A"], ["B"], key))
+        c.begin_write(Intent(odd, ["A"], ["A"], ["C"], key))
+        assert [(i.path, i.new) for i in c.intents()] == [(odd, ["C"])]
+        c.finish_write(odd, genres_written=["C"], status="done")
+        assert c.intents() == [] and c.get(odd).genres_written == ["C"]  # type: ignore[union-attr]
+        c.upsert("/m/a/1.flac", album_key="folder:/m/a")
+        assert c.album_members(["folder:/m/a"]) == {"folder:/m/a": ["/m/a/1.flac"]}
+
+
+def test_queue_claims_backoff_and_release(db_url: str) -> None:
+    with Cache(db_url) as c:
+        a, b = WorkQueue(c, "here:1:1"), WorkQueue(c, "there:2:2")
+        for i in range(6):
+            a.put(f"/m/{i}.flac", "new")
+        a.put("/m/0.flac", "changed")  # queued again: still once
+        assert len(a) == 6
+        first = a.take(4)
+        assert first == [f"/m/{i}.flac" for i in range(4)]  # oldest first
+        assert b.take(10) == ["/m/4.flac", "/m/5.flac"]  # never what another daemon holds
+        assert b.take(10) == ["/m/4.flac", "/m/5.flac"]  # its own, again (after an error)
+        assert a.take(10) == first
+        # a retried or postponed path is free for anyone once due
+        assert a.retry_later("/m/0.flac")
+        a.later("/m/1.flac", 0.0)
+        assert b.take(10) == ["/m/1.flac", "/m/4.flac", "/m/5.flac"]
+        a.done(["/m/2.flac", "/m/3.flac"])
+        b.done(["/m/1.flac", "/m/4.flac", "/m/5.flac"])
+        assert a.paths() == ["/m/0.flac"] and a.take(10) == []  # backing off
+        # a claim not renewed within the lease lapses (a daemon on another machine died)
+        a.put("/m/6.flac", "new")
+        assert a.take(1) == ["/m/6.flac"]
+        sql(db_url, f"UPDATE queue SET claimed_at = claimed_at - {LEASE + 1}")
+        assert b.take(1) == ["/m/6.flac"]
+        b.renew()
+        assert a.take(1) == []
+
+
+def test_a_killed_daemons_claims_on_this_machine_are_freed_at_once(db_url: str) -> None:
+    import socket
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    with Cache(db_url) as c:
+        killed = WorkQueue(c, f"{socket.gethostname()}:{dead.pid}:1")
+        elsewhere = WorkQueue(c, "another-host:1:1")
+        for i in range(4):
+            killed.put(f"/m/{i}.flac", "new")
+        assert killed.take(2) == ["/m/0.flac", "/m/1.flac"]
+        assert elsewhere.take(2) == ["/m/2.flac", "/m/3.flac"]
+        me = WorkQueue(c)
+        assert me.take(10) == []
+        assert me.release_dead() == 2  # the dead process's; the other host's are left alone
+        assert me.take(10) == ["/m/0.flac", "/m/1.flac"]
+
+
+CLAIMER = r"""
+import json, sys, time
+from tagger.cache import Cache
+from tagger.cache.queue import WorkQueue
+start, url, owner = float(sys.argv[1]), sys.argv[2], sys.argv[3]
+c = Cache(url)
+q = WorkQueue(c, owner)
+time.sleep(max(0.0, start - time.time()))
+got = []
+while True:
+    batch = q.take(3)
+    if not batch:
+        if len(q) == 0:
+            break
+        time.sleep(0.005)
+        continue
+    got += batch
+    q.done(batch)
+print(json.dumps(got))
+"""
+
+
+def test_daemons_sharing_a_queue_never_take_the_same_file(db_url: str) -> None:
+    """Five processes drain one queue of 300 paths as fast as they can: every path is handed
+    out exactly once."""
+    with Cache(db_url) as c:
+        q = WorkQueue(c)
+        paths = [f"/m/{i:03d}.flac" for i in range(300)]
+        for p in paths:
+            q.put(p, "new")
+    outs = children(CLAIMER, [[db_url, f"host:{i}:0"] for i in range(5)])
+    taken = [p for out in outs for p in json.loads(out)]
+    assert sorted(taken) == paths  # each once: none lost, none twice
+    assert sum(1 for out in outs if json.loads(out)) >= 2  # they really shared the work
+
+
+WRITER = r"""
+import sys, time
+from tagger.cache import Cache
+from tagger.cache.queue import WorkQueue
+from tagger.cache.store import StoredFeatures
+start, url = float(sys.argv[1]), sys.argv[2]
+c = Cache(url)
+q = WorkQueue(c)
+time.sleep(max(0.0, start - time.time()))
+for i in range(60):
+    c.upsert(f"/m/{i}.flac", status="done", size=i, analyses=1)
+    c.put_features(f"pcm:{i}", "base@1", StoredFeatures(1, b"x", {}))
+    q.put(f"/m/{i}.flac", "new")
+"""
+
+
+def test_processes_adding_the_same_rows_at_once_all_succeed(db_url: str) -> None:
+    """Daemons on several machines record copies of one audio, or queue one path, together:
+    "update, else insert" would fail the second (a unique violation on PostgreSQL)."""
+    children(WRITER, [[db_url]] * 4)
+    with Cache(db_url) as c:
+        assert len(c.stat_index()) == 60 and c.count_features("base@1") == 60
+        assert len(WorkQueue(c)) == 60
+
+
+OPENER = r"""
+import sys, time
+from tagger.cache import Cache
+start, url = float(sys.argv[1]), sys.argv[2]
+time.sleep(max(0.0, start - time.time()))
+with Cache(url) as c:
+    print(c.schema_version)
+"""
+
+
+def test_many_processes_opening_a_new_database_at_once(db_url: str) -> None:
+    """Several daemons started together on an empty database: one creates the schema, the
+    others wait and find it there."""
+    outs = children(OPENER, [[db_url]] * 4)
+    assert [o.strip() for o in outs] == [str(SCHEMA_VERSION)] * 4
+
+
+def test_a_version_5_database_is_migrated(db_url: str) -> None:
+    """The shape the previous release left (on PostgreSQL: 32-bit sizes and mtimes, 200
+    characters of decision key), with data in it, opened by this one."""
+    with Cache(db_url):
+        pass
+    is_pg = db_url.startswith("postgresql")
+    statements = ["ALTER TABLE queue DROP COLUMN claimed_by", "ALTER TABLE queue DROP COLUMN claimed_at",
+                  "DROP TABLE daemons", "UPDATE meta SET value = '5' WHERE key = 'schema_version'",
+                  "INSERT INTO tracks (path, status, size, mtime_ns, analyses) "
+                  "VALUES ('/m/a.flac', 'done', 10, 20, 1)",
+                  "INSERT INTO queue (path, reason, enqueued_at, not_before, attempts) "
+                  "VALUES ('/m/b.flac', 'new', 1.0, 0.0, 0)"]
+    if is_pg:
+        statements += ["ALTER TABLE tracks ALTER COLUMN size TYPE INTEGER, ALTER COLUMN mtime_ns "
+                       "TYPE INTEGER, ALTER COLUMN decision_key TYPE VARCHAR(200), ALTER COLUMN "
+                       "model_version TYPE VARCHAR(80)",
+                       "ALTER TABLE intents ALTER COLUMN decision_key TYPE VARCHAR(200)"]
+    for s in statements:
+        sql(db_url, s)
+    with Cache(db_url) as c:
+        assert c.schema_version == SCHEMA_VERSION
+        assert c.get("/m/a.flac").analyses == 1  # type: ignore[union-attr]
+        assert WorkQueue(c).take(5) == ["/m/b.flac"]  # queued before: claimable now
+        c.upsert("/m/a.flac", mtime_ns=time.time_ns(), decision_key="k" * 500)
+        assert c.get("/m/a.flac").decision_key == "k" * 500  # type: ignore[union-attr]
+
+
+def test_each_daemon_publishes_its_own_state(db_url: str) -> None:
+    with Cache(db_url) as c:
+        one, two = DaemonState(c, "far-away:10:1"), DaemonState(c, "far-away:11:1")
+        one.set(state="running", heartbeat=time.time(), processed=3)
+        two.set(state="running", heartbeat=time.time() - 1000, processed=5)
+        one.set(processed=4)  # merged into its own document, the other's untouched
+        docs = DaemonState(c).all()
+        assert docs["far-away:10:1"]["processed"] == 4 and docs["far-away:11:1"]["processed"] == 5
+        now = time.time()
+        # on another machine: alive while its heartbeat is fresh
+        assert running(docs["far-away:10:1"], now, 180) and not running(docs["far-away:11:1"], now, 180)
+        one.forget_before(now + 1)  # a new day: the old runs' documents go, not this one's
+        assert list(DaemonState(c).all()) == ["far-away:10:1"]
+
+
+@pytest.mark.parametrize("kind", ["postgresql"])
+def test_a_cache_that_cannot_be_opened_says_why(kind: str, postgres: object) -> None:
+    from tagger.cache.store import CacheUnavailable
+
+    url = postgres.url("no_such_database")  # type: ignore[attr-defined]
+    with pytest.raises(CacheUnavailable, match="cannot open the cache database"):
+        Cache(url)
+
+
+def test_claims_on_a_sqlite_without_returning(tmp_path: Path) -> None:
+    """SQLite before 3.35 (Debian 11, Ubuntu 20.04) has no ``UPDATE ... RETURNING``."""
+    with Cache(f"sqlite:///{tmp_path / 'old.sqlite'}") as c:
+        c.engine.dialect.update_returning = False
+        a, b = WorkQueue(c, "a:1:1"), WorkQueue(c, "b:2:2")
+        for i in range(3):
+            a.put(f"/m/{i}.flac", "new")
+        assert a.take(2) == ["/m/0.flac", "/m/1.flac"]
+        assert b.take(5) == ["/m/2.flac"]
+        assert a.take(5) == ["/m/0.flac", "/m/1.flac"]
