@@ -328,10 +328,14 @@ def _genres(genres: Sequence[str] | None, empty: str = "(none)") -> str:
 @click.option("--album/--no-album", default=None,
               help="One genre set per album (album and album artist tags, else the folder), "
                    "from the mean of its tracks' scores [default: the config's album].")
+@click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
+              help="Analyse on a Ray cluster (its head's address, 'auto' for one started on this "
+                   "machine, 'local' to start one here); this machine keeps the cache and writes "
+                   "the tags. Needs genre-tagger[cluster] on every machine.")
 @library_options
 @_with(ENGINE)
 def scan(roots: tuple[str, ...], dry_run: bool, json_out: Path | None, retry_failed: bool,
-         **kw: Any) -> None:
+         ray_address: str | None, **kw: Any) -> None:
     """Analyse every audio file under ROOTS and write genre tags per the policy."""
     import signal
     import threading
@@ -357,7 +361,12 @@ def scan(roots: tuple[str, ...], dry_run: bool, json_out: Path | None, retry_fai
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     with _open_cache(settings.cache_url) as cache:
-        scanner = Scanner(options, settings.engine_config(), cache)
+        remote = None
+        if ray_address:
+            from tagger.analysis.remote import RayEngine
+
+            remote = RayEngine(settings.engine_config(), ray_address)
+        scanner = Scanner(options, settings.engine_config(), cache, remote)
         with Progress(TextColumn("{task.description}"), BarColumn(),
                       TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn(),
                       console=err, disable=not err.is_terminal, transient=True,

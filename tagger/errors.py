@@ -18,6 +18,11 @@ def one_line(text: str) -> str:
     return " ".join(_CONTROL.sub(" ", text).split())
 
 
+def first_line(e: BaseException) -> str:
+    """An exception's first line (drivers and Ray put tracebacks and hints after it)."""
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
 #: Every reason code a file (or a folder the walk could not read) can end with: stored in the
 #: cache, counted in summaries, matched by the daemon's retry rules.
 Code = Literal[

@@ -145,7 +145,7 @@ def _sniff_bytes(b: bytes) -> str | None:
 
 def sniff(path: Path) -> str | None:
     """What the file's first bytes say it is (``"FLAC"``, ``"MP4"``, ...), whatever its name."""
-    with _os_errors(path, "read"), open(path, "rb") as fh:
+    with os_errors(path, "read"), open(path, "rb") as fh:
         head = fh.read(4096)
         if head[:3] != b"ID3" or len(head) < 10:
             return _sniff_bytes(head)
@@ -222,7 +222,7 @@ def extensions_of(kind: str) -> frozenset[str]:
 
 
 @contextmanager
-def _os_errors(path: Path, doing: str) -> Iterator[None]:
+def os_errors(path: Path, doing: str) -> Iterator[None]:
     """Turn the OS's reasons for not reaching a file into typed, worded errors."""
     try:
         yield
@@ -249,7 +249,7 @@ def check_readable(path: Path) -> None:
     ``os.stat`` (which follows symlinks) comes before any ``open``: opening a FIFO blocks until a
     writer comes, and a symlink to ``/dev/zero`` never ends.
     """
-    with _os_errors(path, "reach"):
+    with os_errors(path, "reach"):
         st = os.stat(path)
     if stat.S_ISDIR(st.st_mode):
         raise NotAudio(path, "is a directory")
@@ -257,7 +257,7 @@ def check_readable(path: Path) -> None:
         what = next((name for test, name in _NOT_REGULAR if test(st.st_mode)), "a special file")
         via = " (through a symlink)" if os.path.islink(path) else ""
         raise NotAudio(path, f"not a regular file: it is {what}{via}, not audio")
-    with _os_errors(path, "read"), open(path, "rb") as fh:
+    with os_errors(path, "read"), open(path, "rb") as fh:
         first = fh.read(1)
     if not first:
         raise EmptyAudio(path, "the file is empty (0 bytes)")
@@ -313,7 +313,7 @@ def _ogg_ending(path: Path) -> str | None:
     the start; None when the file ends properly or holds something else after its pages (an
     appended tag: then nothing can be said).
     """
-    with _os_errors(path, "read"), open(path, "rb", buffering=0) as fh:
+    with os_errors(path, "read"), open(path, "rb", buffering=0) as fh:
         size = os.fstat(fh.fileno()).st_size
         pos, flags = 0, 0
         while pos < size:

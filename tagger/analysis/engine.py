@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -70,6 +70,18 @@ class Failure:
 
 
 Result = Prediction | Failure
+
+
+class Analysis(Protocol):
+    """What a scan needs of an engine: this machine's :class:`Engine`, or the same on a Ray
+    cluster (:class:`tagger.analysis.remote.RayEngine`)."""
+
+    trained: TrainedModel | None
+
+    @property
+    def model_version(self) -> str: ...
+
+    def predict_paths(self, paths: Iterable[str | Path]) -> Iterator[Result]: ...
 
 
 @dataclass

@@ -26,7 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from tagger.cache.schema import features as stored_features
 from tagger.cache.schema import intents, migrate, tracks
-from tagger.errors import TaggerError
+from tagger.errors import TaggerError, first_line
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -191,8 +191,7 @@ class Cache:
             raise CacheUnavailable(f"cannot open the cache database: the driver for {url.split(':')[0]} "
                                    f"is not installed{extra}: {e}") from None
         except (SQLAlchemyError, RuntimeError, OSError) as e:
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise CacheUnavailable(f"cannot open the cache database: {first}") from None
+            raise CacheUnavailable(f"cannot open the cache database: {first_line(e)}") from None
 
     def close(self) -> None:
         self.engine.dispose()

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tagger.analysis.engine import Engine
+from tagger.analysis.engine import Analysis
 from tagger.analysis.model.trained import version_of
 from tagger.cache import Cache
 from tagger.cache.queue import DaemonState, WorkQueue, daemon_id
@@ -56,7 +56,7 @@ class Daemon:
         self.state = DaemonState(self.cache, self.id)
         self.settler = Settler(self.config.settle_seconds)
         self.observers: list[Any] = []
-        self._engine: Engine | None = None
+        self._engine: Analysis | None = None
         self.processed = 0
         self.failed = 0
         self.day = time.strftime("%Y-%m-%d")

@@ -28,7 +28,7 @@ import numpy as np
 
 from tagger.analysis.config import EngineConfig
 from tagger.analysis.embedding import unpack
-from tagger.analysis.engine import Engine, Failure, Prediction
+from tagger.analysis.engine import Analysis, Engine, Failure, Prediction
 from tagger.analysis.model.catalog import get_model, model_version
 from tagger.analysis.model.trained import chooser_for, is_trained, trained_scores, version_of
 from tagger.analysis.model.trained import load as load_model
@@ -120,7 +120,9 @@ class Scanner:
     """One scan over some roots; the engine is only loaded if something needs analysing."""
 
     def __init__(self, options: ScanOptions, engine_config: EngineConfig, cache: Cache,
-                 engine: Engine | None = None) -> None:
+                 engine: Analysis | None = None) -> None:
+        """``engine``: one already loaded (the daemon's, kept between batches), or the same
+        analysis on a Ray cluster; else a local one, loaded when a file needs analysing."""
         self.options = options
         self.config = engine_config
         self.cache = cache
@@ -142,13 +144,13 @@ class Scanner:
         self.failure_key = failure_key()
 
     @property
-    def engine(self) -> Engine:
+    def engine(self) -> Analysis:
         if self._engine is None:
             self._engine = Engine(self.config)
         return self._engine
 
     @property
-    def loaded_engine(self) -> Engine | None:
+    def loaded_engine(self) -> Analysis | None:
         """The engine if this scan needed (and so loaded) one: the daemon keeps it for the next
         batch."""
         return self._engine
