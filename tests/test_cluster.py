@@ -1,6 +1,7 @@
 """``scan --ray``: a real two-node Ray cluster on this machine (``ray start --head`` and a second
-``ray start --address``), the second node in a mount namespace where the library is not there
-(a tmpfs over it), as a machine without the NAS's mount would be."""
+``ray start --address``), the second node in a mount namespace where part of the library is not
+there (a tmpfs over ``library/hidden``), as a machine without one of the NAS's mounts would be:
+the files of one chunk are then partly seen, partly sent."""
 
 from __future__ import annotations
 
@@ -86,9 +87,9 @@ class Cluster:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, Path]]:
     base = tmp_path_factory.mktemp("cluster")
-    library = base / "library"  # exists before the blind node mounts over it
-    library.mkdir()
-    c = Cluster(library, base / "ray.log")
+    library = base / "library"
+    (library / "hidden").mkdir(parents=True)  # exists before the blind node mounts over it
+    c = Cluster(library / "hidden", base / "ray.log")
     try:
         yield c, library
     finally:
@@ -111,6 +112,20 @@ def make_library(root: Path) -> list[Path]:
     bad.write_bytes(files[0].read_bytes()[:2000] + os.urandom(30_000))
     files.append(bad)
     return files
+
+
+def hide_every_other(files: list[Path], library: Path) -> list[Path]:
+    """Move every other file under ``library/hidden`` (same relative place): in input order,
+    seen and unseen files alternate, so every chunk holds both."""
+    out = []
+    for i, f in enumerate(files):
+        if i % 2:
+            dest = library / "hidden" / f.relative_to(library)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            f.rename(dest)
+            f = dest
+        out.append(f)
+    return out
 
 
 def rows(url: str, root: Path) -> dict[str, tuple]:  # type: ignore[type-arg]
@@ -138,18 +153,22 @@ def test_a_scan_on_two_machines_writes_what_a_local_scan_writes(cluster, tmp_pat
     same tags in the files, the same rows in the caches (scores within 1e-5); the machine that
     cannot see the library analyses its share from bytes the driver sends."""
     c, library = cluster
-    make_library(library / "scan")
+    hide_every_other(make_library(library / "scan"), library)
+    roots = [library / "scan", library / "hidden" / "scan"]
     local = tmp_path / "local"
-    subprocess.run(["cp", "-a", str(library / "scan"), str(local)], check=True)
+    for r in roots:
+        (local / r.relative_to(library)).parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["cp", "-a", str(r), str(local / r.relative_to(library))], check=True)
     db_ray, db_local = postgres.database(), f"sqlite:///{tmp_path / 'local.sqlite'}"
-    mine = scan(local, db_local)
-    theirs = scan(library / "scan", db_ray, "--ray", c.address, env=c.env)
+    mine = scan(local / "scan", db_local, str(local / "hidden" / "scan"))
+    theirs = scan(roots[0], db_ray, str(roots[1]), "--ray", c.address, env=c.env)
     assert theirs.returncode == mine.returncode == 1, theirs.stderr  # the damaged file
     summary = "10 files: 9 analysed, 0 from the cache (0 moved), 0 unchanged; 9 tagged"
     assert summary in theirs.stderr and summary in mine.stderr, theirs.stderr
     # the damaged file's error names the driver's path, wherever it was decoded
-    assert f"error {library / 'scan' / 'damaged.mp3'}: decoding failed" in theirs.stderr
-    a, b = rows(db_ray, library / "scan"), rows(db_local, local)
+    damaged = next(f for r in roots for f in r.iterdir() if f.name == "damaged.mp3")
+    assert f"error {damaged}: decoding failed" in theirs.stderr
+    a, b = rows(db_ray, library), rows(db_local, local)
     assert a.keys() == b.keys() and len(a) == 10
     for name in a:
         (st_a, err_a, gs_a, w_a, v_a, n_a), (st_b, err_b, gs_b, w_b, v_b, n_b) = a[name], b[name]
@@ -157,11 +176,13 @@ def test_a_scan_on_two_machines_writes_what_a_local_scan_writes(cluster, tmp_pat
         if gs_a:
             sa, sb = json.loads(gs_a), json.loads(gs_b)
             assert max(abs(sa[g] - sb[g]) for g in sa) < 1e-5, name
-    assert a["damaged.mp3"][:2] == ("failed", "corrupt")
-    for f in (library / "scan").iterdir():
-        assert read_genres(f) == read_genres(local / f.name), f.name
+    failed = [k for k in a if a[k][0] == "failed"]
+    assert len(failed) == 1 and failed[0].endswith("damaged.mp3") and a[failed[0]][1] == "corrupt"
+    for r in roots:
+        for f in r.iterdir():
+            assert read_genres(f) == read_genres(local / f.relative_to(library)), f.name
     # again: nothing is analysed twice, and Ray is not even needed
-    again = scan(library / "scan", db_ray, "--ray", c.address, env=c.env)
+    again = scan(roots[0], db_ray, str(roots[1]), "--ray", c.address, env=c.env)
     assert "0 analysed" in again.stderr, again.stderr
 
 
@@ -186,7 +207,7 @@ def test_a_worker_killed_mid_scan_is_replaced_and_its_files_done(cluster) -> Non
     from tagger.analysis.engine import Engine, Prediction
 
     c, library = cluster
-    files = make_library(library / "kill")
+    files = hide_every_other(make_library(library / "kill"), library)
     driver = subprocess.Popen([sys.executable, "-c", KILL_DRIVER, c.address, *map(str, files)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=c.env,
                               cwd=REPO)

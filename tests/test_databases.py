@@ -88,9 +88,21 @@ def test_every_value_a_library_holds_round_trips(db_url: str) -> None:
         assert c.album_members(["folder:/m/a"]) == {"folder:/m/a": ["/m/a/1.flac"]}
 
 
+def as_process(pid: int, host: str | None = None) -> str:
+    """An owner name for process ``pid`` here (or on ``host``, another machine)."""
+    from tagger.cache import owners
+
+    parts = owners.process_id().split(":")
+    parts[1] = str(pid)
+    if host:
+        parts[0], parts[3] = host, "a1b2c3.d4e5f6.123"
+    return ":".join(parts)
+
+
 def test_queue_claims_backoff_and_release(db_url: str) -> None:
-    with Cache(db_url) as c:
-        a, b = WorkQueue(c, "here:1:1"), WorkQueue(c, "there:2:2")
+    with Cache(db_url, owner=as_process(1, "here")) as c, \
+            Cache(db_url, owner=as_process(2, "there")) as c2:
+        a, b = WorkQueue(c), WorkQueue(c2)
         for i in range(6):
             a.put(f"/m/{i}.flac", "new")
         a.put("/m/0.flac", "changed")  # queued again: still once
@@ -117,21 +129,27 @@ def test_queue_claims_backoff_and_release(db_url: str) -> None:
 
 
 def test_a_killed_daemons_claims_on_this_machine_are_freed_at_once(db_url: str) -> None:
-    import socket
-
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    with Cache(db_url) as c:
-        killed = WorkQueue(c, f"{socket.gethostname()}:{dead.pid}:1")
-        elsewhere = WorkQueue(c, "another-host:1:1")
+    # another machine's daemon with the very same pid: not asked, not freed
+    with Cache(db_url, owner=as_process(dead.pid)) as c1, \
+            Cache(db_url, owner=as_process(dead.pid, "another-host")) as c2, Cache(db_url) as c3:
+        killed, elsewhere, me = WorkQueue(c1), WorkQueue(c2), WorkQueue(c3)
         for i in range(4):
             killed.put(f"/m/{i}.flac", "new")
         assert killed.take(2) == ["/m/0.flac", "/m/1.flac"]
         assert elsewhere.take(2) == ["/m/2.flac", "/m/3.flac"]
-        me = WorkQueue(c)
         assert me.take(10) == []
-        assert me.release_dead() == 2  # the dead process's; the other host's are left alone
+        assert me.release_dead() == 2  # the dead process's; the other machine's are left alone
         assert me.take(10) == ["/m/0.flac", "/m/1.flac"]
+        # a lapsed claim now another's: the first holder's late "done" does not remove it
+        sql(db_url, f"UPDATE queue SET claimed_at = claimed_at - {LEASE + 1} "
+                    "WHERE path = '/m/2.flac'")
+        assert me.take(10) == ["/m/0.flac", "/m/1.flac", "/m/2.flac"]
+        elsewhere.done(["/m/2.flac", "/m/3.flac"])
+        assert sorted(me.paths()) == ["/m/0.flac", "/m/1.flac", "/m/2.flac"]
+        me.release()  # stopping: every claim of its goes back
+        assert sorted(elsewhere.take(10)) == ["/m/0.flac", "/m/1.flac", "/m/2.flac"]
 
 
 CLAIMER = r"""
@@ -139,8 +157,8 @@ import json, sys, time
 from tagger.cache import Cache
 from tagger.cache.queue import WorkQueue
 start, url, owner = float(sys.argv[1]), sys.argv[2], sys.argv[3]
-c = Cache(url)
-q = WorkQueue(c, owner)
+c = Cache(url, owner=owner)
+q = WorkQueue(c)
 time.sleep(max(0.0, start - time.time()))
 got = []
 while True:
@@ -164,7 +182,7 @@ def test_daemons_sharing_a_queue_never_take_the_same_file(db_url: str) -> None:
         paths = [f"/m/{i:03d}.flac" for i in range(300)]
         for p in paths:
             q.put(p, "new")
-    outs = children(CLAIMER, [[db_url, f"host:{i}:0"] for i in range(5)])
+    outs = children(CLAIMER, [[db_url, as_process(1000 + i)] for i in range(5)])
     taken = [p for out in outs for p in json.loads(out)]
     assert sorted(taken) == paths  # each once: none lost, none twice
     assert sum(1 for out in outs if json.loads(out)) >= 2  # they really shared the work
@@ -219,6 +237,7 @@ def test_a_version_5_database_is_migrated(db_url: str) -> None:
         pass
     is_pg = db_url.startswith("postgresql")
     statements = ["ALTER TABLE queue DROP COLUMN claimed_by", "ALTER TABLE queue DROP COLUMN claimed_at",
+                  "ALTER TABLE intents DROP COLUMN owner",
                   "DROP TABLE daemons", "UPDATE meta SET value = '5' WHERE key = 'schema_version'",
                   "INSERT INTO tracks (path, status, size, mtime_ns, analyses) "
                   "VALUES ('/m/a.flac', 'done', 10, 20, 1)",
@@ -240,18 +259,26 @@ def test_a_version_5_database_is_migrated(db_url: str) -> None:
 
 
 def test_each_daemon_publishes_its_own_state(db_url: str) -> None:
-    with Cache(db_url) as c:
-        one, two = DaemonState(c, "far-away:10:1"), DaemonState(c, "far-away:11:1")
+    a, b = as_process(10, "far-away"), as_process(11, "far-away")
+    with Cache(db_url, owner=a) as c, Cache(db_url, owner=b) as c2, Cache(db_url) as c3:
+        one, two = DaemonState(c), DaemonState(c2)
         one.set(state="running", heartbeat=time.time(), processed=3)
         two.set(state="running", heartbeat=time.time() - 1000, processed=5)
         one.set(processed=4)  # merged into its own document, the other's untouched
-        docs = DaemonState(c).all()
-        assert docs["far-away:10:1"]["processed"] == 4 and docs["far-away:11:1"]["processed"] == 5
+        docs = DaemonState(c3).all()
+        assert docs[a]["processed"] == 4 and docs[b]["processed"] == 5
+        assert (docs[a]["host"], docs[a]["pid"]) == ("far-away", 10)
         now = time.time()
         # on another machine: alive while its heartbeat is fresh
-        assert running(docs["far-away:10:1"], now, 180) and not running(docs["far-away:11:1"], now, 180)
+        assert running(docs[a], now, 180) and not running(docs[b], now, 180)
+        # here: its process must be there too (a pid reused after a kill -9 is not it)
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()
+        for pid, alive in ((os.getpid(), True), (dead.pid, False)):
+            doc = {"id": as_process(pid), "state": "running", "heartbeat": now}
+            assert running(doc, now, 180) is alive
         one.forget_before(now + 1)  # a new day: the old runs' documents go, not this one's
-        assert list(DaemonState(c).all()) == ["far-away:10:1"]
+        assert list(DaemonState(c3).all()) == [a]
 
 
 @pytest.mark.parametrize("kind", ["postgresql"])
@@ -265,11 +292,32 @@ def test_a_cache_that_cannot_be_opened_says_why(kind: str, postgres: object) -> 
 
 def test_claims_on_a_sqlite_without_returning(tmp_path: Path) -> None:
     """SQLite before 3.35 (Debian 11, Ubuntu 20.04) has no ``UPDATE ... RETURNING``."""
-    with Cache(f"sqlite:///{tmp_path / 'old.sqlite'}") as c:
-        c.engine.dialect.update_returning = False
-        a, b = WorkQueue(c, "a:1:1"), WorkQueue(c, "b:2:2")
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    with Cache(url, owner=as_process(1, "a")) as c, Cache(url, owner=as_process(2, "b")) as c2:
+        c.engine.dialect.update_returning = c2.engine.dialect.update_returning = False
+        a, b = WorkQueue(c), WorkQueue(c2)
         for i in range(3):
             a.put(f"/m/{i}.flac", "new")
         assert a.take(2) == ["/m/0.flac", "/m/1.flac"]
         assert b.take(5) == ["/m/2.flac"]
         assert a.take(5) == ["/m/0.flac", "/m/1.flac"]
+
+
+def test_another_process_write_in_flight_is_not_settled_by_this_one(db_url: str) -> None:
+    """Two daemons share a cache: one settles only the write intents that are its own, or whose
+    writer is known to have ended, or silent past the lease; never a write in flight elsewhere
+    (settled early, its "genres before" would be lost to a kill a moment later)."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    writers = {"alive-here": as_process(os.getpid()), "dead-here": as_process(dead.pid),
+               "elsewhere": as_process(7, "another-host"), "stale": as_process(8, "another-host")}
+    for name, owner in writers.items():
+        with Cache(db_url, owner=owner) as c:
+            c.begin_write(Intent(f"/m/{name}.flac", ["A"], ["A"], ["B"], "k"))
+    sql(db_url, f"UPDATE intents SET created_at = created_at - {LEASE + 1} "
+                "WHERE path = '/m/stale.flac'")
+    with Cache(db_url) as me:
+        me.begin_write(Intent("/m/mine.flac", [], [], ["C"], "k"))
+        assert len(me.intents()) == 5
+        assert sorted(i.path for i in me.abandoned_intents()) == [
+            "/m/dead-here.flac", "/m/mine.flac", "/m/stale.flac"]

@@ -34,6 +34,9 @@ from tagger.errors import AudioError, EnvironmentProblem, first_line
 CHUNK = 8
 #: Calls queued per actor, so a machine never waits for the driver between two chunks.
 AHEAD = 2
+#: A call whose process dies is made again on the restarted engine this often; then its files
+#: go one by one, and one that still kills it is failed.
+RETRIES = 2
 
 
 @dataclass(frozen=True)
@@ -105,10 +108,12 @@ class Analyser:
 
 @dataclass
 class _Chunk:
-    items: list[_Item]
+    items: list[_Item]  # in input order
     future: Any = None
+    sent: list[_Item] = field(default_factory=list)  # what ``future`` answers for
     actor: int = 0
     results: dict[str, Result] = field(default_factory=dict)
+    later: list[list[_Item]] = field(default_factory=list)  # calls still to make, in order
 
 
 def _ray() -> Any:
@@ -155,10 +160,11 @@ class RayEngine:
         if not ray.is_initialized():
             # Ray records this process's command line (/proc/self/cmdline) as UTF-8 text: a
             # file name on it that is not UTF-8 would stop it. It gets the line escaped.
-            utils = ray._private.utils
-            entrypoint = utils.get_entrypoint_name
-            utils.get_entrypoint_name = lambda: entrypoint().encode(
-                "utf-8", "backslashreplace").decode("utf-8")
+            utils: Any = getattr(getattr(ray, "_private", None), "utils", None)
+            entrypoint = getattr(utils, "get_entrypoint_name", None)
+            if entrypoint is not None:  # (a private function: left alone if Ray drops it)
+                utils.get_entrypoint_name = lambda: entrypoint().encode(
+                    "utf-8", "backslashreplace").decode("utf-8")
             try:
                 # "local" always starts a new instance here; "auto" joins one started here
                 ray.init(address=address, include_dashboard=False, log_to_driver=False,
@@ -167,7 +173,8 @@ class RayEngine:
                 raise EnvironmentProblem(
                     f"cannot join the Ray cluster at {address}: {first_line(e)}") from None
             finally:
-                utils.get_entrypoint_name = entrypoint
+                if entrypoint is not None:
+                    utils.get_entrypoint_name = entrypoint
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         # A trained model file goes with the actors (same name and bytes: the same version).
@@ -179,7 +186,7 @@ class RayEngine:
             # One engine per machine, using all of it (as a local scan does); it asks Ray for
             # one CPU (and a GPU where there is one), so a restarted actor finds room anywhere.
             self.actors.append(actor.options(
-                num_cpus=1, num_gpus=1 if gpus else 0, max_restarts=-1, max_task_retries=-1,
+                num_cpus=1, num_gpus=1 if gpus else 0, max_restarts=-1, max_task_retries=RETRIES,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=True),
             ).remote(config, model_file))
         if not self.actors:
@@ -195,26 +202,35 @@ class RayEngine:
     def _submit(self, chunk: _Chunk, items: list[_Item]) -> None:
         chunk.actor = min(range(len(self.actors)), key=self._busy.__getitem__)
         self._busy[chunk.actor] += 1
+        chunk.sent = items
         chunk.future = self.actors[chunk.actor].analyse.remote(items)
 
     def _collect(self, chunk: _Chunk) -> bool:
-        """Take the chunk's answer; False if files must go again, with their bytes."""
+        """Take the chunk's latest answer; False while some of its files must go again (with
+        their bytes, or one by one)."""
+        sent, got = chunk.sent, None
         try:
             got = self.ray.get(chunk.future)
         except EnvironmentProblem:
             raise  # a machine's problem (no ffmpeg there): no file is blamed
+        except self.ray.exceptions.RayActorError:
+            # The engine's process died RETRIES + 1 times on these files: one of them kills
+            # it. One by one, the file that does is failed (recorded, retried when it changes).
+            if len(sent) > 1:
+                chunk.later[0:0] = [[item] for item in sent]
+            else:
+                chunk.results[sent[0].path] = Failure(
+                    sent[0].path, "decoder-crashed", "analysing it ended the analysing process "
+                    f"on a machine of the Ray cluster {RETRIES + 1} times")
         except self.ray.exceptions.RayError as e:
             raise EnvironmentProblem(f"the Ray cluster failed: {first_line(e)}") from None
         finally:
             self._busy[chunk.actor] -= 1
-        unseen = []
-        for item, result in zip(chunk.items, got):
-            if isinstance(result, _Unseen):
-                unseen.append(item)
-            elif item.path not in chunk.results:
-                chunk.results[item.path] = result
         resend: list[_Item] = []
-        for item in unseen:
+        for item, result in zip(sent, got or ()):  # a later call answers for its own items
+            if not isinstance(result, _Unseen):
+                chunk.results[item.path] = result
+                continue
             read = _read(item)
             if isinstance(read, Failure):
                 chunk.results[item.path] = read
@@ -222,7 +238,9 @@ class RayEngine:
                 resend.append(read)
         if resend:
             self.sent += len(resend)
-            self._submit(chunk, resend)
+            chunk.later.insert(0, resend)
+        if chunk.later:
+            self._submit(chunk, chunk.later.pop(0))
             return False
         return True
 
@@ -230,21 +248,21 @@ class RayEngine:
         """Every path's result, in input order, as the chunks come back."""
         todo = iter(paths)
         chunks: deque[_Chunk] = deque()
-        if not self.actors:
-            self._start()
         while True:
-            while len(chunks) < AHEAD * len(self.actors):
+            while len(chunks) < AHEAD * max(1, len(self.actors)):
                 items = []
                 for path in todo:
                     try:
                         st = os.stat(path)
                         items.append(_Item(str(path), st.st_size, st.st_mtime_ns))
-                    except OSError:  # the machine analysing it says what is wrong
+                    except OSError:  # no machine sees it: the driver says why (_read)
                         items.append(_Item(str(path), -1, -1))
                     if len(items) == self.chunk:
                         break
                 if not items:
                     break
+                if not self.actors:
+                    self._start()  # the first file to analyse: not before
                 chunk = _Chunk(items)
                 self._submit(chunk, items)
                 chunks.append(chunk)

@@ -6,21 +6,21 @@ A path leaves the queue only after its outcome is in the cache; after a crash th
 in flight is simply taken again, and the cache's stat check makes that free for files finished
 just before the crash. A daemon *claims* what it takes (one statement: ``UPDATE ... WHERE path
 IN (SELECT ... FOR UPDATE SKIP LOCKED)`` on PostgreSQL, so two daemons never wait on, or take,
-the same rows); a claim is renewed as the daemon works and lapses after :data:`LEASE` seconds
-without renewal (a daemon that died), or at once when a daemon on the same machine finds its
-process gone.
+the same rows); the daemon renews its claims every ``HEARTBEAT`` seconds; they lapse after
+:data:`LEASE` seconds without renewal (a daemon that died elsewhere), or at once when its end
+is known (:func:`tagger.cache.owners.gone`).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import socket
 import time
 from typing import Any
 
 from sqlalchemy import and_, delete, func, or_, select, update
 
+from tagger.cache import owners
+from tagger.cache.owners import LEASE
 from tagger.cache.schema import daemons, queue
 from tagger.cache.store import Cache, decode_path, encode_path, put_row
 
@@ -28,53 +28,22 @@ from tagger.cache.store import Cache, decode_path, encode_path, put_row
 BACKOFF_BASE = 30.0
 BACKOFF_MAX = 3600.0
 MAX_ATTEMPTS = 8
-#: A claim not renewed for this long is free again (renewed after every file; a batch's longest
-#: file takes seconds to a minute).
-LEASE = 900.0
-
-
-def daemon_id(started: float | None = None) -> str:
-    """``host:pid:start``: unique per daemon run, and says where to look whether it still runs."""
-    return f"{socket.gethostname()}:{os.getpid()}:{int(started if started is not None else time.time())}"
-
-
-def _gone(owner: str) -> bool:
-    """A claim's daemon ran on this machine and its process is gone (a pid reused by another
-    process keeps the claim until its lease ends: late, never twice)."""
-    host, _, rest = owner.partition(":")
-    pid = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False
-    return False
 
 
 def running(doc: dict[str, Any], now: float, stale: float) -> bool:
-    """Whether a published daemon (a :meth:`DaemonState.all` document) still runs: on this
-    machine its process is asked; on another, its heartbeat must be fresher than ``stale`` s."""
-    if doc.get("state") != "running":
+    """Whether a published daemon (a :meth:`DaemonState.all` document) still runs: it spoke
+    within ``stale`` seconds (daemons say so every ``HEARTBEAT`` s), and where its process can
+    be asked, it is there."""
+    if doc.get("state") != "running" or now - float(doc.get("heartbeat") or 0.0) >= stale:
         return False
-    if doc.get("host") == socket.gethostname():
-        try:
-            os.kill(int(doc.get("pid", 0)), 0)
-        except (ProcessLookupError, ValueError):
-            return False
-        except OSError:  # another user's process (a system service): it exists
-            return True
-        return True
-    return now - float(doc.get("heartbeat") or 0.0) < stale
+    return not owners.gone(str(doc.get("id", "")))
 
 
 class WorkQueue:
-    def __init__(self, cache: Cache, owner: str | None = None) -> None:
+    def __init__(self, cache: Cache) -> None:
         self.cache = cache
-        #: Who claims what :meth:`take` returns (the daemon's :func:`daemon_id`).
-        self.owner = owner or daemon_id()
+        #: Who claims what :meth:`take` returns (this process: :func:`owners.process_id`).
+        self.owner = cache.owner
 
     def put(self, path: str, reason: str) -> None:
         """Queue ``path`` (again): a path is in the queue at most once. Queued again (it changed
@@ -109,27 +78,40 @@ class WorkQueue:
             conn.execute(update(queue).where(queue.c.claimed_by == self.owner)
                          .values(claimed_at=time.time()))
 
-    def release_dead(self) -> int:
-        """Free the claims of daemons on this machine whose process is gone (a kill -9): their
-        files are taken again now, not after the lease."""
+    def release(self) -> None:
+        """Give back this daemon's claims (it stops, or cannot analyse now): others take them."""
         with self.cache.engine.begin() as conn:
-            owners = conn.execute(select(queue.c.claimed_by).distinct()
-                                  .where(queue.c.claimed_by.is_not(None))).scalars().all()
-            dead = [o for o in owners if o != self.owner and _gone(o)]
+            conn.execute(update(queue).where(queue.c.claimed_by == self.owner)
+                         .values(claimed_by=None, claimed_at=None))
+
+    def release_dead(self) -> int:
+        """Free the claims of daemons known to have ended (a kill -9 on this machine, or
+        before its last reboot): their files are taken again now, not after the lease."""
+        with self.cache.engine.begin() as conn:
+            held = conn.execute(select(queue.c.claimed_by).distinct()
+                                .where(queue.c.claimed_by.is_not(None))).scalars().all()
+            dead = [o for o in held if o != self.owner and owners.gone(o)]
             if not dead:
                 return 0
             return int(conn.execute(update(queue).where(queue.c.claimed_by.in_(dead))
                                     .values(claimed_by=None, claimed_at=None)).rowcount)
 
+    def _mine(self) -> Any:
+        """Rows this daemon may settle: its own claims, or nobody's (a lapsed claim now
+        another daemon's is that one's to settle)."""
+        return or_(queue.c.claimed_by == self.owner, queue.c.claimed_by.is_(None))
+
     def done(self, paths: list[str]) -> None:
         with self.cache.engine.begin() as conn:
-            conn.execute(delete(queue).where(queue.c.path.in_([encode_path(p) for p in paths])))
+            conn.execute(delete(queue).where(queue.c.path.in_([encode_path(p) for p in paths]),
+                                             self._mine()))
 
     def retry_later(self, path: str) -> bool:
         """Back off a transient failure; False (and dropped) after too many attempts."""
         path = encode_path(path)
         with self.cache.engine.begin() as conn:
-            attempts = conn.execute(select(queue.c.attempts).where(queue.c.path == path)).scalar()
+            attempts = conn.execute(select(queue.c.attempts)
+                                    .where(queue.c.path == path, self._mine())).scalar()
             if attempts is None or attempts + 1 >= MAX_ATTEMPTS:
                 conn.execute(delete(queue).where(queue.c.path == path))
                 return False
@@ -143,7 +125,7 @@ class WorkQueue:
         """Look at ``path`` again in ``seconds`` (no attempt counted: it is waiting, not failing);
         any daemon may take it then."""
         with self.cache.engine.begin() as conn:
-            conn.execute(update(queue).where(queue.c.path == encode_path(path))
+            conn.execute(update(queue).where(queue.c.path == encode_path(path), self._mine())
                          .values(not_before=time.time() + seconds, claimed_by=None,
                                  claimed_at=None))
 
@@ -161,30 +143,28 @@ class DaemonState:
     """What each daemon publishes about itself for ``genre-tagger status``: one JSON document
     per daemon run (see :data:`tagger.cache.schema.daemons`)."""
 
-    def __init__(self, cache: Cache, owner: str | None = None) -> None:
+    def __init__(self, cache: Cache) -> None:
         self.cache = cache
-        self.owner = owner or daemon_id()
-        self._mine: dict[str, Any] = {}
+        self.owner = cache.owner
+        self._doc: dict[str, Any] = {}
 
     def set(self, **values: Any) -> None:
         """Merge ``values`` into this daemon's document."""
-        self._mine.update(values)
+        self._doc.update(values)
         with self.cache.engine.begin() as conn:
             put_row(conn, daemons, {"id": self.owner},
-                    {"state": json.dumps(self._mine), "updated_at": time.time()})
-
-    def mine(self) -> dict[str, Any]:
-        return dict(self._mine)
+                    {"state": json.dumps(self._doc), "updated_at": time.time()})
 
     def all(self) -> dict[str, dict[str, Any]]:
-        """Every daemon's document, newest first, with ``host`` and ``pid`` from its id."""
+        """Every daemon's document, newest first, with its ``id``, ``host`` and ``pid``."""
         with self.cache.engine.connect() as conn:
             rows = conn.execute(select(daemons.c.id, daemons.c.state)
                                 .order_by(daemons.c.updated_at.desc())).all()
         out: dict[str, dict[str, Any]] = {}
         for owner, state in rows:
-            host, _, rest = owner.partition(":")
-            out[owner] = {"host": host, "pid": int(rest.partition(":")[0] or 0), **json.loads(state)}
+            who = owners.parse(owner)
+            out[owner] = {"id": owner, "host": who.host if who else owner,
+                          "pid": who.pid if who else 0, **json.loads(state)}
         return out
 
     def forget_before(self, day_start: float) -> None:

@@ -88,6 +88,9 @@ intents = Table(
     Column("new", Text, nullable=False),  # JSON: what is being written
     Column("decision_key", Text),
     Column("created_at", Float, nullable=False),
+    # v6: the writing process (tagger.cache.owners): another process settles its intents only
+    # once it is known to have ended, or after the lease
+    Column("owner", Text),
 )
 
 #: v4: the base model's pooled features of each audio (by audio identity, not path: copies and
@@ -151,6 +154,8 @@ def _v5_to_v6(conn: Connection) -> None:
         if name not in cols:
             sql = kind if isinstance(kind, str) else kind.compile(dialect=conn.dialect)
             conn.execute(text(f"ALTER TABLE queue ADD COLUMN {name} {sql}"))
+    if "owner" not in {c["name"] for c in inspect(conn).get_columns("intents")}:
+        conn.execute(text("ALTER TABLE intents ADD COLUMN owner TEXT"))
     daemons.create(conn, checkfirst=True)
     if conn.dialect.name == "postgresql":
         # SQLite stores any integer and any text length in these; PostgreSQL would refuse an
@@ -183,6 +188,9 @@ def migrate(conn: Connection) -> int:
     second process would find half a schema).
     """
     version = current_version(conn)
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(f"the cache database is schema version {version}, newer than this "
+                           f"genre-tagger ({SCHEMA_VERSION}); upgrade genre-tagger")
     if version == SCHEMA_VERSION:
         return version  # the usual case: no lock (a reader such as `status` takes none)
     if conn.dialect.name == "postgresql":
@@ -190,9 +198,6 @@ def migrate(conn: Connection) -> int:
     elif conn.dialect.name == "sqlite" and not conn.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
         conn.exec_driver_sql("BEGIN IMMEDIATE")
     version = current_version(conn)  # another process may have just done it
-    if version > SCHEMA_VERSION:
-        raise RuntimeError(f"the cache database is schema version {version}, newer than this "
-                           f"genre-tagger ({SCHEMA_VERSION}); upgrade genre-tagger")
     while version < SCHEMA_VERSION:
         MIGRATIONS[version](conn)
         version += 1

@@ -24,6 +24,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
+from tagger.cache import owners
 from tagger.cache.schema import features as stored_features
 from tagger.cache.schema import intents, migrate, tracks
 from tagger.errors import TaggerError, first_line
@@ -106,6 +107,8 @@ class Intent:
     before: list[str]  # what revert restores: the genres before our first write
     new: list[str]  # what is being written
     decision_key: str | None
+    owner: str | None = None  # the writing process (tagger.cache.owners); None before v6
+    created_at: float = 0.0
 
 
 class StatEntry(NamedTuple):
@@ -173,9 +176,11 @@ class CacheUnavailable(TaggerError):
 
 
 class Cache:
-    def __init__(self, url: str | None = None) -> None:
+    def __init__(self, url: str | None = None, owner: str | None = None) -> None:
         url = url or default_url()
         self.url = url
+        #: Who this process is in a shared database: its write intents and queue claims.
+        self.owner = owner or owners.process_id()
         try:
             if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
                 Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -343,7 +348,7 @@ class Cache:
             put_row(conn, intents, {"path": encode_path(intent.path)}, {
                 "current": json.dumps(intent.current), "before": json.dumps(intent.before),
                 "new": json.dumps(intent.new), "decision_key": intent.decision_key,
-                "created_at": time.time()})
+                "created_at": time.time(), "owner": self.owner})
 
     def finish_write(self, path: str, **values: Any) -> None:
         """Record the file's row and forget its intent, in one transaction."""
@@ -357,11 +362,20 @@ class Cache:
             conn.execute(delete(intents).where(intents.c.path == encode_path(path)))
 
     def intents(self) -> list[Intent]:
-        """Writes a killed process may or may not have finished, oldest first."""
+        """Writes in flight or left by a killed process, oldest first."""
         q = select(intents).order_by(intents.c.created_at)
         with self.engine.connect() as conn:
             return [Intent(decode_path(m["path"]), json.loads(m["current"]), json.loads(m["before"]),
-                           json.loads(m["new"]), m["decision_key"]) for m in conn.execute(q).mappings()]
+                           json.loads(m["new"]), m["decision_key"], m["owner"], m["created_at"])
+                    for m in conn.execute(q).mappings()]
+
+    def abandoned_intents(self) -> list[Intent]:
+        """The writes this process may settle: its own, and those of processes known to have
+        ended or silent past the lease. Another daemon's write in flight (a shared cache) is
+        left to it: settled now, its "genres before" could be lost to a kill a moment later."""
+        old = time.time() - owners.LEASE
+        return [i for i in self.intents() if i.owner is None or i.owner == self.owner
+                or i.created_at < old or owners.gone(i.owner)]
 
     def move(self, old: str, new: str, **values: Any) -> None:
         """A file moved or was renamed: its row follows it (replacing any row at ``new``)."""

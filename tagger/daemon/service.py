@@ -25,7 +25,8 @@ from typing import Any
 from tagger.analysis.engine import Analysis
 from tagger.analysis.model.trained import version_of
 from tagger.cache import Cache
-from tagger.cache.queue import DaemonState, WorkQueue, daemon_id
+from tagger.cache.owners import HEARTBEAT, process_id
+from tagger.cache.queue import DaemonState, WorkQueue
 from tagger.daemon.notify import notify, watchdog_interval
 from tagger.daemon.watcher import Handler, Settler, make_observer, wants_polling
 from tagger.display import display
@@ -50,10 +51,10 @@ class Daemon:
         self.reload = threading.Event()
         self.started = time.time()
         #: Who this run is in a shared database (its queue claims, its published state).
-        self.id = daemon_id(self.started)
-        self.cache = Cache(self.config.cache_url)
-        self.queue = WorkQueue(self.cache, self.id)
-        self.state = DaemonState(self.cache, self.id)
+        self.id = process_id(self.started)
+        self.cache = Cache(self.config.cache_url, owner=self.id)
+        self.queue = WorkQueue(self.cache)
+        self.state = DaemonState(self.cache)
         self.settler = Settler(self.config.settle_seconds)
         self.observers: list[Any] = []
         self._engine: Analysis | None = None
@@ -82,6 +83,8 @@ class Daemon:
         notify(f"READY=1\nSTATUS=watching {len(self.config.roots)} folders, {queued} queued")
         ping = watchdog_interval()
         last_ping = last_status = pause = time.monotonic()
+        beat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
+        beat.start()
         try:
             while not self.stop.is_set():
                 if self.reload.is_set():
@@ -95,6 +98,7 @@ class Daemon:
                     except EnvironmentProblem as e:  # the machine's fault: no file is blamed
                         log.error("cannot analyse now: %s; the batch stays queued, retrying in "
                                   "%d s", display(str(e)), MACHINE_RETRY_SECONDS)
+                        self.queue.release()  # a daemon sharing the queue may do it meanwhile
                         pause = time.monotonic() + MACHINE_RETRY_SECONDS
                 else:
                     self.stop.wait(0.25)
@@ -104,8 +108,6 @@ class Daemon:
                     last_ping = now
                 if now - last_status >= self.config.status_seconds:
                     self._status_line()
-                    # a daemon sharing this queue on this machine, killed: its files go on now
-                    self.queue.release_dead()
                     last_status = now
         finally:
             notify("STOPPING=1")
@@ -113,6 +115,9 @@ class Daemon:
                 obs.stop()
             for obs in self.observers:
                 obs.join(timeout=5)
+            self.stop.set()  # ends the heartbeat
+            beat.join(timeout=5)
+            self.queue.release()
             self.state.set(state="stopped", stopped_at=time.time())
             log.info("stopped; %d files still queued", len(self.queue))
             self.cache.close()
@@ -215,6 +220,18 @@ class Daemon:
         """Still being written: changed within the settle time, or open for writing."""
         return time.time() - st.st_mtime < self.config.settle_seconds or being_written(path)
 
+    def _heartbeat(self) -> None:
+        """Every HEARTBEAT s, even while a long batch is in hand: keep this daemon's queue
+        claims, free those of daemons known to have ended (a kill -9 on this machine), and say
+        it is alive (``status`` on any machine reads it)."""
+        while not self.stop.wait(HEARTBEAT):
+            try:
+                self.queue.renew()
+                self.queue.release_dead()
+                self.state.set(heartbeat=time.time())
+            except Exception as e:  # a database hiccup: the next beat tries again
+                log.warning("heartbeat: %s", display(str(e)))
+
     def _process(self, batch: list[str]) -> None:
         items = []
         done = []
@@ -287,7 +304,6 @@ class Daemon:
         if today != self.day:
             self.day, self.processed_today = today, 0
         self.processed_today += 1
-        self.queue.renew()  # still on it: no other daemon takes this batch's files
         if o.error:
             self.failed += 1
             log.warning("%s: %s (%s)", display(o.path), display(o.reason or ""), o.error)

@@ -484,7 +484,7 @@ def finish_interrupted_writes(cache: Cache, tags: TagOptions) -> list[Outcome]:
     one, as it would have been without the kill).
     """
     done = []
-    for it in cache.intents():
+    for it in cache.abandoned_intents():
         try:
             now = read_genres(it.path, tags)
             st = os.stat(it.path)
