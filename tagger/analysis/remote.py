@@ -125,10 +125,12 @@ def _ray() -> Any:
 
 
 def _read(item: _Item) -> _Item | Failure:
-    """``item`` with its bytes, or the reason the driver cannot read it either."""
-    from tagger.analysis.decode import os_errors
+    """``item`` with its bytes, or the reason the driver cannot read it either (checked as a
+    local analysis does first: a FIFO or a device is never opened)."""
+    from tagger.analysis.decode import check_readable, os_errors
 
     try:
+        check_readable(Path(item.path))
         with os_errors(Path(item.path), "read"), open(item.path, "rb") as fh:
             return replace(item, data=fh.read())
     except AudioError as e:
