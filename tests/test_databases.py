@@ -146,6 +146,7 @@ def test_a_killed_daemons_claims_on_this_machine_are_freed_at_once(db_url: str) 
         sql(db_url, f"UPDATE queue SET claimed_at = claimed_at - {LEASE + 1} "
                     "WHERE path = '/m/2.flac'")
         assert me.take(10) == ["/m/0.flac", "/m/1.flac", "/m/2.flac"]
+        assert not elsewhere.retry_later("/m/2.flac")  # nor its late backoff (or drop)
         elsewhere.done(["/m/2.flac", "/m/3.flac"])
         assert sorted(me.paths()) == ["/m/0.flac", "/m/1.flac", "/m/2.flac"]
         me.release()  # stopping: every claim of its goes back

@@ -13,6 +13,7 @@ let go, so an hour-long file holds at most ``cap`` windows (4.6 MB), not its fra
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -83,6 +84,11 @@ def _grid_count(n_frames: int, hop: int) -> int:
     return (n_frames - N_FRAMES) // max(1, hop) + 1 if n_frames >= N_FRAMES else 0
 
 
+def _seconds(frames: Iterable[int]) -> tuple[float, ...]:
+    """Window starts in frames -> in seconds (what results and timelines show)."""
+    return tuple(f * HOP / SAMPLE_RATE for f in frames)
+
+
 def extract_windows(path: str | Path, cfg: EngineConfig,
                     reader: SegmentReader | None = None) -> TrackWindows:
     """Analysis windows of one file, or a typed :class:`tagger.errors.AudioError`.
@@ -113,7 +119,7 @@ def extract_windows(path: str | Path, cfg: EngineConfig,
                     and max(float(np.max(np.abs(p))) for p in pieces) >= SILENCE_PEAK:
                 windows = np.stack([log_mel_segment(p) for p in pieces])
                 return TrackWindows(str(path), windows, info.declared, True,
-                                    tuple(st * HOP / SAMPLE_RATE for st in plan.starts),
+                                    _seconds(plan.starts),
                                     count=count if adaptive else 0,
                                     picks=picks if adaptive else (), n_samples=n_samples)
     stream = decode_stream(path, LogMelStream, cfg.decode_timeout, cfg.max_seconds, info)
@@ -127,13 +133,13 @@ def extract_windows(path: str | Path, cfg: EngineConfig,
             cut = cut_windows(frames, [every[i] for i in ahead])
             picks = tuple(ahead[:adaptive.first])
             return TrackWindows(str(path), cut[:len(picks)], seconds, False,
-                                tuple(every[i] * HOP / SAMPLE_RATE for i in picks),
+                                _seconds(every[i] for i in picks),
                                 count=len(every), picks=picks, spare=cut[len(picks):],
                                 spare_from=len(picks))
         budget = None
     starts = window_starts(len(frames), cfg.window_hop, budget)
     return TrackWindows(str(path), cut_windows(frames, starts), seconds, False,
-                        tuple(st * HOP / SAMPLE_RATE for st in starts))
+                        _seconds(starts))
 
 
 def more_windows(track: TrackWindows, n: int, cfg: EngineConfig,
@@ -160,5 +166,5 @@ def more_windows(track: TrackWindows, n: int, cfg: EngineConfig,
             return replace(track, windows=np.zeros((0, N_FRAMES, N_MELS), np.float32),
                            starts=(), picks=track.picks)
         windows = np.stack([log_mel_segment(p) for p in pieces])
-    return replace(track, windows=windows, starts=tuple(st * HOP / SAMPLE_RATE for st in starts),
+    return replace(track, windows=windows, starts=_seconds(starts),
                    picks=picks)

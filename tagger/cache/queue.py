@@ -14,6 +14,7 @@ is known (:func:`tagger.cache.owners.gone`).
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import Any
 
@@ -112,8 +113,10 @@ class WorkQueue:
         with self.cache.engine.begin() as conn:
             attempts = conn.execute(select(queue.c.attempts)
                                     .where(queue.c.path == path, self._mine())).scalar()
-            if attempts is None or attempts + 1 >= MAX_ATTEMPTS:
-                conn.execute(delete(queue).where(queue.c.path == path))
+            if attempts is None:  # gone, or another daemon's now: not ours to settle
+                return False
+            if attempts + 1 >= MAX_ATTEMPTS:
+                conn.execute(delete(queue).where(queue.c.path == path, self._mine()))
                 return False
             wait = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** attempts)
             conn.execute(update(queue).where(queue.c.path == path)
@@ -147,13 +150,15 @@ class DaemonState:
         self.cache = cache
         self.owner = cache.owner
         self._doc: dict[str, Any] = {}
+        self._lock = threading.Lock()  # the worker and the heartbeat both publish
 
     def set(self, **values: Any) -> None:
         """Merge ``values`` into this daemon's document."""
-        self._doc.update(values)
+        with self._lock:
+            self._doc.update(values)
+            doc = json.dumps(self._doc)
         with self.cache.engine.begin() as conn:
-            put_row(conn, daemons, {"id": self.owner},
-                    {"state": json.dumps(self._doc), "updated_at": time.time()})
+            put_row(conn, daemons, {"id": self.owner}, {"state": doc, "updated_at": time.time()})
 
     def all(self) -> dict[str, dict[str, Any]]:
         """Every daemon's document, newest first, with its ``id``, ``host`` and ``pid``."""

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -166,9 +166,10 @@ def openvino() -> ModuleType:
     return importlib.import_module("openvino")
 
 
-def native_bfloat16() -> bool:
+def native_bfloat16(core: Any = None) -> bool:
     """Whether OpenVINO finds bfloat16 arithmetic in this CPU (AVX512_BF16, AMX)."""
-    return "BF16" in openvino().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    core = core or openvino().Core()
+    return "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 class OpenVinoScorer(WindowScorer):
@@ -185,7 +186,7 @@ class OpenVinoScorer(WindowScorer):
 
         super().__init__(model, batch_size or CPU_BATCH, features)
         core = openvino().Core()
-        bf16 = native_bfloat16()
+        bf16 = native_bfloat16(core)
         if precision == "auto":
             precision = "int8" if bf16 else "float32"
         elif precision == "bfloat16" and not bf16:
