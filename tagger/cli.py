@@ -141,7 +141,8 @@ ENGINE = [
     click.option("--batch-size", type=click.IntRange(1), default=None,
                  help="Windows per model call [default: 16 on CPU, 256 on GPU]."),
     click.option("--jobs", "-j", type=click.IntRange(1), default=None,
-                 help="Files decoded in parallel [default: up to 4 CPUs]."),
+                 help="Files decoded in parallel [default: up to 4 CPUs; every CPU when a GPU "
+                      "runs the model]."),
     click.option("--budget", default=None,
                  help="Windows analysed per track: 'auto' (a few, more while the top genre is "
                       "still open), a number spread evenly, or 'all' for every window "

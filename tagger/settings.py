@@ -65,7 +65,7 @@ class Settings:
     model: str = DEFAULT_MODEL
     device: Device = "auto"
     batch_size: int = 0  # windows per model call; 0: the device's measured default
-    jobs: int = 0  # files decoded in parallel; 0: up to 4 CPUs
+    jobs: int = 0  # files decoded in parallel; 0: up to 4 CPUs, every CPU with a GPU
     precision: Precision = "auto"  # auto: int8 + bfloat16 where the CPU has bfloat16, else float32
     #: Windows per track: auto (as few as settle the top genre), N spread evenly, 0: every
     #: window ("all" on the command line).
@@ -94,7 +94,7 @@ class Settings:
 
         return EngineConfig(
             model=self.model, device=self.device, precision=self.precision,
-            batch_size=self.batch_size or None, jobs=self.jobs or EngineConfig().jobs,
+            batch_size=self.batch_size or None, jobs=self.jobs or None,
             budget=AdaptiveBudget() if self.budget == "auto" else self.budget or None,
             window_hop=max(1, round(self.window_hop * SAMPLE_RATE / HOP)),
             decode_timeout=self.timeout, selection=self.selection())

@@ -147,7 +147,7 @@ def test_open_tracks_never_let_a_library_pile_up(engine_full: Engine,
             pulled += 1
             yield long_tracks["seek"]
 
-    ahead = max(2 * engine.config.jobs, 2)
+    ahead = max(2 * engine.jobs, 2)
     most = 0
     for done, result in enumerate(engine.predict_paths(paths()), 1):
         assert isinstance(result, Prediction) and result.windows == 8

@@ -61,3 +61,33 @@ def test_prediction_fields(engine_full: Engine, tracks: list[Path]) -> None:
     assert len(names) <= 3 and all(g in r.genre_scores for g in names)
     assert [s for _, s in r.genres] == sorted((s for _, s in r.genres), reverse=True)
     assert abs(r.seconds - 10.0) < 0.1
+
+
+def test_decoding_runs_with_one_blas_thread() -> None:
+    """The decoders' mel product is tiny: BLAS's own threads only spun beside it (34 ms of CPU
+    per file, 5 without; README "Speed"). One BLAS thread once an engine exists."""
+    from threadpoolctl import threadpool_info
+
+    engine = Engine(EngineConfig(device="cpu"))
+    try:
+        threads = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+        assert threads and set(threads) == {1}, threads
+    finally:
+        engine.close()
+
+
+def test_files_decoded_at_once() -> None:
+    """Told: as told. Not told: up to 4 when the model shares the CPU, every core with a GPU."""
+    import os
+
+    from tagger.analysis.config import auto_jobs
+
+    cpus = os.cpu_count() or 1
+    assert auto_jobs(on_gpu=False) == min(4, cpus) and auto_jobs(on_gpu=True) == cpus
+    engine = Engine(EngineConfig(device="cpu"))
+    told = Engine(EngineConfig(device="cpu", jobs=3))
+    try:
+        assert engine.jobs == min(4, cpus) and told.jobs == 3
+    finally:
+        engine.close()
+        told.close()

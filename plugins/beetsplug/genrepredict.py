@@ -70,7 +70,7 @@ class GenrePredictPlugin(BeetsPlugin):
             "budget": d.budget,  # windows per track: auto, a number, or 0 for every window
             "precision": d.precision,  # auto: int8 + bfloat16 where the CPU has bfloat16
             "batch_size": d.batch_size,  # 0: the device's default
-            "jobs": d.jobs,  # 0: up to 4 CPUs
+            "jobs": d.jobs,  # 0: up to 4 CPUs, every CPU with a GPU
             "cache_db": d.database,  # genre-tagger's cache URL; empty: its default (shared with scan)
             "raw_tags": 5,  # how many raw model tags to keep in genre_raw
             "separator": ", ",  # joins genres into `genre` on beets < 2.7

@@ -15,6 +15,14 @@ from tagger.analysis.taxonomy import Selection
 FIXED_BUDGET = 24
 
 
+def auto_jobs(on_gpu: bool) -> int:
+    """Files decoded at once when not told: up to 4 CPUs when the model runs on the CPU too
+    (it needs the rest), every CPU when a GPU runs it (then decoding is what bounds a scan:
+    ``bench/gpu_check.py``)."""
+    cpus = os.cpu_count() or 1
+    return cpus if on_gpu else min(4, cpus)
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     model: str = DEFAULT_MODEL
@@ -24,7 +32,8 @@ class EngineConfig:
     #: Windows per model call; None picks a measured default for the device.
     batch_size: int | None = None
     #: Files decoded in parallel (decoders are child processes; threads just wait on them).
-    jobs: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
+    #: None: :func:`auto_jobs`.
+    jobs: int | None = None
     #: Frames between window starts; 187 (3 s) is musicnn's default: no overlap.
     window_hop: int = 187
     #: Which windows of a track are analysed: the adaptive rule (as few as settle the top

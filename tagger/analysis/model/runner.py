@@ -14,6 +14,7 @@ an NVIDIA GPU the Keras model runs on its backend (JAX or TensorFlow), as before
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import sys
 from collections.abc import Iterator
@@ -27,28 +28,44 @@ import numpy.typing as npt
 
 from tagger.analysis.features import N_FRAMES, N_MELS
 from tagger.analysis.model.catalog import get_model, model_version
-from tagger.analysis.model.network import FEATURES
+from tagger.analysis.model.network import FEATURES, Layout
 
 if TYPE_CHECKING:
     import keras
 
 Device = Literal["auto", "cpu", "gpu"]
-#: ``auto``: where the CPU computes bfloat16 natively (OpenVINO only), ``int8``; else float32.
-#: ``int8``: the timbral convolutions in int8, the rest in bfloat16 where native, else float32.
+#: On a CPU, ``auto``: where the CPU computes bfloat16 natively (OpenVINO only), ``int8``; else
+#: float32. ``int8``: the timbral convolutions in int8, the rest in bfloat16 where native, else
+#: float32. On a GPU, ``auto`` is TensorFloat-32 (:class:`KerasScorer`).
 Precision = Literal["auto", "float32", "bfloat16", "int8"]
 CPU_BATCH = 16  # measured: same per-window speed as 256 on 2 cores, a tenth of the memory
 GPU_BATCH = 256
 
 
 def configure_backend(device: Device) -> None:
-    """Choose the device before the backend is imported (it reads these only at import)."""
+    """Choose the device before the backend is imported (it reads these only at import).
+
+    JAX takes three quarters of the GPU's memory at start unless told otherwise; on a home
+    server the GPU is shared (a media server's transcoder), so it takes what it uses. With
+    fixed batch shapes that is allocated once.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    if "KERAS_BACKEND" not in os.environ and not _installed("tensorflow") and _installed("jax"):
+        os.environ["KERAS_BACKEND"] = "jax"  # a GPU box with JAX alone: Keras would fail on TF
     if device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
         os.environ["JAX_PLATFORMS"] = "cpu"
     if "keras" not in sys.modules:
         with _quiet_native_stderr():
             import keras  # noqa: F401
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ValueError:  # in sys.modules as None: made unimportable on purpose
+        return False
 
 
 @contextmanager
@@ -129,10 +146,19 @@ class WindowScorer:
 
 
 class KerasScorer(WindowScorer):
-    """The Keras model on its backend: the GPU path, and the reference the tests hold."""
+    """The Keras model on its backend: the GPU path, and the reference the tests hold.
+
+    On a GPU, ``precision`` decides the arithmetic of the convolutions and matrix products:
+    ``float32`` is exact float32 (the references' tolerance); ``auto`` (and ``int8``, which
+    only the CPU runs) lets them use TensorFloat-32 tensor cores where the GPU has them
+    (NVIDIA Ampere and later), as JAX and TensorFlow do by default; ``bfloat16`` uses bfloat16
+    tensor cores (JAX). Weights and activations stay float32; ``bench/gpu_check.py`` measures
+    each against float32.
+    """
 
     def __init__(self, model: str, device: Device = "auto", batch_size: int | None = None,
-                 features: bool = False) -> None:
+                 features: bool = False, precision: Precision = "auto",
+                 layout: Layout | None = None) -> None:
         configure_backend(device)
         import keras
 
@@ -143,14 +169,43 @@ class KerasScorer(WindowScorer):
             raise RuntimeError("--device gpu was asked for, but the backend sees no GPU")
         super().__init__(model, batch_size or (GPU_BATCH if on_gpu else CPU_BATCH), features)
         self.on_gpu = on_gpu
-        self.runtime = f"keras {keras.backend.backend()} float32"
-        self.model: keras.Model = load_window_model(model, features)
+        backend = keras.backend.backend()
+        arithmetic = _gpu_arithmetic(precision, backend) if on_gpu else "float32"
+        if backend == "tensorflow" and on_gpu:
+            import tensorflow as tf
+
+            tf.config.experimental.enable_tensor_float_32_execution(arithmetic != "float32")
+        self.runtime = f"keras {backend} {arithmetic}"
+        #: JAX's matmul and convolution precision, set around every call (it is part of the
+        #: compiled function's key, read when traced).
+        self._jax_precision = arithmetic if backend == "jax" else None
+        #: Measured on an H200 (bench/gpu_check.py): ``banded`` on a GPU, musicnn's own on a CPU.
+        self.layout: Layout = layout or ("banded" if on_gpu else "direct")
+        self.model: keras.Model = load_window_model(model, features, self.layout)
 
     def _run(self, batch: npt.NDArray[np.float32]) -> tuple[np.ndarray, np.ndarray | None]:
-        got = self.model.predict_on_batch(batch)
+        if self._jax_precision is None:
+            got = self.model.predict_on_batch(batch)
+        else:
+            import jax
+
+            # Read when the call is traced (the first one): the compiled function keeps it.
+            with jax.default_matmul_precision(self._jax_precision):
+                got = self.model.predict_on_batch(batch)
         if self.features:
             return np.asarray(got[0]), np.asarray(got[1])
         return np.asarray(got), None
+
+
+def _gpu_arithmetic(precision: Precision, backend: str) -> str:
+    """The GPU arithmetic ``precision`` asks for: float32, tensorfloat32 or bfloat16."""
+    if precision == "float32":
+        return "float32"
+    if precision == "bfloat16":
+        if backend != "jax":
+            raise RuntimeError("--precision bfloat16 on a GPU needs KERAS_BACKEND=jax")
+        return "bfloat16"
+    return "tensorfloat32"
 
 
 def openvino() -> ModuleType:
@@ -215,7 +270,7 @@ def _openvino_available() -> bool:
     return True
 
 
-def _nvidia_gpu_present() -> bool:
+def nvidia_gpu_present() -> bool:
     """An NVIDIA driver with a GPU, seen without importing a deep-learning backend (seconds)."""
     gpus = Path("/proc/driver/nvidia/gpus")
     return gpus.is_dir() and any(gpus.iterdir())
@@ -225,8 +280,8 @@ def window_scorer(model: str, device: Device = "auto", batch_size: int | None = 
                   features: bool = False, precision: Precision = "auto") -> WindowScorer:
     """The fastest way to run ``model`` here: Keras on a GPU (asked for, or ``auto`` with an
     NVIDIA GPU present), else OpenVINO on the CPU (Keras if OpenVINO is not installed)."""
-    if device == "gpu" or (device == "auto" and _nvidia_gpu_present()):
-        keras_scorer = KerasScorer(model, device, batch_size, features)
+    if device == "gpu" or (device == "auto" and nvidia_gpu_present()):
+        keras_scorer = KerasScorer(model, device, batch_size, features, precision)
         if keras_scorer.on_gpu or not _openvino_available():
             return keras_scorer
     if not _openvino_available():
