@@ -31,6 +31,7 @@ from tagger.display import display
 from tagger.errors import TaggerError
 from tagger.library.policy import POLICIES
 from tagger.settings import DEVICES, LOG_LEVELS, OBSERVERS, PRECISIONS, ConfigError, Settings, load_settings
+from tagger.tags.base import HARD_LINKS
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # some files failed; the others were done
@@ -165,8 +166,13 @@ TAGS = [
                  help="Write ID3v2.3 (genres joined) instead of keeping each file's version."),
     click.option("--id3-separator", default=None,
                  help=f"How ID3v2.3 joins several genres [default: {_D.id3_separator!r}]."),
-    click.option("--touch", is_flag=True, default=None,
-                 help="Let tag writes update the files' mtime (kept by default)."),
+    click.option("--keep-mtime/--no-keep-mtime", default=None,
+                 help="Keep the files' mtime when tagging (players that re-read only files whose "
+                      "mtime moved then never see the genres) [default: moved]."),
+    click.option("--hard-links", type=click.Choice(HARD_LINKS), default=None,
+                 help="A file with several names: leave it alone, split it (this name gets the "
+                      "new file), or write in place (every name sees it; not crash-safe) "
+                      f"[default: {_D.hard_links}]."),
 ]
 engine_options = _with([CONFIG, *ENGINE])
 

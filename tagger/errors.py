@@ -31,7 +31,7 @@ Code = Literal[
     "too-short", "timeout", "decoder-crashed", "internal-error",
     # tags (writing the genres)
     "tag-error", "unsupported-format", "bad-tags", "read-only", "disk-full", "write-error",
-    "not-a-file", "changed", "busy", "unsafe-rewrite",
+    "not-a-file", "changed", "busy", "unsafe-rewrite", "hard-linked", "xattrs", "filesystem",
     # the library
     "outside-roots", "unreadable-folder",
 ]

@@ -32,7 +32,7 @@ from tagger.analysis.vocabulary import GenreMap
 from tagger.analysis.vocabulary import parse as parse_genre_map
 from tagger.errors import TaggerError
 from tagger.library.policy import POLICIES, Policy
-from tagger.tags.base import TagOptions
+from tagger.tags.base import HARD_LINKS, HardLinks, TagOptions
 
 SYSTEM_CONFIG = Path("/etc/genre-tagger/config.toml")
 Observer = Literal["auto", "inotify", "polling"]
@@ -75,7 +75,9 @@ class Settings:
     # --- the tags
     id3v23: bool = False  # write ID3v2.3 (genres joined) instead of keeping each file's version
     id3_separator: str = "; "
-    touch: bool = False  # let tag writes update the mtime (kept by default)
+    #: Keep the files' mtime when tagging (players then never re-read them; README "Safety").
+    keep_mtime: bool = False
+    hard_links: HardLinks = "leave"  # a file with several names: leave | split | in-place
     # --- the cache
     database: str = ""  # SQLAlchemy URL; empty: the XDG state default
     # --- the daemon
@@ -101,7 +103,8 @@ class Settings:
 
     def tag_options(self) -> TagOptions:
         return TagOptions(id3_version=3 if self.id3v23 else None,
-                          id3v23_separator=self.id3_separator, keep_mtime=not self.touch)
+                          id3v23_separator=self.id3_separator, keep_mtime=self.keep_mtime,
+                          hard_links=self.hard_links)
 
     @property
     def cache_url(self) -> str | None:
@@ -110,12 +113,12 @@ class Settings:
 
 _FIELDS = {f.name: f for f in fields(Settings)}
 _CHOICES: dict[str, tuple[str, ...]] = {"policy": POLICIES, "device": DEVICES,
-                                        "precision": PRECISIONS,
+                                        "precision": PRECISIONS, "hard_links": HARD_LINKS,
                                         "observer": OBSERVERS, "log_level": LOG_LEVELS}
 _KIND = {"roots": "roots", "top_k": "int", "batch_size": "int", "jobs": "int", "budget": "budget",
          "batch_files": "int", "min_confidence": "float", "window_hop": "float",
          "timeout": "float", "settle_seconds": "float", "poll_seconds": "float",
-         "status_seconds": "float", "id3v23": "bool", "touch": "bool", "album": "bool"}
+         "status_seconds": "float", "id3v23": "bool", "keep_mtime": "bool", "album": "bool"}
 #: (check, what it must be) per key, beyond its type.
 _RANGES: dict[str, tuple[Any, str]] = {
     "top_k": (lambda v: v >= 1, "at least 1"),
@@ -188,6 +191,15 @@ def build_settings(values: Mapping[str, Any], where: Mapping[str, str] | None = 
     """
     where = where or {}
     typed: dict[str, Any] = {}
+    values = dict(values)
+    if "touch" in values:  # before 0.2 the mtime was kept unless touch = true
+        touch = values.pop("touch")
+        try:
+            values.setdefault("keep_mtime", not _coerce("keep_mtime", touch))
+        except ValueError:
+            raise ConfigError(f"{where.get('touch', 'settings')}: 'touch' must be true or false, "
+                              f"not {touch!r}") from None
+        where = {**where, "keep_mtime": where.get("touch", "settings")}
     for key, raw in values.items():
         origin = where.get(key, "settings")
         if key not in _FIELDS:

@@ -285,8 +285,8 @@ HOLD_TEMP = """
 import sys, time
 from pathlib import Path
 from tagger.tags.safe_write import locked_temp
-with locked_temp(Path(sys.argv[1])) as (tmp, fd):
-    print(tmp, flush=True)
+with locked_temp(Path(sys.argv[1])) as copy:
+    print(Path(sys.argv[1]) / copy.name, flush=True)
     time.sleep(60)
 """
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import os
 import time
@@ -175,6 +176,24 @@ class CacheUnavailable(TaggerError):
     """The cache database cannot be opened (a machine's problem, never a file's)."""
 
 
+def _private_sqlite(path: Path, ours: bool) -> None:
+    """The cache holds the library's paths and its history: the person's alone. A new folder is
+    made 0700 and a new database 0600 (SQLite gives its -wal and -shm files the database's
+    mode); the default location, which genre-tagger made, is tightened if an older release
+    left it readable by all. A folder or file the person chose is not touched."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    elif ours:
+        os.chmod(path.parent, 0o700)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+    except FileExistsError:
+        if ours:
+            for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+                with contextlib.suppress(FileNotFoundError):
+                    os.chmod(p, 0o600)
+
+
 class Cache:
     def __init__(self, url: str | None = None, owner: str | None = None) -> None:
         url = url or default_url()
@@ -183,7 +202,7 @@ class Cache:
         self.owner = owner or owners.process_id()
         try:
             if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+                _private_sqlite(Path(url.removeprefix("sqlite:///")), url == default_url())
             # pre_ping: a daemon outlives a PostgreSQL restart (a dropped connection is
             # replaced, not raised into the middle of a scan)
             self.engine: Engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))

@@ -9,6 +9,7 @@ original untouched and says ``cannot safely rewrite the tags: REASON``.
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 from pathlib import Path
@@ -177,6 +178,24 @@ def _differs(before: list[tuple[str, str]], after: list[tuple[str, str]]) -> str
     return "the order of the tags"
 
 
+class _Rewrite(io.FileIO):
+    """The copy as mutagen saves into it. Mutagen truncates after every save, mostly to the
+    size the file already has; some FUSE drivers (fusefat) refuse exactly that (EPERM), which
+    blamed the tags on a FAT stick. Refused, a truncate that would change nothing is done."""
+
+    def truncate(self, size: int | None = None) -> int:
+        size = self.tell() if size is None else size
+        try:
+            return super().truncate(size)
+        except PermissionError:
+            here = self.tell()
+            end = self.seek(0, os.SEEK_END)
+            self.seek(here)
+            if end != size:
+                raise
+            return size
+
+
 def write_genres(path: str | Path, genres: list[str], options: TagOptions | None = None,
                  expect: os.stat_result | None = None) -> os.stat_result:
     """Replace the file's genres with ``genres`` ([] removes them), crash-safely and verified.
@@ -187,10 +206,20 @@ def write_genres(path: str | Path, genres: list[str], options: TagOptions | None
     options = options or TagOptions()
     path = Path(path)
     genres = list(genres)
-    module = _module(_open(path))
+    original = _open(path)
+    module = _module(original)
+    # The copy is opened as exactly what the original was read as: its name (/proc/self/fd/N)
+    # has no extension to guide mutagen (a FLAC behind an ID3 header would read as MP3).
+    kind = [type(original)]
+
+    def reopen(tmp: Path, for_write: bool = False) -> Any:
+        try:
+            return _open_as(tmp, for_write, kind)
+        except TagWriteError as e:
+            raise TagWriteError(path, e.reason, e.code) from None
 
     def edit(tmp: Path) -> None:
-        f = _open(tmp)
+        f = reopen(tmp)
         why = module.problem(tmp, f)
         if why:
             raise unsafe(path, why)
@@ -201,12 +230,13 @@ def write_genres(path: str | Path, genres: list[str], options: TagOptions | None
         kept = module.others(f)
         raw = raw_frames(tmp, f)
         try:
-            module.write(_open(tmp, for_write=True), genres, options)
+            with _Rewrite(tmp, "r+") as into:
+                module.write(reopen(tmp, for_write=True), genres, options, into)
         except (TagWriteError, OSError):
             raise
         except Exception as e:  # mutagen cannot serialise what it read (a size out of range...)
             raise unsafe(path, f"mutagen cannot write them back ({_words(e, tmp)})") from None
-        f = _open(tmp)
+        f = reopen(tmp)
         changed = _changed_frames(raw, raw_frames(tmp, f))
         if changed:
             raise unsafe(path, f"the rewrite would change the ID3 frame {changed[0]} "
@@ -219,4 +249,5 @@ def write_genres(path: str | Path, genres: list[str], options: TagOptions | None
         if audio_identity(tmp) != audio:
             raise unsafe(path, "the rewrite would change the audio data")
 
-    return replace_atomically(path, edit, keep_mtime=options.keep_mtime, expect=expect)
+    return replace_atomically(path, edit, keep_mtime=options.keep_mtime, expect=expect,
+                              hard_links=options.hard_links)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from tagger.tags.base import TagOptions
 
@@ -20,14 +20,14 @@ def read(f: Any, options: TagOptions) -> list[str]:
     return [str(v) for v in f.tags.get(KEY, []) if str(v)]
 
 
-def write(f: Any, genres: list[str], options: TagOptions) -> None:
+def write(f: Any, genres: list[str], options: TagOptions, into: BinaryIO | None = None) -> None:
     if f.tags is None:
         f.add_tags()
     if genres:
         f.tags[KEY] = list(genres)
     elif KEY in f.tags:
         del f.tags[KEY]
-    f.save()
+    f.save(into)
 
 
 def others(f: Any) -> list[tuple[str, str]]:

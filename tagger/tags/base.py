@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Literal, Protocol
 
 from tagger.errors import Code, TaggerError
 
@@ -31,14 +31,26 @@ def unsafe(path: str | Path, why: str) -> TagWriteError:
     return TagWriteError(path, UNSAFE + why, "unsafe-rewrite")
 
 
+#: A file with several names (hard links; the *arr way: a torrent's seed and the library):
+#: ``leave`` it as it is (the default), ``split`` it (this name gets the new file, the others keep
+#: the old bytes, and the disk holds both), or write ``in-place`` (every name sees the change;
+#: a crash during the few milliseconds of the copy back can leave the file damaged).
+HardLinks = Literal["leave", "split", "in-place"]
+HARD_LINKS: tuple[HardLinks, ...] = ("leave", "split", "in-place")
+
+
 @dataclass(frozen=True)
 class TagOptions:
     #: ID3 version for MP3/WAV/AIFF: None keeps the file's own (v2.4 for untagged files).
     id3_version: int | None = None
     #: How ID3v2.3 joins several genres in its single text frame (Picard recommends "; ").
     id3v23_separator: str = "; "
-    #: Keep the file's modification time, so our write does not look like a new file to others.
-    keep_mtime: bool = True
+    #: Keep the file's modification time. Off by default: Navidrome, Jellyfin, Plex and beets'
+    #: ``update`` re-read a file only when its mtime moves, so with it kept they never see the
+    #: genres. On for people who sort by mtime as "date added".
+    keep_mtime: bool = False
+    #: A file with several names: :data:`HardLinks`.
+    hard_links: HardLinks = "leave"
 
 
 class FormatModule(Protocol):
@@ -48,8 +60,10 @@ class FormatModule(Protocol):
     def read(self, f: Any, options: TagOptions) -> list[str]:
         """The genres, in the file's own order."""
 
-    def write(self, f: Any, genres: list[str], options: TagOptions) -> None:
-        """Replace the genres (``f`` is a copy; the caller renames it into place)."""
+    def write(self, f: Any, genres: list[str], options: TagOptions,
+              into: BinaryIO | None = None) -> None:
+        """Replace the genres (``f`` is a copy; the caller renames it into place), saving
+        through ``into`` (the copy opened for writing) when given."""
 
     def others(self, f: Any) -> list[tuple[str, str]]:
         """Everything but the genre, comparably: equal before and after a write, or the write

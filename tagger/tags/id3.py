@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import struct
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from mutagen.aiff import AIFF
 from mutagen.id3 import TCON, ID3v1SaveOptions
@@ -56,7 +56,7 @@ def _v1_genre_byte(genres: list[str]) -> int:
     return names.index(first) if first in names else 255  # 255: no ID3v1 genre
 
 
-def write(f: Any, genres: list[str], options: TagOptions) -> None:
+def write(f: Any, genres: list[str], options: TagOptions, into: BinaryIO | None = None) -> None:
     """Write TCON; an ID3v1 tag, if any, keeps every byte but its genre.
 
     ``f`` must be opened without merging ID3v1 into the v2 tag (mutagen would otherwise write
@@ -77,7 +77,7 @@ def write(f: Any, genres: list[str], options: TagOptions) -> None:
         kwargs["v23_sep"] = options.id3v23_separator
     if isinstance(f, MP3):
         kwargs["v1"] = ID3v1SaveOptions.REMOVE if v1 else ID3v1SaveOptions.UPDATE
-    f.save(**kwargs)
+    f.save(into, **kwargs)
     if v1:
         with open(filename, "ab") as fh:
             fh.write(v1[:127] + bytes([_v1_genre_byte(genres)]))

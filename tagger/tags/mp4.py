@@ -7,7 +7,7 @@ write leaves the modern form only.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from tagger.tags.base import TagOptions
 
@@ -24,14 +24,14 @@ def read(f: Any, options: TagOptions) -> list[str]:
     return [g for g in f.tags.get(KEY, []) if g]
 
 
-def write(f: Any, genres: list[str], options: TagOptions) -> None:
+def write(f: Any, genres: list[str], options: TagOptions, into: BinaryIO | None = None) -> None:
     if f.tags is None:
         f.add_tags()
     if genres:
         f.tags[KEY] = genres
     elif KEY in f.tags:
         del f.tags[KEY]
-    f.save()
+    f.save(into)
 
 
 def others(f: Any) -> list[tuple[str, str]]:

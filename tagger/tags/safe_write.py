@@ -14,9 +14,20 @@ it was analysed. So, immediately before the rename:
   instead, which sees every process we are allowed to see;
 * its inode, size, mtime and ctime must equal what was analysed (``expect``) and what was copied.
 
-Temporary copies are ``.genre-tagger-XXXXXXXXXXXX.tmp`` (always 30 bytes, so any name that fits
-the file system can be tagged), locked with ``flock`` while their writer lives: a copy whose
-lock can be taken belongs to a dead process and is removed at once by the next walk.
+Temporary copies are ``copy`` in a private folder ``.genre-tagger-XXXXXXXXXXXX.tmp`` (always 30
+bytes, so any name that fits the file system can be tagged), locked with ``flock`` while their
+writer lives: a copy whose lock can be taken belongs to a dead process and is removed, with its
+folder, at once by the next walk.
+
+Whoever can write the album folder can rename, replace or link anything in it at any instant,
+also while a root service tags it. So after the folder is opened, no name is trusted again:
+the folder is held by a descriptor (``O_DIRECTORY|O_NOFOLLOW``) and every name is looked up in
+it without following links; the copy is made in a private folder of ours (mode 0700) that is
+reached through its descriptor too, so mutagen, which opens files by name, opens only ours; it
+is given the original's owner, mode, extended attributes (ACLs, SELinux labels) and times
+through its own descriptor; the rename is relative to the two folders' descriptors, after
+checking that the names still hold the files we opened, and what the rename put in place is
+checked again. The worst a racing user gets is a "changed" refusal.
 """
 
 from __future__ import annotations
@@ -27,16 +38,16 @@ import fcntl
 import os
 import re
 import secrets
-import shutil
 import signal
 import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from tagger.faults import checkpoint
-from tagger.tags.base import TagWriteError
+from tagger.tags.base import HardLinks, TagWriteError
 
 TEMP_PREFIX = ".genre-tagger-"
 TEMP_SUFFIX = ".tmp"
@@ -83,56 +94,153 @@ def is_temp_name(name: str) -> bool:
     return bool(_TEMP.match(name) or _LEGACY_TEMP.match(name))
 
 
+#: The copy's name inside its private folder.
+COPY = "copy"
+
+
+class Raced(OSError):
+    """Someone renamed or replaced what we were making in the folder: a "changed" refusal."""
+
+
+@dataclass(frozen=True)
+class PrivateCopy:
+    """A copy being made, in a folder of its own that only we may enter (and whose ``flock``
+    says its writer lives)."""
+
+    name: str  #: the private folder's name in the album folder
+    dir_fd: int  #: the private folder
+    fd: int  #: the copy, open for reading and writing
+
+    @property
+    def path(self) -> Path:
+        """How mutagen and the checks reach the copy: through our descriptor of its folder,
+        so no name anyone else can change is on the way."""
+        return Path(f"/proc/self/fd/{self.dir_fd}/{COPY}")
+
+
 @contextlib.contextmanager
-def locked_temp(folder: Path) -> Iterator[tuple[Path, int]]:
-    """A new hidden file in ``folder``, locked for as long as we hold it; removed on the way out
-    unless it was renamed away."""
-    while True:
-        tmp = folder / f"{TEMP_PREFIX}{secrets.token_hex(6)}{TEMP_SUFFIX}"
-        try:
-            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            break
-        except FileExistsError:
-            continue
+def locked_temp(folder: Path | int) -> Iterator[PrivateCopy]:
+    """A new private folder (mode 0700, ours, locked) in ``folder`` (a path, or a descriptor of
+    it) holding an empty copy; both are removed on the way out unless the copy was renamed away.
+
+    Why a folder: whoever can write the album folder can swap any name in it at any instant,
+    and mutagen opens files by name. Inside a folder only we may enter, the copy's name is ours
+    alone; the folder itself is reached through its descriptor, so swapping *its* name changes
+    nothing either.
+    """
+    parent = folder if isinstance(folder, int) else os.open(
+        folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield tmp, fd
+        while True:
+            name = f"{TEMP_PREFIX}{secrets.token_hex(6)}{TEMP_SUFFIX}"
+            try:
+                os.mkdir(name, 0o700, dir_fd=parent)
+                break
+            except FileExistsError:
+                continue
+        sub = -1
+        try:
+            try:
+                sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                              dir_fd=parent)
+            except OSError as e:  # moved, or swapped for a link, the instant it was made
+                raise Raced(e.errno, "the new private folder was replaced") from None
+            mine = os.fstat(sub)
+            if mine.st_uid != os.geteuid() or stat.S_IMODE(mine.st_mode) & 0o077:
+                # Swapped for someone else's folder between its making and its opening.
+                raise Raced(errno.EEXIST, "the new private folder was replaced")
+            fcntl.flock(sub, fcntl.LOCK_EX)
+            copy = PrivateCopy(name, sub, os.open(
+                COPY, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                dir_fd=sub))
+            try:
+                yield copy
+            finally:
+                with contextlib.suppress(OSError):
+                    os.unlink(COPY, dir_fd=sub)
+                os.close(copy.fd)
+        finally:
+            with contextlib.suppress(OSError):
+                if sub >= 0 and _same_file(os.stat(name, dir_fd=parent, follow_symlinks=False),
+                                           os.fstat(sub)):
+                    os.rmdir(name, dir_fd=parent)
+            if sub >= 0:
+                os.close(sub)
     finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        os.close(fd)
+        if not isinstance(folder, int):
+            os.close(parent)
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def remove_if_stale(path: str, now: float | None = None) -> bool:
-    """Remove a temporary copy whose writer is dead (its lock is free); True if removed."""
+    """Remove a temporary copy whose writer is dead (its lock is free); True if removed.
+
+    A copy lives in a private folder of the temporary name (files of that name are left by
+    releases before 0.3). Everything is looked up relative to descriptors, and removed only
+    while its name still holds what we examined: a name swapped meanwhile is left alone."""
     name = os.path.basename(path)
+    if not (_TEMP.match(name) or _LEGACY_TEMP.match(name)):
+        return False
     try:
-        st = os.lstat(path)
-        if not stat.S_ISREG(st.st_mode):
-            return False
-        age = (now or time.time()) - st.st_ctime  # not mtime: copies carry the original's
-        if _LEGACY_TEMP.match(name):
-            if age > LEGACY_STALE_SECONDS:
-                os.unlink(path)
-                return True
-            return False
-        if not _TEMP.match(name) or age < YOUNG_SECONDS:
-            return False
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        parent = os.open(os.path.dirname(path) or ".",
+                         os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return False
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        return False  # a live writer holds it
-    try:
-        os.unlink(path)
-        return True
+        st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+        age = (now or time.time()) - st.st_ctime  # not mtime: copies carry the original's
+        if stat.S_ISDIR(st.st_mode) and _TEMP.match(name):
+            return _remove_private(parent, name, st, age)
+        if not stat.S_ISREG(st.st_mode):
+            return False
+        if _LEGACY_TEMP.match(name):
+            if age > LEGACY_STALE_SECONDS:
+                os.unlink(name, dir_fd=parent)
+                return True
+            return False
+        return age >= YOUNG_SECONDS and _remove_unlocked(parent, name)
     except OSError:
         return False
     finally:
+        os.close(parent)
+
+
+def _remove_unlocked(dir_fd: int, name: str) -> bool:
+    """Remove ``name`` in ``dir_fd`` if no live writer holds its lock (and it is still it)."""
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dir_fd)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if not _same_file(os.stat(name, dir_fd=dir_fd, follow_symlinks=False), os.fstat(fd)):
+            return False
+        os.unlink(name, dir_fd=dir_fd)
+        return True
+    except OSError:
+        return False  # a live writer holds it, or it went
+    finally:
         os.close(fd)
+
+
+def _remove_private(parent: int, name: str, st: os.stat_result, age: float) -> bool:
+    """A dead writer's private folder (its lock is free): its copy, then the folder."""
+    if age < YOUNG_SECONDS:  # made a moment ago: its writer locks it next
+        return False
+    sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+    try:
+        if not _same_file(os.fstat(sub), st):
+            return False
+        try:
+            fcntl.flock(sub, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False  # a live writer holds it
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(COPY, dir_fd=sub)
+        os.rmdir(name, dir_fd=parent)
+        return True
+    finally:
+        os.close(sub)
 
 
 # --- is anyone writing it? -----------------------------------------------------------------------
@@ -175,13 +283,16 @@ def _quiet_lease_breaks() -> None:
 
 
 @contextlib.contextmanager
-def no_writers(path: Path) -> Iterator[os.stat_result]:
-    """Hold ``path`` while no process has it open for writing; yields its stat, taken inside.
+def no_writers(path: Path, dir_fd: int | None = None) -> Iterator[os.stat_result]:
+    """Hold ``path`` (a name in ``dir_fd``, not followed if a link, when given) while no process
+    has it open for writing; yields its stat, taken inside.
 
     Raises ``TagWriteError(code="busy")`` when someone is writing it.
     """
     busy = TagWriteError(path, "another program is still writing the file; left for later", "busy")
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
+    fd = os.open(path, flags) if dir_fd is None else os.open(
+        path.name, flags | os.O_NOFOLLOW, dir_fd=dir_fd)
     leased = False
     try:
         _quiet_lease_breaks()
@@ -217,68 +328,218 @@ def being_written(path: str | Path) -> bool:
 # --- the replacement -----------------------------------------------------------------------------
 
 
-def replace_atomically(path: Path, edit: Callable[[Path], None], keep_mtime: bool = True,
-                       expect: os.stat_result | None = None) -> os.stat_result:
+#: Errors of a file system that keeps no owners or modes (FAT, exFAT, many FUSE drivers).
+_NO_MODES = (errno.EPERM, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP)
+
+
+def replace_atomically(path: Path, edit: Callable[[Path], None], keep_mtime: bool = False,
+                       expect: os.stat_result | None = None,
+                       hard_links: HardLinks = "leave") -> os.stat_result:
     """Copy ``path``, let ``edit`` change (and verify) the copy, then put it in place atomically.
 
-    A symlink is written through (the link stays a link). ``expect`` is the file's stat when it
-    was analysed: if the file differs from it now, nothing is written (code ``changed``). Mode,
-    owner and (unless ``keep_mtime`` is off) the modification time are carried over. A file or
-    folder without write permission is refused even for root: it is the owner's intent.
-    Returns the stat of the file now in place.
+    ``edit`` gets a path to the copy that goes through our descriptor of its private folder
+    (:class:`PrivateCopy`). A symlink is
+    written through (the link stays a link). ``expect`` is the file's stat when it was analysed:
+    if the file differs from it now, nothing is written (code ``changed``). Owner, mode, every
+    extended attribute this process may read and set (user.*, trusted.* as root, ACLs, SELinux
+    labels) and, with ``keep_mtime``, the times are carried over; a file whose attributes
+    cannot be is refused. A file or folder without write permission is refused even for root:
+    it is the owner's intent. Returns the stat of the file now in place.
     """
     path = Path(path)
     real = Path(os.path.realpath(path))
     try:
-        st = os.stat(real)
+        dir_fd = os.open(real.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         raise TagWriteError(path, "no such file", "missing") from None
     except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR):  # its folder became a link since
+            raise _changed(path) from None
         raise _explain(path, e) from None
-    if not stat.S_ISREG(st.st_mode):
-        raise TagWriteError(path, "not a regular file", "not-a-file")
-    changed = TagWriteError(path, "the file changed while it was being tagged; left for next time",
-                            "changed")
-    if expect is not None and changed_since(expect, st):
-        raise changed
-    if not _writable_bits(st.st_mode) or not os.access(real, os.W_OK):
-        raise TagWriteError(path, "the file is read-only", "read-only")
-    folder = real.parent
-    if not _writable_bits(os.stat(folder).st_mode) or not os.access(folder, os.W_OK | os.X_OK):
-        raise TagWriteError(path, "its folder is read-only (a new copy cannot be written there)",
-                            "read-only")
     try:
-        with locked_temp(folder) as (tmp, fd):
-            with open(real, "rb") as src:
-                if _fingerprint(os.fstat(src.fileno())) != _fingerprint(st):
-                    raise changed
-                with open(fd, "wb", closefd=False) as out:
-                    shutil.copyfileobj(src, out, 1 << 20)
-            edit(tmp)
-            os.fsync(fd)
-            os.chmod(tmp, stat.S_IMODE(st.st_mode))
-            if (st.st_uid, st.st_gid) != (os.getuid(), os.getgid()):
-                # Not root: the copy stays ours, which only matters on shared folders.
-                with contextlib.suppress(PermissionError):
-                    os.chown(tmp, st.st_uid, st.st_gid)
-            if keep_mtime:
-                os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
-            new = os.stat(tmp)
-            checkpoint("after-temp-write")
-            with no_writers(real) as now:
-                if _fingerprint(now) != _fingerprint(st):
-                    raise changed
-                os.replace(tmp, real)
-            checkpoint("after-rename")
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        return _replace_in(dir_fd, real, path, edit, keep_mtime, expect, hard_links)
+    except Raced:
+        raise _changed(path) from None
     except OSError as e:
         raise _explain(path, e) from None
-    return new
+    finally:
+        os.close(dir_fd)
 
 
-__all__ = ["being_written", "changed_since", "is_temp_name", "locked_temp", "no_writers",
-           "remove_if_stale", "replace_atomically"]
+def _changed(path: Path) -> TagWriteError:
+    return TagWriteError(path, "the file changed while it was being tagged; left for next time",
+                         "changed")
+
+
+def _replace_in(dir_fd: int, real: Path, path: Path, edit: Callable[[Path], None],
+                keep_mtime: bool, expect: os.stat_result | None,
+                hard_links: HardLinks) -> os.stat_result:
+    name = real.name
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        raise TagWriteError(path, "no such file", "missing") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise _changed(path)  # it was a file when its link was resolved
+    if not stat.S_ISREG(st.st_mode):
+        raise TagWriteError(path, "not a regular file", "not-a-file")
+    if expect is not None and changed_since(expect, st):
+        raise _changed(path)
+    if st.st_nlink > 1 and hard_links == "leave":
+        raise TagWriteError(path, f"hard-linked ({st.st_nlink} names): writing would split it; "
+                                  "left as it was (the hard_links setting)", "hard-linked")
+    if not _writable_bits(st.st_mode) or not os.access(name, os.W_OK, dir_fd=dir_fd):
+        raise TagWriteError(path, "the file is read-only", "read-only")
+    if not _writable_bits(os.fstat(dir_fd).st_mode) or not os.access(
+            ".", os.W_OK | os.X_OK, dir_fd=dir_fd):
+        raise TagWriteError(path, "its folder is read-only (a new copy cannot be written there)",
+                            "read-only")
+    src = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        if _fingerprint(os.fstat(src)) != _fingerprint(st):
+            raise _changed(path)
+        with locked_temp(dir_fd) as copy:
+            fd = copy.fd
+            _copy(src, fd)
+            edit(copy.path)
+            os.fsync(fd)
+            _carry_over(src, fd, st, path)
+            if keep_mtime:
+                os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+            new = os.fstat(fd)
+            checkpoint("after-temp-write")
+            if st.st_nlink > 1 and hard_links == "in-place":
+                return _write_back(dir_fd, name, fd, st, path, keep_mtime)
+            with no_writers(Path(name), dir_fd) as now:
+                if _fingerprint(now) != _fingerprint(st):
+                    raise _changed(path)
+                if not _same_file(os.stat(real.parent), os.fstat(dir_fd)):
+                    raise _changed(path)  # the folder was moved or replaced meanwhile
+                os.replace(COPY, name, src_dir_fd=copy.dir_fd, dst_dir_fd=dir_fd)
+            checkpoint("after-rename")
+            if not _same_file(os.stat(name, dir_fd=dir_fd, follow_symlinks=False), new):
+                # Someone swapped the names in the instant between the check and the rename:
+                # what is there now is theirs, and our copy went where they put it.
+                raise _changed(path)
+        _fsync_folder(dir_fd)
+        return new
+    finally:
+        os.close(src)
+
+
+def _fsync_folder(dir_fd: int) -> None:
+    """Make the rename durable; a file system that cannot sync a folder (some FUSE drivers:
+    EINVAL, ENOSYS) has nothing more to offer, and the rename itself is done."""
+    try:
+        os.fsync(dir_fd)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
+
+
+def _copy(src: int, dst: int) -> None:
+    os.lseek(src, 0, os.SEEK_SET)
+    while chunk := os.read(src, 1 << 20):
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(dst, view):]
+    os.lseek(dst, 0, os.SEEK_SET)
+
+
+def _carry_over(src: int, dst: int, st: os.stat_result, path: Path) -> None:
+    """The original's owner, extended attributes and mode onto the copy, through descriptors.
+
+    In that order: a change of owner drops file capabilities and set-id bits, and an access
+    ACL and the mode share the group bits. A file system that keeps no owners or modes (FAT,
+    exFAT, many FUSE drivers: EPERM or ENOSYS) is fine when the copy already has the original's;
+    otherwise the file is refused, naming the file system, and no retry can help.
+    """
+    now = os.fstat(dst)
+    if (st.st_uid, st.st_gid) != (now.st_uid, now.st_gid):
+        try:
+            os.fchown(dst, st.st_uid, st.st_gid)
+        except PermissionError:
+            if os.geteuid() == 0:
+                raise _no_modes(path, dst, "owners") from None
+            # Not root: the copy stays ours, which only matters on shared folders.
+    _carry_xattrs(src, dst, path)
+    if stat.S_IMODE(os.fstat(dst).st_mode) != stat.S_IMODE(st.st_mode):
+        try:
+            os.fchmod(dst, stat.S_IMODE(st.st_mode))
+        except OSError as e:
+            if e.errno not in _NO_MODES:
+                raise
+            raise _no_modes(path, dst, "modes") from None
+
+
+def _no_modes(path: Path, fd: int, what: str) -> TagWriteError:
+    return TagWriteError(path, f"the file system here ({filesystem_of(fd)}) keeps no file {what}, "
+                               "so the rewritten file could not keep the original's; left as it was",
+                         "filesystem")
+
+
+def filesystem_of(fd: int) -> str:
+    """The type and mount point of the file system holding ``fd`` (from /proc/self/mountinfo)."""
+    dev = os.fstat(fd).st_dev
+    with contextlib.suppress(OSError), open("/proc/self/mountinfo", encoding="utf-8",
+                                            errors="replace") as fh:
+        for line in fh:
+            left, _, right = line.partition(" - ")
+            fields = left.split()
+            if len(fields) >= 5 and fields[2] == f"{os.major(dev)}:{os.minor(dev)}":
+                return f"{right.split()[0]} at {fields[4]}"
+    return "unknown"
+
+
+def _carry_xattrs(src: int, dst: int, path: Path) -> None:
+    """Every extended attribute the original has that this process can read, set on the copy
+    (``cp --preserve=all``'s rule), and none it lacks (a folder's default ACL or a policy may
+    have given the new file some): the copy's attributes end equal to the original's."""
+    try:
+        want = {name: os.getxattr(src, name) for name in os.listxattr(src)}
+        have = set(os.listxattr(dst))
+    except OSError as e:
+        if e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            return  # a file system without extended attributes: nothing to carry
+        raise TagWriteError(path, f"its extended attributes cannot be read ({e.strerror}); left as "
+                                  "it was", "xattrs") from None
+    for name, value in want.items():
+        try:
+            if name not in have or os.getxattr(dst, name) != value:
+                os.setxattr(dst, name, value)
+        except OSError as e:
+            raise TagWriteError(path, f"its extended attribute {name} cannot be carried over to "
+                                      f"the rewritten file ({e.strerror}); left as it was",
+                                "xattrs") from None
+    for name in have - set(want):
+        try:
+            os.removexattr(dst, name)
+        except OSError as e:
+            raise TagWriteError(path, f"the rewritten file got an extended attribute ({name}) the "
+                                      f"original lacks and it cannot be removed ({e.strerror}); "
+                                      "left as it was", "xattrs") from None
+
+
+def _write_back(dir_fd: int, name: str, tmp: int, st: os.stat_result, path: Path,
+                keep_mtime: bool) -> os.stat_result:
+    """``hard_links = "in-place"``: the verified copy's bytes written over the original inode,
+    so every name sees them. Not atomic: a crash in the copy back can leave the file damaged."""
+    dst = os.open(name, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        if _fingerprint(os.fstat(dst)) != _fingerprint(st):
+            raise _changed(path)
+        if _writers_in_proc(st):  # ours is the only writer it may have
+            raise TagWriteError(path, "another program is still writing the file; left for later",
+                                "busy")
+        _copy(tmp, dst)
+        os.ftruncate(dst, os.fstat(tmp).st_size)
+        if keep_mtime:
+            os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+        os.fsync(dst)
+        return os.fstat(dst)
+    finally:
+        os.close(dst)
+
+
+__all__ = ["being_written", "changed_since", "filesystem_of",
+           "is_temp_name", "locked_temp", "no_writers", "remove_if_stale", "replace_atomically"]

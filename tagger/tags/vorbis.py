@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from mutagen._vorbis import VComment
 from mutagen.flac import FLAC
@@ -21,14 +21,14 @@ def read(f: Any, options: TagOptions) -> list[str]:
     return [g for g in f.tags.get("genre", []) if g]
 
 
-def write(f: Any, genres: list[str], options: TagOptions) -> None:
+def write(f: Any, genres: list[str], options: TagOptions, into: BinaryIO | None = None) -> None:
     if f.tags is None:
         f.add_tags()
     if genres:
         f.tags["genre"] = genres
     elif "genre" in f.tags:
         del f.tags["genre"]
-    f.save()
+    f.save(into)
 
 
 def others(f: Any) -> list[tuple[str, str]]:
