@@ -332,6 +332,8 @@ def _genres(genres: Sequence[str] | None, empty: str = "(none)") -> str:
               help="Write a machine-readable report to this file.")
 @click.option("--retry-failed", is_flag=True,
               help="Analyse again the files that failed before, even if they did not change.")
+@click.option("--retag-reverted", is_flag=True,
+              help="Tag again the files you reverted (no front door writes them otherwise).")
 @click.option("--album/--no-album", default=None,
               help="One genre set per album (album and album artist tags, else the folder), "
                    "from the mean of its tracks' scores [default: the config's album].")
@@ -342,7 +344,7 @@ def _genres(genres: Sequence[str] | None, empty: str = "(none)") -> str:
 @library_options
 @_with(ENGINE)
 def scan(roots: tuple[str, ...], dry_run: bool, json_out: Path | None, retry_failed: bool,
-         ray_address: str | None, **kw: Any) -> None:
+         retag_reverted: bool, ray_address: str | None, **kw: Any) -> None:
     """Analyse every audio file under ROOTS and write genre tags per the policy."""
     import signal
     import threading
@@ -356,6 +358,7 @@ def scan(roots: tuple[str, ...], dry_run: bool, json_out: Path | None, retry_fai
     require_ffmpeg()
     options = ScanOptions(roots=resolve(roots), policy=settings.policy, dry_run=dry_run,
                           tags=settings.tag_options(), retry_failed=retry_failed,
+                          retag_reverted=retag_reverted,
                           album=settings.album)
     err = Console(stderr=True)
     stop = threading.Event()

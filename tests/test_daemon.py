@@ -367,3 +367,33 @@ def test_daemons_sharing_a_postgresql_queue_analyse_each_file_once(lib, postgres
                   for (s,) in pg_query(url, "SELECT state FROM daemons")}
     assert sum(1 for n in per_daemon.values() if n) >= 2, per_daemon  # the work was shared
     assert b.stop() == 0 and c.stop() == 0
+
+
+def test_a_revert_while_the_daemon_runs_is_not_undone(lib) -> None:  # type: ignore[no-untyped-def]
+    """revert beside a running daemon: its writes come back as events, and the daemon must
+    leave the files as the person put them (30 s watched); scan --retag-reverted is how they
+    ask for genres again."""
+    from tagger.tags import read_genres
+
+    root, db, log = lib
+    files = [root / f"r{i}.wav" for i in range(3)]
+    for i, f in enumerate(files):
+        f.write_bytes(wav_bytes(3000 + i))
+    d = Daemon(root, db, log)
+    assert wait_until(lambda: len(tagged(db)) == 3, 120), log.read_text()
+    cli = [sys.executable, "-m", "tagger"]
+    env = dict(os.environ, PYTHONPATH=str(REPO), GENRE_TAGGER_MIN_CONFIDENCE="0.01",
+               XDG_CONFIG_HOME=str(db.parent / "no-config"))
+    out = subprocess.run([*cli, "revert", "--db", f"sqlite:///{db}", str(root)], env=env,
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and "reverted 3 files" in out.stderr, out.stderr
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert all(read_genres(f) == [] for f in files), log.read_text()
+        time.sleep(1)
+    assert not tagged(db)
+    assert d.stop() == 0
+    out = subprocess.run([*cli, "scan", "--retag-reverted", "--db", f"sqlite:///{db}",
+                          "--device", "cpu", str(root)], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert all(read_genres(f) != [] for f in files)

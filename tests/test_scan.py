@@ -132,6 +132,74 @@ def test_revert_puts_back_and_respects_later_edits(library: Path, tmp_path: Path
     assert read_genres(album / "mp3-v24.mp3") == ["Edited By Hand"]
 
 
+def test_a_reverted_file_stays_reverted_until_asked(library: Path, tmp_path: Path,
+                                                   engine: Engine) -> None:
+    """revert is the person's choice: the next scan (any policy) leaves those files alone and
+    says so; scan --retag-reverted tags them again."""
+    db = tmp_path / "cache.sqlite"
+    scanner(library, db, engine, policy="overwrite").run()
+    flac = library / "Artist" / "Album" / "flac.flac"
+    ours = read_genres(flac)
+    with Cache(f"sqlite:///{db}") as c:
+        assert {o.action for o in revert((str(library),), c, TagOptions())} == {"reverted"}
+    again = scanner(library, db, engine, policy="overwrite").run()
+    assert again.counts["tagged"] == 0 and again.counts["unchanged"] == 4
+    assert read_genres(flac) == [] and read_genres(library / "Artist" / "m4a.m4a") == ["Blues"]
+    write_genres(flac, [], TagOptions())  # the person touches it: still theirs
+    edited = scanner(library, db, engine, policy="overwrite").run()
+    assert edited.counts["left:reverted"] == 1 and read_genres(flac) == []
+    asked = scanner(library, db, engine, policy="overwrite", retag_reverted=True).run()
+    assert asked.counts["tagged"] == 4 and read_genres(flac) == ours
+    with Cache(f"sqlite:///{db}") as c:  # and revert puts them back once more
+        assert len(revert((str(library),), c, TagOptions())) == 4
+
+
+def test_revert_takes_whole_folder_names_and_real_paths(tmp_path: Path, engine: Engine) -> None:
+    """revert /x/music never touches /x/music2; a library scanned through a symlinked folder
+    is reverted by its real path as well as by the link."""
+    real = tmp_path / "disk" / "music"
+    (real / "A").mkdir(parents=True)
+    sibling = tmp_path / "disk" / "music2"
+    sibling.mkdir()
+    make_tagged(real / "A", "flac")
+    make_tagged(sibling, "ogg")
+    link = tmp_path / "music-link"
+    link.symlink_to(real)
+    db = tmp_path / "cache.sqlite"
+    scanner(link, db, engine, policy="overwrite").run()
+    Scanner(ScanOptions(roots=(str(sibling),), policy="overwrite"), engine.config,
+            Cache(f"sqlite:///{db}"), engine).run()
+    with Cache(f"sqlite:///{db}") as c:
+        outcomes = revert((str(real),), c, TagOptions())
+    assert [(Path(o.path).name, o.action) for o in outcomes] == [("flac.flac", "reverted")]
+    assert read_genres(real / "A" / "flac.flac") == [] and read_genres(sibling / "ogg.ogg") != []
+
+
+@pytest.mark.parametrize("fault", ["after-intent", "after-rename"])
+def test_a_revert_killed_mid_write_is_settled_as_a_revert(library: Path, tmp_path: Path,
+                                                          engine: Engine, fault: str) -> None:
+    """revert writes with an intent, as a scan does: killed before or after its first rename,
+    the next run settles that file from what it holds (never 'ours' again when the originals
+    are back) and reverts the rest."""
+    import signal
+
+    db = tmp_path / "cache.sqlite"
+    scanner(library, db, engine, policy="overwrite").run()
+    cmd = [sys.executable, "-m", "tagger", "revert", "--db", f"sqlite:///{db}", str(library)]
+    killed = subprocess.run(cmd, env={**os.environ, "GENRE_TAGGER_FAULT": fault},
+                            capture_output=True, cwd=tmp_path)
+    assert killed.returncode == -signal.SIGKILL
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert read_genres(library / "Artist" / "m4a.m4a") == ["Blues"]
+    for name in ("flac.flac", "mp3-v24.mp3", "ogg.ogg"):
+        assert read_genres(library / "Artist" / "Album" / name) == [], name
+    with Cache(f"sqlite:///{db}") as c:
+        assert not c.intents()
+        assert all(r.genres_written is None for r in c.rows_under([str(library)]))
+    assert scanner(library, db, engine, policy="overwrite").run().counts["tagged"] == 0
+
+
 def test_interrupted_scan_resumes_without_redoing(library: Path, tmp_path: Path, engine: Engine) -> None:
     db = tmp_path / "cache.sqlite"
     stop = threading.Event()

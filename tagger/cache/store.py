@@ -280,11 +280,25 @@ class Cache:
                 yield (status, json.loads(chosen) if chosen else [],
                        json.loads(scores) if scores else {})
 
-    def rows_under(self, prefixes: Iterable[str]) -> Iterator[TrackRow]:
-        pre = tuple(prefixes)
+    def rows_under(self, folders: Iterable[str], resolve: bool = False) -> Iterator[TrackRow]:
+        """Rows of files below ``folders`` (whole names: /x/music is not /x/music2); with
+        ``resolve``, also those whose folder resolves (symlinks) to below one of them."""
+        pre = tuple(f.rstrip(os.sep) + os.sep for f in folders)
+        real: dict[str, bool] = {}  # one realpath per folder, not per file
+
+        def below(path: str) -> bool:
+            if path.startswith(pre):
+                return True
+            if not resolve:
+                return False
+            folder = os.path.dirname(path)
+            if folder not in real:
+                real[folder] = (os.path.realpath(folder) + os.sep).startswith(pre)
+            return real[folder]
+
         with self.engine.connect() as conn:
             for m in conn.execute(select(tracks).order_by(tracks.c.path)).mappings():
-                if decode_path(m["path"]).startswith(pre):
+                if below(decode_path(m["path"])):
                     yield _row(m)
 
     def summary(self) -> dict[str, Any]:

@@ -60,6 +60,13 @@ class ScanOptions:
     retry_failed: bool = False
     #: One genre set per album (album and album artist tags, else the folder).
     album: bool = False
+    #: Tag files a person reverted (``revert``) again; otherwise no front door writes them.
+    retag_reverted: bool = False
+
+
+#: The decision key of a file ``revert`` put back: the person's choice, left alone by every
+#: front door until they ask (``scan --retag-reverted``).
+REVERTED = "reverted"
 
 
 #: What happened to a file (or a folder the walk could not read) in a scan or revert.
@@ -165,6 +172,8 @@ class Scanner:
         """
         if known is None or (known.size, known.mtime_ns) != (st.st_size, st.st_mtime_ns):
             return False
+        if known.decision_key == REVERTED:
+            return not self.options.retag_reverted
         if known.status == "failed":
             return not self.options.retry_failed and known.decision_key in (
                 self.decision_key, self.failure_key)
@@ -416,6 +425,11 @@ class Scanner:
         """
         if chosen is None:
             chosen = [g for g, _ in self.choose(row.genre_scores, self.config.selection)]
+        if row.decision_key == REVERTED and not self.options.retag_reverted:
+            if not self.options.dry_run:  # its new stat, so it is not looked at again
+                self.cache.upsert(path, size=st.st_size, mtime_ns=st.st_mtime_ns)
+            return Outcome(path, action, decision="reverted",
+                           reason="you reverted it; 'scan --retag-reverted' tags it again")
         status: Status = "done" if chosen else "abstained"
         if not within(path, self.roots):  # recorded as this file's failure: said once, not every scan
             return self._tag_failure(path, action, chosen, status, None, TagWriteError(
@@ -494,21 +508,31 @@ def finish_interrupted_writes(cache: Cache, tags: TagOptions) -> list[Outcome]:
         if same_genres(now, it.current):
             cache.drop_intent(it.path)
             continue
-        cache.finish_write(it.path, genres_written=it.new, genres_before=it.before,
-                           written_at=time.time(), size=st.st_size, mtime_ns=st.st_mtime_ns,
-                           decision_key=it.decision_key)
+        if it.decision_key == REVERTED:  # a revert's: the originals are back, not ours
+            cache.finish_write(it.path, genres_written=None, genres_before=None,
+                               written_at=time.time(), size=st.st_size, mtime_ns=st.st_mtime_ns,
+                               decision_key=REVERTED)
+        else:
+            cache.finish_write(it.path, genres_written=it.new, genres_before=it.before,
+                               written_at=time.time(), size=st.st_size, mtime_ns=st.st_mtime_ns,
+                               decision_key=it.decision_key)
         done.append(Outcome(it.path, "recovered", old=it.current, new=it.new, decision="write"))
     return done
 
 
 def revert(roots: tuple[str, ...], cache: Cache, tags: TagOptions, dry_run: bool = False) -> list[Outcome]:
-    """Put back the genres files had before we wrote; skip files a person edited since."""
+    """Put back the genres files had before we wrote; skip files a person edited since.
+
+    ``roots`` match files below them by whole folder names, as given and as resolved (a
+    library scanned through a symlinked folder is reverted by its real path too). Each write
+    has its intent, as a scan's has; a reverted file is left alone by every front door until
+    the person asks again (:data:`REVERTED`).
+    """
     if not dry_run:
         finish_interrupted_writes(cache, tags)  # so every write we made can be put back
     outcomes: list[Outcome] = []
     real = real_roots(roots)
-    prefixes = tuple(os.path.abspath(r) for r in roots)
-    for row in cache.rows_under(prefixes):
+    for row in cache.rows_under(tuple(os.path.abspath(r) for r in roots) + real, resolve=True):
         if row.genres_written is None:
             continue
         path = row.path
@@ -530,13 +554,18 @@ def revert(roots: tuple[str, ...], cache: Cache, tags: TagOptions, dry_run: bool
             outcomes.append(Outcome(path, "failed", error="outside-roots", reason="outside the roots"))
             continue
         if not dry_run:
+            cache.begin_write(Intent(path, current, before, before, REVERTED))
+            checkpoint("after-intent")
             try:
                 st = write_genres(path, before, tags, expect=st)
             except TagWriteError as e:
+                cache.drop_intent(path)
                 outcomes.append(Outcome(path, "failed", error=e.code, reason=e.reason))
                 continue
-            cache.upsert(path, genres_written=None, genres_before=None, decision_key=None,
-                         size=st.st_size, mtime_ns=st.st_mtime_ns, written_at=time.time())
+            cache.finish_write(path, genres_written=None, genres_before=None,
+                               decision_key=REVERTED, size=st.st_size, mtime_ns=st.st_mtime_ns,
+                               written_at=time.time())
+            checkpoint("after-commit")
         outcomes.append(Outcome(path, "reverted", old=current, new=before))
     return outcomes
 

@@ -23,7 +23,8 @@ POLICIES: tuple[Policy, ...] = ("missing", "merge", "overwrite")
 
 #: One word for summaries: why a file was or was not written (``edited-since``: revert's;
 #: ``wait-album``: the daemon waits for the rest of the file's album to arrive).
-Why = Literal["write", "keep-user", "has-genre", "abstain", "same", "edited-since", "wait-album"]
+Why = Literal["write", "keep-user", "has-genre", "abstain", "same", "edited-since", "wait-album",
+              "reverted"]
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from typing import Any, BinaryIO
 from mutagen.aiff import AIFF
 from mutagen.id3 import TCON, ID3v1SaveOptions
 from mutagen.id3._frames import Frames
-from mutagen.id3._tags import ID3Header, determine_bpi
-from mutagen.id3._util import ID3JunkFrameError, unsynch
+from mutagen.id3._tags import ID3Header, determine_bpi, save_frame
+from mutagen.id3._util import ID3JunkFrameError, ID3SaveConfig, unsynch
 from mutagen.mp3 import MP3
 from mutagen.wave import WAVE
 
@@ -71,6 +71,7 @@ def write(f: Any, genres: list[str], options: TagOptions, into: BinaryIO | None 
     else:
         f.tags.delall("TCON")
     filename = str(f.filename)
+    _keep_as_stored(f, Path(filename), version)
     v1 = _id3v1_block(filename) if isinstance(f, MP3) else None
     kwargs: dict[str, Any] = {"v2_version": version}
     if version == 3:
@@ -83,6 +84,35 @@ def write(f: Any, genres: list[str], options: TagOptions, into: BinaryIO | None 
             fh.write(v1[:127] + bytes([_v1_genre_byte(genres)]))
     if isinstance(f, WAVE):
         set_info_genre(Path(filename), options.id3v23_separator.join(genres) or None)
+
+
+def _keep_as_stored(f: Any, path: Path, version: int) -> None:
+    """Frames mutagen would write back otherwise than they are stored (seen: a TDRC of
+    ``2000-01-04T21:57:33Z``, whose seconds and zone mutagen's timestamp drops) go back as
+    stored: a frame that occurs once, without frame flags, in a tag saved in its own version.
+    They become mutagen's "unknown" frames, which it writes back byte for byte."""
+    offset = _tag_offset(path, f)
+    try:
+        found = _frames(path, offset) if offset is not None else None
+    except ValueError:
+        return
+    if found is None or found[0].version[1] != version:
+        return
+    stored = found[1]
+    ids = [name for name, _, _ in stored]
+    config = ID3SaveConfig(version, "/")
+    for name, flags, data in stored:
+        if name == "TCON" or flags or ids.count(name) != 1 or len(f.tags.getall(name)) != 1:
+            continue
+        size = struct.pack(">L", _syncsafe(len(data)) if version == 4 else len(data))
+        raw = name.encode("latin-1") + size + b"\x00\x00" + data
+        if save_frame(f.tags.getall(name)[0], config=config) != raw:
+            f.tags.delall(name)
+            f.tags.unknown_frames.append(raw)
+
+
+def _syncsafe(n: int) -> int:
+    return (n & 0x7F) | ((n >> 7 & 0x7F) << 8) | ((n >> 14 & 0x7F) << 16) | ((n >> 21 & 0x7F) << 24)
 
 
 def others(f: Any) -> list[tuple[str, str]]:

@@ -22,6 +22,10 @@ def read(f: Any, options: TagOptions) -> list[str]:
 
 
 def write(f: Any, genres: list[str], options: TagOptions, into: BinaryIO | None = None) -> None:
+    raw = _raw_comment(Path(f.filename), f) if f.tags is not None else None
+    if raw is not None and not _faithful(raw):
+        _write_exact(f, raw, genres, into)
+        return
     if f.tags is None:
         f.add_tags()
     if genres:
@@ -29,6 +33,66 @@ def write(f: Any, genres: list[str], options: TagOptions, into: BinaryIO | None 
     elif "genre" in f.tags:
         del f.tags["genre"]
     f.save(into)
+
+
+def _faithful(raw: tuple[bytes, bool]) -> bool:
+    """Would mutagen write this comment block back as it is (NAME=value, valid UTF-8)?"""
+    try:
+        VComment(raw[0], errors="strict", framing=raw[1])
+    except Exception:
+        return False
+    return True
+
+
+def _entries(data: bytes) -> tuple[bytes, list[bytes]]:
+    """The vendor string and the comments of a Vorbis comment block, as stored."""
+    def take(pos: int) -> tuple[bytes, int]:
+        if pos + 4 > len(data):
+            raise ValueError("its Vorbis comment block is damaged (it ends inside a length)")
+        n = int.from_bytes(data[pos:pos + 4], "little")
+        if pos + 4 + n > len(data):
+            raise ValueError("its Vorbis comment block is damaged (a length runs past its end)")
+        return data[pos + 4:pos + 4 + n], pos + 4 + n
+
+    vendor, pos = take(0)
+    if pos + 4 > len(data):
+        raise ValueError("its Vorbis comment block is damaged (it ends inside a length)")
+    count, pos = int.from_bytes(data[pos:pos + 4], "little"), pos + 4
+    comments = []
+    for _ in range(count):
+        entry, pos = take(pos)
+        comments.append(entry)
+    return vendor, comments
+
+
+def _is_genre(entry: bytes) -> bool:
+    return b"=" in entry and entry.split(b"=", 1)[0].lower() == b"genre"
+
+
+def _write_exact(f: Any, raw: tuple[bytes, bool], genres: list[str],
+                 into: BinaryIO | None) -> None:
+    """Comments mutagen would rewrite (a bare ``Sonic Foundry OggVorbis Beta 3``, a Shift-JIS
+    value, as old encoders wrote them): we build the block ourselves, every entry but the
+    genres kept byte for byte in its place (ours where the first genre was, else at the end),
+    and let mutagen lay it out (FLAC blocks and padding, Ogg pages), as it would its own."""
+    vendor, comments = _entries(raw[0])
+    ours = [b"GENRE=" + g.encode("utf-8") for g in genres]
+    new: list[bytes] = []
+    for c in comments:
+        if not _is_genre(c):
+            new.append(c)
+        elif ours:
+            new, ours = new + ours, []
+    new += ours
+    data = len(vendor).to_bytes(4, "little") + vendor + len(new).to_bytes(4, "little") + b"".join(
+        len(c).to_bytes(4, "little") + c for c in new) + (b"\x01" if raw[1] else b"")
+    f.tags.write = lambda *args, **kwargs: data  # what FLAC's block writer and Ogg's _inject call
+    f.save(into)
+    if into is not None:
+        into.flush()
+    after = _raw_comment(Path(f.filename), f)
+    if after is None or _entries(after[0]) != (vendor, new):
+        raise ValueError("the comment block did not read back as written")
 
 
 def others(f: Any) -> list[tuple[str, str]]:
@@ -81,17 +145,18 @@ def _raw_comment(path: Path, f: Any) -> tuple[bytes, bool] | None:
 
 
 def problem(path: Path, f: Any) -> str | None:
-    """mutagen reads a comment without ``=`` as ``unknownN=...`` and invalid UTF-8 as U+FFFD,
-    and would write them back that way: such a file is not rewritten."""
+    """Why the comment block cannot be rewritten faithfully. mutagen reads a comment without
+    ``=`` as ``unknownN=...`` and invalid UTF-8 as U+FFFD and would write them back that way;
+    such a block is rewritten by :func:`write` byte for byte instead, so only a block whose
+    lengths do not hold together is refused."""
     try:
         raw = _raw_comment(path, f)
     except Exception:
         return "its Vorbis comment block cannot be read back exactly"
-    if raw is None:
+    if raw is None or _faithful(raw):
         return None
     try:
-        VComment(raw[0], errors="strict", framing=raw[1])
-    except Exception:
-        return ("a Vorbis comment is not in NAME=value form or is not valid UTF-8, and mutagen "
-                "would rewrite it")
+        _entries(raw[0])
+    except ValueError as e:
+        return str(e)
     return None
