@@ -213,10 +213,15 @@ def write_genres(path: str | Path, genres: list[str], options: TagOptions | None
     kind = [type(original)]
 
     def reopen(tmp: Path, for_write: bool = False) -> Any:
+        # The class itself, not mutagen's guess: without an extension an MP3 with no ID3v2
+        # header scores 0 and would read as "not an audio format".
         try:
-            return _open_as(tmp, for_write, kind)
-        except TagWriteError as e:
-            raise TagWriteError(path, e.reason, e.code) from None
+            if for_write and kind[0] is MP3:
+                return MP3(tmp, load_v1=False)  # see tagger.tags.id3.write
+            return kind[0](tmp)
+        except Exception as e:
+            raise TagWriteError(path, f"its tags are damaged and cannot be read ({_words(e, tmp)})",
+                                "bad-tags") from None
 
     def edit(tmp: Path) -> None:
         f = reopen(tmp)

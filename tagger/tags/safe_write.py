@@ -361,6 +361,8 @@ def replace_atomically(path: Path, edit: Callable[[Path], None], keep_mtime: boo
     except Raced:
         raise _changed(path) from None
     except OSError as e:
+        if e.errno == errno.ELOOP:  # the file became a link since we looked: not followed
+            raise _changed(path) from None
         raise _explain(path, e) from None
     finally:
         os.close(dir_fd)
