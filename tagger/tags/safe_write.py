@@ -146,7 +146,8 @@ def locked_temp(folder: Path | int) -> Iterator[PrivateCopy]:
             except OSError as e:  # moved, or swapped for a link, the instant it was made
                 raise Raced(e.errno, "the new private folder was replaced") from None
             mine = os.fstat(sub)
-            if mine.st_uid != os.geteuid() or stat.S_IMODE(mine.st_mode) & 0o077:
+            if (mine.st_uid != os.geteuid() or stat.S_IMODE(mine.st_mode) & 0o077) and not (
+                    _owners_imposed(sub) and not os.listdir(sub)):
                 # Swapped for someone else's folder between its making and its opening.
                 raise Raced(errno.EEXIST, "the new private folder was replaced")
             fcntl.flock(sub, fcntl.LOCK_EX)
@@ -169,6 +170,15 @@ def locked_temp(folder: Path | int) -> Iterator[PrivateCopy]:
     finally:
         if not isinstance(folder, int):
             os.close(parent)
+
+
+#: File systems whose owners and modes come from the mount or the server, not from us (NFS
+#: with root_squash, SMB without unix extensions, FAT): a new folder there cannot look private.
+_IMPOSED = ("nfs", "nfs4", "cifs", "smb3", "vfat", "msdos", "exfat", "fuseblk", "ntfs3")
+
+
+def _owners_imposed(fd: int) -> bool:
+    return filesystem_of(fd).split(" ")[0] in _IMPOSED
 
 
 def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
