@@ -357,6 +357,76 @@ def test_a_user_racing_a_root_writer_100_times(originals: dict[str, Path], world
     assert swaps > 100
 
 
+FOLDER_SWAPPER = r"""
+import os, random, sys, time
+library, secret, seconds, seed = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
+rng = random.Random(seed)
+album, away = os.path.join(library, "album"), os.path.join(library, "album.away")
+swaps, end = 0, time.time() + seconds
+print("ready", flush=True)
+while time.time() < end:  # the album folder is a link to the root-only folder for a moment
+    try:
+        os.rename(album, away)
+        os.symlink(secret, album)
+        swaps += 1
+        time.sleep(rng.random() / 1000)
+        os.unlink(album)
+        os.rename(away, album)
+    except OSError:
+        pass
+    time.sleep(rng.random() / 1000)
+print("swaps", swaps, flush=True)
+"""
+
+
+@root_only
+def test_a_user_swapping_a_folder_on_the_way_cannot_lead_a_root_writer_out(
+        originals: dict[str, Path], world: Path) -> None:
+    """The album folder's parent is the user's: they swap the album folder for a link to a
+    root-only folder holding files of the same names, over and over, while root tags the album
+    (without the analysed stat to compare with, as a direct write has none). Every write lands
+    in the album or is refused; the root-only files never change."""
+    _can_race()
+    library, secret = world / "library", world / "root-only"
+    secret.mkdir(mode=0o700)
+    files = copy_in(originals, library / "album")
+    for p in [library, library / "album", *files.values()]:
+        os.chown(p, NOBODY, NOBODY)
+    victims = copy_in(originals, secret)
+    for v in victims.values():
+        os.chmod(v, 0o600)
+    before = {n: _fingerprint(v) for n, v in victims.items()}
+    audio = {n: audio_identity(p) for n, p in files.items()}
+    swapper = subprocess.Popen(
+        ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", sys.executable,
+         "-c", FOLDER_SWAPPER, str(library), str(secret), "60", "1"],
+        stdout=subprocess.PIPE, text=True)
+    assert swapper.stdout is not None and swapper.stdout.readline().strip() == "ready"
+    codes: dict[str, int] = {}
+    try:
+        for _ in range(8):
+            for p in files.values():
+                try:
+                    write_genres(p, GENRES, roots=(str(library),))
+                    code = "tagged"
+                except TagWriteError as e:
+                    code = e.code
+                codes[code] = codes.get(code, 0) + 1
+    finally:
+        swapper.terminate()
+        swapper.communicate(timeout=10)
+        if (library / "album").is_symlink():  # stopped mid-swap
+            os.unlink(library / "album")
+            os.rename(library / "album.away", library / "album")
+    print("writes:", codes)
+    assert set(codes) <= {"tagged", "changed", "missing", "outside-roots", "busy"}, codes
+    assert codes.get("tagged", 0) > 0 and len(codes) > 1  # it tagged, and the swaps struck
+    assert {n: _fingerprint(v) for n, v in victims.items()} == before
+    assert sorted(p.name for p in secret.iterdir()) == sorted(v.name for v in victims.values())
+    for name, p in files.items():
+        assert stat.S_ISREG(os.lstat(p).st_mode) and audio_identity(p) == audio[name], name
+
+
 # --- the cache is the person's alone ---------------------------------------------------------------
 
 

@@ -32,7 +32,7 @@ from tagger.daemon.watcher import Handler, Settler, make_observer, wants_polling
 from tagger.display import display
 from tagger.errors import EnvironmentProblem
 from tagger.library.albums import album_of
-from tagger.library.pipeline import TRANSIENT, Hold, Outcome, Scanner, ScanOptions
+from tagger.library.pipeline import REVERTED, TRANSIENT, Hold, Outcome, Scanner, ScanOptions
 from tagger.library.walk import unreadable_reason, walk
 from tagger.settings import Settings
 from tagger.tags.safe_write import being_written
@@ -202,11 +202,15 @@ class Daemon:
         self.queue.put(path, "changed" if known else "new")
 
     def _moved(self, src: str, dest: str) -> None:
-        if self.cache.get(src) is not None:
+        row = self.cache.get(src)
+        if row is not None:
             self.cache.move(src, dest)
             log.info("moved %s -> %s", display(src), display(dest))
             if self.config.album:  # maybe into another album: decided again with it
-                self.cache.upsert(dest, album_key=None, decision_key=None)
+                if row.decision_key == REVERTED:  # the person's still, wherever it goes
+                    self.cache.upsert(dest, album_key=None)
+                else:
+                    self.cache.upsert(dest, album_key=None, decision_key=None)
                 self.queue.put(dest, "moved")
 
     def _deleted(self, path: str) -> None:

@@ -304,7 +304,8 @@ class Scanner:
             return
         if hold is not None and hold(key, [m.path for m in members]):
             for m in own:  # not decided: no stale key may make it look settled
-                self.cache.upsert(m.path, decision_key=None)
+                if not (isinstance(m.result, TrackRow) and m.result.decision_key == REVERTED):
+                    self.cache.upsert(m.path, decision_key=None)  # (a reverted file stays so)
                 record(Outcome(m.path, m.action, decision="wait-album"))
             return
         rows = [(m, m.result) for m in members if isinstance(m.result, TrackRow)]
@@ -452,7 +453,8 @@ class Scanner:
         self.cache.begin_write(Intent(path, current, before, d.new, self.decision_key))
         checkpoint("after-intent")
         try:
-            new_st = write_genres(path, d.new, self.options.tags, expect=st)
+            new_st = write_genres(path, d.new, self.options.tags, expect=st,
+                                  roots=self.roots)
         except TagWriteError as e:
             self.cache.drop_intent(path)
             return self._tag_failure(path, action, chosen, status, current, e)
@@ -557,7 +559,7 @@ def revert(roots: tuple[str, ...], cache: Cache, tags: TagOptions, dry_run: bool
             cache.begin_write(Intent(path, current, before, before, REVERTED))
             checkpoint("after-intent")
             try:
-                st = write_genres(path, before, tags, expect=st)
+                st = write_genres(path, before, tags, expect=st, roots=real)
             except TagWriteError as e:
                 cache.drop_intent(path)
                 outcomes.append(Outcome(path, "failed", error=e.code, reason=e.reason))

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from tagger.tags.safe_write import is_temp_name, remove_if_stale
+from tagger.tags.safe_write import inside, is_temp_name, remove_if_stale
 
 #: The one set of audio file extensions (every container ffmpeg decodes that music comes in).
 #: Formats whose tags we cannot write (WavPack, Monkey's Audio, Musepack) are still analysed.
@@ -39,8 +39,7 @@ def real_roots(roots: Iterable[str | Path]) -> tuple[str, ...]:
 
 def within(path: str | Path, roots: tuple[str, ...]) -> bool:
     """Does ``path``'s real location (symlinks resolved) lie inside one of ``roots``?"""
-    real = os.path.realpath(path)
-    return any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
+    return inside(os.path.realpath(path), roots)
 
 
 def unreadable_reason(path: str, e: OSError) -> str:

@@ -197,10 +197,13 @@ class _Rewrite(io.FileIO):
 
 
 def write_genres(path: str | Path, genres: list[str], options: TagOptions | None = None,
-                 expect: os.stat_result | None = None) -> os.stat_result:
+                 expect: os.stat_result | None = None,
+                 roots: tuple[str, ...] | None = None) -> os.stat_result:
     """Replace the file's genres with ``genres`` ([] removes them), crash-safely and verified.
 
     ``expect``: the file's stat when it was analysed; a file that changed since is not written.
+    ``roots``: real folders the file must lie in when it is written (whatever links anyone
+    swaps in on the way meanwhile).
     Returns the stat of the rewritten file.
     """
     options = options or TagOptions()
@@ -255,4 +258,4 @@ def write_genres(path: str | Path, genres: list[str], options: TagOptions | None
             raise unsafe(path, "the rewrite would change the audio data")
 
     return replace_atomically(path, edit, keep_mtime=options.keep_mtime, expect=expect,
-                              hard_links=options.hard_links)
+                              hard_links=options.hard_links, roots=roots)

@@ -68,6 +68,8 @@ def _explain(path: Path, e: OSError) -> TagWriteError:
         return TagWriteError(path, f"not allowed to write here ({e.strerror})", "read-only")
     if e.errno == errno.ENOENT:
         return TagWriteError(path, "the file vanished while being tagged", "missing")
+    if e.errno in (errno.EAGAIN, errno.ENXIO):  # another's lease on it; a FIFO put in its place
+        return TagWriteError(path, "another program has the file open; left for later", "busy")
     return TagWriteError(path, f"write failed: {e.strerror or e}", "write-error")
 
 
@@ -195,8 +197,7 @@ def remove_if_stale(path: str, now: float | None = None) -> bool:
     if not (_TEMP.match(name) or _LEGACY_TEMP.match(name)):
         return False
     try:
-        parent = os.open(os.path.dirname(path) or ".",
-                         os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        parent = open_folder(Path(os.path.realpath(os.path.dirname(path) or ".")))
     except OSError:
         return False
     try:
@@ -342,9 +343,39 @@ def being_written(path: str | Path) -> bool:
 _NO_MODES = (errno.EPERM, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP)
 
 
+def inside(real: str, roots: tuple[str, ...]) -> bool:
+    """Is the real path ``real`` one of the real folders ``roots`` or under one? (Whole names:
+    ``/x/music2`` is not under ``/x/music``.)"""
+    return any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
+
+
+def open_folder(real: Path) -> int:
+    """A descriptor of the folder whose real path (absolute, links resolved) is ``real``,
+    opened one name at a time from ``/`` without following any link.
+
+    ``open(real, O_NOFOLLOW)`` refuses a link only in the last name: a user who can write any
+    folder on the way could swap it for a link after the path was resolved and checked against
+    the roots, and a root writer would follow it out of the library. Here any link on the way
+    is refused (ELOOP or ENOTDIR: "changed"). The folders on the way are opened ``O_PATH``
+    (search permission is all a lookup needs, as for the path itself).
+    """
+    flags = os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for name in real.parts[1:]:
+            nxt = os.open(name, os.O_PATH | flags, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+        folder = os.open(".", os.O_RDONLY | flags, dir_fd=fd)
+    finally:
+        os.close(fd)
+    return folder
+
+
 def replace_atomically(path: Path, edit: Callable[[Path], None], keep_mtime: bool = False,
                        expect: os.stat_result | None = None,
-                       hard_links: HardLinks = "leave") -> os.stat_result:
+                       hard_links: HardLinks = "leave",
+                       roots: tuple[str, ...] | None = None) -> os.stat_result:
     """Copy ``path``, let ``edit`` change (and verify) the copy, then put it in place atomically.
 
     ``edit`` gets a path to the copy that goes through our descriptor of its private folder
@@ -354,12 +385,17 @@ def replace_atomically(path: Path, edit: Callable[[Path], None], keep_mtime: boo
     extended attribute this process may read and set (user.*, trusted.* as root, ACLs, SELinux
     labels) and, with ``keep_mtime``, the times are carried over; a file whose attributes
     cannot be is refused. A file or folder without write permission is refused even for root:
-    it is the owner's intent. Returns the stat of the file now in place.
+    it is the owner's intent. ``roots`` (real paths): the file's real location must lie inside
+    one, checked on the very path whose folder is then opened. Returns the stat of the file now
+    in place.
     """
     path = Path(path)
     real = Path(os.path.realpath(path))
+    if roots is not None and not inside(str(real), roots):
+        raise TagWriteError(path, "its real location is outside the library roots; not written",
+                            "outside-roots")
     try:
-        dir_fd = os.open(real.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        dir_fd = open_folder(real.parent)
     except FileNotFoundError:
         raise TagWriteError(path, "no such file", "missing") from None
     except OSError as e:
@@ -414,10 +450,10 @@ def _replace_in(dir_fd: int, real: Path, path: Path, edit: Callable[[Path], None
             fd = copy.fd
             _copy(src, fd)
             edit(copy.path)
-            os.fsync(fd)
             _carry_over(src, fd, st, path)
             if keep_mtime:
                 os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+            os.fsync(fd)  # the bytes and what was carried over, before the name points at them
             new = os.fstat(fd)
             checkpoint("after-temp-write")
             if st.st_nlink > 1 and hard_links == "in-place":
@@ -470,7 +506,9 @@ def _carry_over(src: int, dst: int, st: os.stat_result, path: Path) -> None:
     if (st.st_uid, st.st_gid) != (now.st_uid, now.st_gid):
         try:
             os.fchown(dst, st.st_uid, st.st_gid)
-        except PermissionError:
+        except OSError as e:
+            if e.errno not in _NO_MODES:
+                raise
             if os.geteuid() == 0:
                 raise _no_modes(path, dst, "owners") from None
             # Not root: the copy stays ours, which only matters on shared folders.
@@ -536,7 +574,9 @@ def _write_back(dir_fd: int, name: str, tmp: int, st: os.stat_result, path: Path
                 keep_mtime: bool) -> os.stat_result:
     """``hard_links = "in-place"``: the verified copy's bytes written over the original inode,
     so every name sees them. Not atomic: a crash in the copy back can leave the file damaged."""
-    dst = os.open(name, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    # O_NONBLOCK: a FIFO swapped in under the name would otherwise hang the open (then the
+    # fingerprint says it is not the file we looked at).
+    dst = os.open(name, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
     try:
         if _fingerprint(os.fstat(dst)) != _fingerprint(st):
             raise _changed(path)
@@ -553,5 +593,5 @@ def _write_back(dir_fd: int, name: str, tmp: int, st: os.stat_result, path: Path
         os.close(dst)
 
 
-__all__ = ["being_written", "changed_since", "filesystem_of",
-           "is_temp_name", "locked_temp", "no_writers", "remove_if_stale", "replace_atomically"]
+__all__ = ["being_written", "changed_since", "filesystem_of", "inside", "is_temp_name",
+           "locked_temp", "no_writers", "open_folder", "remove_if_stale", "replace_atomically"]
