@@ -10,10 +10,12 @@ policy, crash-safe writes). Memory is bounded by the batch, whatever the queue l
 
 Signals: SIGTERM/SIGINT finish the batch in hand and exit 0 (the bound is one batch: with the
 defaults, 8 files, about 15 s on a 2-core CPU; the unit allows 90 s); SIGHUP re-reads the config.
+Their handlers only set a :class:`~tagger.stopping.Flag` (no lock: safe in any burst).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -22,37 +24,48 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from tagger.analysis.engine import Analysis
 from tagger.analysis.model.trained import version_of
-from tagger.cache import Cache
+from tagger.cache import Cache, TrackRow
 from tagger.cache.owners import HEARTBEAT, process_id
 from tagger.cache.queue import DaemonState, WorkQueue
+from tagger.cache.store import CacheUnavailable, is_damaged
 from tagger.daemon.notify import notify, watchdog_interval
 from tagger.daemon.watcher import Handler, Settler, make_observer, wants_polling
 from tagger.display import display
 from tagger.errors import EnvironmentProblem
 from tagger.library.albums import album_of
+from tagger.library.identity import audio_identity
 from tagger.library.pipeline import REVERTED, TRANSIENT, Hold, Outcome, Scanner, ScanOptions
 from tagger.library.walk import unreadable_reason, walk
 from tagger.settings import Settings
+from tagger.stopping import Flag, on_signals
 from tagger.tags.safe_write import being_written
 
 log = logging.getLogger("genre-tagger")
+#: Exit status when the cache was lost under the daemon (EX_TEMPFAIL: systemd's
+#: Restart=on-failure starts it again, with a new cache).
+CACHE_LOST_EXIT = 75
 #: After a machine's problem (ffmpeg gone, out of memory) the worker waits this long.
 MACHINE_RETRY_SECONDS = 60
 
 
 
 class Daemon:
-    def __init__(self, load_config: Callable[[], Settings]) -> None:
+    def __init__(self, load_config: Callable[[], Settings], stop: Flag | None = None,
+                 reload: Flag | None = None) -> None:
+        """``stop``/``reload``: flags the caller's signal handlers already set (installed
+        before the slow start-up, so a signal then is not lost or fatal)."""
         self.load_config = load_config
         self.config = load_config()
-        self.stop = threading.Event()
-        self.reload = threading.Event()
+        self.stop = stop or Flag()
+        self.reload = reload or Flag()
         self.started = time.time()
         #: Who this run is in a shared database (its queue claims, its published state).
         self.id = process_id(self.started)
-        self.cache = Cache(self.config.cache_url, owner=self.id)
+        self.cache = _open_cache(self.config.cache_url, self.id)
         self.queue = WorkQueue(self.cache)
         self.state = DaemonState(self.cache)
         self.settler = Settler(self.config.settle_seconds)
@@ -62,13 +75,14 @@ class Daemon:
         self.failed = 0
         self.day = time.strftime("%Y-%m-%d")
         self.processed_today = 0
+        #: Why the cache can no longer record anything (then the daemon stops, exit 75).
+        self.lost: str | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
 
     def run(self) -> int:
-        signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
-        signal.signal(signal.SIGINT, lambda *_: self.stop.set())
-        signal.signal(signal.SIGHUP, lambda *_: self.reload.set())
+        on_signals({signal.SIGTERM: self.stop.set, signal.SIGINT: self.stop.set,
+                    signal.SIGHUP: self.reload.set})
         self._start_observers()
         # Another run's files on this machine, claimed when it was killed: taken again now.
         self.queue.release_dead()
@@ -87,21 +101,18 @@ class Daemon:
         beat.start()
         try:
             while not self.stop.is_set():
-                if self.reload.is_set():
-                    self._reload()
-                for path in self.settler.due():
-                    self._enqueue_if_changed(path)
-                batch = self.queue.take(self.config.batch_files) if time.monotonic() >= pause else []
-                if batch:
-                    try:
-                        self._process(batch)
-                    except EnvironmentProblem as e:  # the machine's fault: no file is blamed
-                        log.error("cannot analyse now: %s; the batch stays queued, retrying in "
-                                  "%d s", display(str(e)), MACHINE_RETRY_SECONDS)
-                        self.queue.release()  # a daemon sharing the queue may do it meanwhile
-                        pause = time.monotonic() + MACHINE_RETRY_SECONDS
-                else:
-                    self.stop.wait(0.25)
+                if self._cache_lost(self.cache.lost()):
+                    break
+                try:
+                    pause = self._step(pause)
+                except (SQLAlchemyError, CacheUnavailable) as e:
+                    # lost between the check and this step (else a database's own error)
+                    why = self.cache.lost(thorough=True)
+                    if why is None and is_damaged(e):
+                        why = f"the cache database is damaged ({display(str(e))})"
+                    if self._cache_lost(why):
+                        break
+                    raise
                 now = time.monotonic()
                 if ping and now - last_ping >= ping:
                     notify("WATCHDOG=1")
@@ -117,11 +128,39 @@ class Daemon:
                 obs.join(timeout=5)
             self.stop.set()  # ends the heartbeat
             beat.join(timeout=5)
-            self.queue.release()
-            self.state.set(state="stopped", stopped_at=time.time())
-            log.info("stopped; %d files still queued", len(self.queue))
+            if self.lost is None:  # a lost cache gets nothing more: it is not ours now
+                self.queue.release()
+                self.state.set(state="stopped", stopped_at=time.time())
+                log.info("stopped; %d files still queued", len(self.queue))
             self.cache.close()
+        if self.lost is not None:
+            log.error("%s while the daemon ran: stopped before tagging anything it could not "
+                      "record. Genres written since it started cannot be undone by 'revert' (their "
+                      "history was in that database). Started again, the daemon makes a new cache "
+                      "and analyses the library anew.", display(self.lost))
+            return CACHE_LOST_EXIT
         return 0
+
+    def _step(self, pause: float) -> float:
+        """One turn of the worker: re-read the config if asked, queue what settled, process a
+        batch (or wait a moment). Returns when it may take a batch next (after a machine's
+        problem, a pause)."""
+        if self.reload.is_set():
+            self._reload()
+        for path in self.settler.due():
+            self._enqueue_if_changed(path)
+        batch = self.queue.take(self.config.batch_files) if time.monotonic() >= pause else []
+        if not batch:
+            self.stop.wait(0.25)
+            return pause
+        try:
+            self._process(batch)
+        except EnvironmentProblem as e:  # the machine's fault: no file is blamed
+            log.error("cannot analyse now: %s; the batch stays queued, retrying in %d s",
+                      display(str(e)), MACHINE_RETRY_SECONDS)
+            self.queue.release()  # a daemon sharing the queue may do it meanwhile
+            return time.monotonic() + MACHINE_RETRY_SECONDS
+        return pause
 
     def _start_observers(self) -> None:
         handler = Handler(self.config.roots, self.settler, self._moved, self._deleted)
@@ -202,7 +241,13 @@ class Daemon:
         self.queue.put(path, "changed" if known else "new")
 
     def _moved(self, src: str, dest: str) -> None:
+        """``src`` is gone and ``dest`` appeared: its history follows only if ``dest`` is the
+        file ``src`` was (a rename keeps size and mtime; then the audio decides). Otherwise
+        ``src`` was deleted and ``dest`` is another file (the handler has it settle as new)."""
         row = self.cache.get(src)
+        if row is not None and not _same_file_as(row, dest):
+            self._deleted(src)
+            return
         if row is not None:
             self.cache.move(src, dest)
             log.info("moved %s -> %s", display(src), display(dest))
@@ -224,11 +269,22 @@ class Daemon:
         """Still being written: changed within the settle time, or open for writing."""
         return time.time() - st.st_mtime < self.config.settle_seconds or being_written(path)
 
+    def _cache_lost(self, why: str | None) -> bool:
+        """Stop for good when the cache is gone (deleted, replaced, overwritten, damaged): a tag
+        written now could never be undone, and status would read another database."""
+        if why is None:
+            return False
+        self.lost = self.lost or why
+        self.stop.set()
+        return True
+
     def _heartbeat(self) -> None:
         """Every HEARTBEAT s, even while a long batch is in hand: keep this daemon's queue
         claims, free those of daemons known to have ended (a kill -9 on this machine), and say
         it is alive (``status`` on any machine reads it)."""
         while not self.stop.wait(HEARTBEAT):
+            if self._cache_lost(self.cache.lost(thorough=True)):
+                return
             try:
                 self.queue.renew()
                 self.queue.release_dead()
@@ -329,6 +385,49 @@ class Daemon:
                  self.processed, self.failed, len(self.queue), len(self.settler),
                  self.processed / up * 60)
         self.state.set(heartbeat=time.time())
+
+
+def _open_cache(url: str | None, owner: str) -> Cache:
+    """The daemon's cache. A damaged SQLite file (overwritten, or lost under an earlier run)
+    is moved aside, with its -wal and -shm (a stale log must never meet a new database), and
+    a new one begins: unattended under systemd, refusing would be a restart loop that tags
+    nothing; the person finds the old one beside it, named for the day it was set aside."""
+    try:
+        cache = Cache(url, owner=owner)
+    except CacheUnavailable as e:
+        if e.problem != "damaged" or e.path is None:
+            raise
+        why, path = str(e), e.path
+    else:
+        # A file overwritten under an earlier run may open: that run's log, replayed into it,
+        # gave it a valid first page. Every page is read once here (14 ms per 10,000 tracks).
+        damaged = cache.lost(thorough=True)
+        if damaged is None or cache.file is None:
+            return cache
+        cache.close()
+        why, path = damaged, cache.file
+    aside = f"{path}.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(path + suffix, aside + suffix)
+    log.error("%s; it was moved aside to %s and a new cache begins (genres written before "
+              "cannot be undone by 'revert'; the library is analysed anew)",
+              display(why), display(aside))
+    return Cache(url, owner=owner)
+
+
+def _same_file_as(row: TrackRow, path: str) -> bool:
+    """Is the file at ``path`` the one ``row`` describes? A rename keeps size and mtime to
+    the nanosecond, which a file that merely took a freed inode number never matches; else
+    (edited, then moved) the audio decides, read only then: a folder of a thousand files
+    renamed costs no hashing."""
+    try:
+        st = os.stat(path)
+        if (st.st_size, st.st_mtime_ns) == (row.size, row.mtime_ns):
+            return True
+        return row.audio_id is not None and audio_identity(path) == row.audio_id
+    except OSError:
+        return False
 
 
 def _start_of_today() -> float:

@@ -131,7 +131,18 @@ def _hidden(path: str, roots: tuple[str, ...]) -> bool:
 
 
 class Handler(FileSystemEventHandler):
-    """Turns watchdog events into settle candidates, moves and deletions."""
+    """Turns watchdog events into settle candidates, moves and deletions.
+
+    An event is a hint, never the truth: a polling observer compares inode numbers between two
+    looks, so a file replaced by a rename (our own tag writes; any editor's save) comes back
+    as "deleted" and "created", and a freed inode number taken by another new file reads as a
+    "move" from one file to the other (seen on ntfs-3g, exfat-fuse, bindfs: 10-16 false lines
+    per 12 files, and one file's history moved onto another's name). So a deletion is
+    believed only when the path is really gone, and a move only when its source is gone;
+    whoever receives a move (``on_move``) checks that the file at the new path is the one the
+    old path held. Everything else is "look at this path": its size and mtime against the
+    cache decide, so our own writes never re-queue a file on any observer.
+    """
 
     def __init__(self, roots: tuple[str, ...], settler: Settler,
                  on_move: Callable[[str, str], None], on_delete: Callable[[str], None]) -> None:
@@ -158,6 +169,12 @@ class Handler(FileSystemEventHandler):
         if event.is_directory:
             return
         inside = within(dest, self.roots) and self._ours(dest)
+        if os.path.lexists(src):  # not a move: an inode number taken again (polling)
+            if self._ours(src):
+                self.settler.touch(src)
+            if inside:
+                self.settler.touch(dest)
+            return
         if inside and self._ours(src) and within(src, self.roots):
             self.on_move(src, dest)
         if inside:
@@ -166,6 +183,11 @@ class Handler(FileSystemEventHandler):
             self.on_delete(src)
 
     def on_deleted(self, event: FileSystemEvent) -> None:
-        if not event.is_directory and self._ours(str(event.src_path)):
-            self.settler.forget(str(event.src_path))
-            self.on_delete(str(event.src_path))
+        path = str(event.src_path)
+        if event.is_directory or not self._ours(path):
+            return
+        if os.path.lexists(path):  # replaced, not deleted (a rename over it: polling's view)
+            self.settler.touch(path)
+            return
+        self.settler.forget(path)
+        self.on_delete(path)

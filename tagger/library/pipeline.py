@@ -16,7 +16,6 @@ the cache, so an interrupted scan resumes where it stopped.
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -42,6 +41,7 @@ from tagger.library.identity import audio_identity, trusted
 from tagger.library.policy import Policy, Why, decide, same_genres
 from tagger.library.reuse import cached_row, copy_scores, failure_key, record_prediction
 from tagger.library.walk import real_roots, unreadable_reason, walk, within
+from tagger.stopping import Flag, Stop
 from tagger.tags import TagOptions, TagWriteError, read_genres, write_genres
 
 #: Tag-stage failures that say "not now" rather than "not this file": retried on the next scan
@@ -182,7 +182,7 @@ class Scanner:
 
     # --- the scan ----------------------------------------------------------------------------
 
-    def run(self, stop: threading.Event | None = None,
+    def run(self, stop: Stop | None = None,
             on_total: Callable[[int], None] | None = None,
             on_outcome: Callable[[Outcome], None] | None = None,
             paths: Iterable[tuple[str, os.stat_result]] | None = None,
@@ -193,7 +193,7 @@ class Scanner:
         arrive (the daemon's settling and queued files): its files are analysed, not decided
         (outcome ``wait-album``; the daemon looks at them again soon).
         """
-        stop = stop or threading.Event()
+        stop = stop or Flag()
         report = ScanReport()
         started = time.perf_counter()
 
@@ -255,7 +255,7 @@ class Scanner:
 
     # --- one genre set per album -----------------------------------------------------------------
 
-    def _by_album(self, pending: list[tuple[str, os.stat_result]], stop: threading.Event,
+    def _by_album(self, pending: list[tuple[str, os.stat_result]], stop: Stop,
                   record: Callable[[Outcome], None], report: ScanReport, counted: set[str],
                   hold: Hold | None) -> None:
         """Score every pending file, then decide each album once all its pending files have
@@ -317,14 +317,14 @@ class Scanner:
     # --- cached or analysed -------------------------------------------------------------------
 
     def scores(self, items: Iterable[tuple[str, os.stat_result]],
-               stop: threading.Event | None = None) -> Iterator[Scored]:
+               stop: Stop | None = None) -> Iterator[Scored]:
         """Every file's scores, cheapest first: from the cache (its own row after a tag edit,
         another path's after a move, rename or copy), else from the engine, in cross-track
         batches. Every file comes out, with its row or its failure; the cache holds both.
 
         The one cache-then-engine loop: ``scan``, the daemon's batches and the beets plugin.
         """
-        stop = stop or threading.Event()
+        stop = stop or Flag()
         todo: dict[str, tuple[os.stat_result, str | None]] = {}
         for path, st in items:
             if stop.is_set():
@@ -376,7 +376,7 @@ class Scanner:
             yield Scored(path, st, self.cache.get(path) or _never(path), "rescored")
 
     def _analysed(self, todo: dict[str, tuple[os.stat_result, str | None]],
-                  stop: threading.Event) -> Iterator[Scored]:
+                  stop: Stop) -> Iterator[Scored]:
         # Files with the same audio (a track on an album and on a compilation) are analysed once;
         # if that one fails (its container may be the damaged part), its copies are analysed too.
         copies: dict[str, list[str]] = {}  # the path analysed -> paths with the same audio

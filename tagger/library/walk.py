@@ -38,8 +38,14 @@ def real_roots(roots: Iterable[str | Path]) -> tuple[str, ...]:
 
 
 def within(path: str | Path, roots: tuple[str, ...]) -> bool:
-    """Does ``path``'s real location (symlinks resolved) lie inside one of ``roots``?"""
-    return inside(os.path.realpath(path), roots)
+    """Does ``path``'s real location (symlinks resolved) lie inside one of ``roots``?
+
+    A folder on the way swapped between realpath's lstat and readlink raises there; such a
+    path is not known to be inside."""
+    try:
+        return inside(os.path.realpath(path), roots)
+    except OSError:
+        return False
 
 
 def unreadable_reason(path: str, e: OSError) -> str:

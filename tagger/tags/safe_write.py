@@ -390,7 +390,11 @@ def replace_atomically(path: Path, edit: Callable[[Path], None], keep_mtime: boo
     in place.
     """
     path = Path(path)
-    real = Path(os.path.realpath(path))
+    try:
+        real = Path(os.path.realpath(path))
+    except OSError:  # a folder on the way was swapped between realpath's lstat and readlink
+        raise (_changed(path) if os.path.lexists(path) else
+               TagWriteError(path, "no such file", "missing")) from None
     if roots is not None and not inside(str(real), roots):
         raise TagWriteError(path, "its real location is outside the library roots; not written",
                             "outside-roots")
