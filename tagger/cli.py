@@ -931,6 +931,7 @@ def status(as_json: bool, **kw: Any) -> None:
     here = socket.gethostname()
     today = time.strftime("%Y-%m-%d")
     daemons = [{"host": d["host"], "pid": d["pid"], "roots": d.get("roots", []),
+                "watched": d.get("watched", {}),
                 "up_seconds": int(now - d.get("started_at", now)), "processed": d.get("processed", 0),
                 "files_per_minute": round(d.get("processed", 0) / max(now - d.get("started_at", now),
                                                                        1e-9) * 60, 2)}
@@ -961,7 +962,10 @@ def status(as_json: bool, **kw: Any) -> None:
     else:
         click.echo(f"daemon: {info['state']}" + (f" {who(daemons[0])}" if daemons else ""))
     if info["roots"]:
-        click.echo(f"watching: {', '.join(display(r) for r in info['roots'])}")
+        ways = {k: sum(d["watched"].get(k, 0) for d in daemons) for k in ("inotify", "polling")}
+        how = (f" ({ways['inotify']} folders by inotify, {ways['polling']} by polling)"
+               if any(ways.values()) else "")
+        click.echo(f"watching: {', '.join(display(r) for r in info['roots'])}{how}")
     click.echo(f"queue: {queued} files; processed today: {info['processed_today']}"
                + (f"; {info['files_per_minute']} files/min since start" if daemons else ""))
     if summary["failures"]:

@@ -165,6 +165,83 @@ def test_polling_keeps_every_files_history_and_never_sees_its_own_writes(
         assert read_genres(f) == own.get(i, []), f
 
 
+# --- more folders than inotify has watches --------------------------------------------------------
+
+
+def _limited(watches: int) -> tuple[str, ...]:
+    """A command prefix running the daemon in a user namespace whose inotify watch limit is
+    ``watches`` (the system's own limit is left alone)."""
+    probe = subprocess.run(["unshare", "-U", "-r", "true"], capture_output=True)
+    if shutil.which("unshare") is None or probe.returncode != 0:
+        pytest.skip("user namespaces are needed (unshare -U -r)")
+    return ("unshare", "-U", "-r", "sh", "-c",
+            f'echo {watches} > /proc/sys/user/max_inotify_watches && exec "$@"', "sh")
+
+
+def _status(db: Path) -> dict:  # type: ignore[type-arg]
+    import json
+
+    out = subprocess.run([*CLI, "status", "--json", "--db", f"sqlite:///{db}"], env=ENV,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+def test_more_folders_than_inotify_watches_at_start_are_polled(tmp_path: Path) -> None:
+    """30 folders, 12 watches: the daemon starts (it exited with a traceback: under systemd a
+    restart loop that tagged nothing), says once which setting to raise and to what, and tags
+    a file copied into the deepest folder and one into a folder made after start."""
+    root = tmp_path / "music"
+    deepest = root
+    for i in range(10):
+        deepest = deepest / f"level{i}"
+        for j in range(2):
+            (deepest / f"side{j}").mkdir(parents=True)
+    db, log = tmp_path / "cache.sqlite", tmp_path / "daemon.log"
+    d = Daemon(root, db, log, "--log-level", "info", prefix=_limited(12),
+               env={"GENRE_TAGGER_POLL_SECONDS": "0.5"})
+    (deepest / "deep.wav").write_bytes(wav_bytes(9100))
+    (root / "later" / "cd1").mkdir(parents=True)
+    (root / "later" / "cd1" / "late.wav").write_bytes(wav_bytes(9101))
+    want = {str(deepest / "deep.wav"), str(root / "later" / "cd1" / "late.wav")}
+    assert wait_until(lambda: set(tagged(db)) >= want, 120), log.read_text()[-3000:]
+    watched = _status(db)["daemons"][0]["watched"]
+    assert d.stop() == 0
+    text = log.read_text()
+    assert "Traceback" not in text, text
+    assert text.count("inotify cannot watch") == 1, text
+    assert "sysctl fs.inotify.max_user_watches=" in text and "31 here" in text, text
+    assert watched["polling"] >= 31 and watched["inotify"] == 0, watched
+
+
+def test_folders_made_after_inotify_ran_out_are_polled(tmp_path: Path) -> None:
+    """Watches for the folders there at start and a few more: twelve folders made while it
+    runs, each with a file copied in at once. watchdog leaves those it has no watch for
+    unwatched (a file copied there was never tagged and status said queue 0); now each is
+    polled, looked at once for what arrived before, and every file is tagged once."""
+    root = tmp_path / "music"
+    for i in range(3):
+        (root / f"old{i}").mkdir(parents=True)
+    db, log = tmp_path / "cache.sqlite", tmp_path / "daemon.log"
+    d = Daemon(root, db, log, "--log-level", "info", prefix=_limited(8),
+               env={"GENRE_TAGGER_POLL_SECONDS": "0.5"})
+    want = set()
+    for i in range(12):
+        folder = root / f"new{i:02d}"
+        folder.mkdir()
+        (folder / "t.wav").write_bytes(wav_bytes(9200 + i))
+        want.add(str(folder / "t.wav"))
+    assert wait_until(lambda: set(tagged(db)) >= want, 120), log.read_text()[-3000:]
+    watched = _status(db)["daemons"][0]["watched"]
+    time.sleep(2)  # pollers running: nothing comes back
+    assert d.stop() == 0
+    text = log.read_text()
+    assert "Traceback" not in text and "Unable to watch" not in text, text
+    assert text.count("sysctl fs.inotify.max_user_watches=") == 1, text
+    assert set(tagged(db).values()) == {1}, tagged(db)
+    assert watched["polling"] >= 1 and watched["inotify"] >= 4, watched
+
+
 # --- the cache lost under a running daemon --------------------------------------------------------
 
 

@@ -22,7 +22,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -33,7 +32,7 @@ from tagger.cache.owners import HEARTBEAT, process_id
 from tagger.cache.queue import DaemonState, WorkQueue
 from tagger.cache.store import CacheUnavailable, is_damaged
 from tagger.daemon.notify import notify, watchdog_interval
-from tagger.daemon.watcher import Handler, Settler, make_observer, wants_polling
+from tagger.daemon.watcher import Handler, Settler, Watchers
 from tagger.display import display
 from tagger.errors import EnvironmentProblem
 from tagger.library.albums import album_of
@@ -69,7 +68,7 @@ class Daemon:
         self.queue = WorkQueue(self.cache)
         self.state = DaemonState(self.cache)
         self.settler = Settler(self.config.settle_seconds)
-        self.observers: list[Any] = []
+        self.watchers: Watchers | None = None
         self._engine: Analysis | None = None
         self.processed = 0
         self.failed = 0
@@ -91,6 +90,7 @@ class Daemon:
         self.state.forget_before(_start_of_today())
         self.state.set(state="running", pid=os.getpid(), started_at=self.started,
                        roots=list(self.config.roots), processed=0, failed=0, heartbeat=time.time(),
+                       watched=self._watchers().counts,
                        processed_day=self.day, processed_today=0)
         log.info("watching %s; %d files queued at start-up", ", ".join(map(display, self.config.roots)),
                  queued)
@@ -122,10 +122,8 @@ class Daemon:
                     last_status = now
         finally:
             notify("STOPPING=1")
-            for obs in self.observers:
-                obs.stop()
-            for obs in self.observers:
-                obs.join(timeout=5)
+            if self.watchers is not None:
+                self.watchers.stop()
             self.stop.set()  # ends the heartbeat
             beat.join(timeout=5)
             if self.lost is None:  # a lost cache gets nothing more: it is not ours now
@@ -147,6 +145,10 @@ class Daemon:
         problem, a pause)."""
         if self.reload.is_set():
             self._reload()
+        unwatched = self._watchers().check()
+        if unwatched:  # what arrived there before its poller started
+            self.reconcile(unwatched)
+            self.state.set(watched=self._watchers().counts)
         for path in self.settler.due():
             self._enqueue_if_changed(path)
         batch = self.queue.take(self.config.batch_files) if time.monotonic() >= pause else []
@@ -163,14 +165,14 @@ class Daemon:
         return pause
 
     def _start_observers(self) -> None:
-        handler = Handler(self.config.roots, self.settler, self._moved, self._deleted)
-        for root in self.config.roots:
-            obs = make_observer(root, self.config.observer, self.config.poll_seconds)
-            obs.schedule(handler, root, recursive=True)
-            obs.start()
-            self.observers.append(obs)
-            kind = "polling" if wants_polling(root, self.config.observer) else "inotify"
-            log.info("observer for %s: %s", display(root), kind)
+        cfg = self.config
+        self.watchers = Watchers(cfg.roots, cfg.observer, cfg.poll_seconds,
+                                 Handler(cfg.roots, self.settler, self._moved, self._deleted))
+        self.watchers.start()
+
+    def _watchers(self) -> Watchers:
+        assert self.watchers is not None, "started in run()"
+        return self.watchers
 
     def _reload(self) -> None:
         self.reload.clear()
@@ -190,10 +192,9 @@ class Daemon:
         self.settler.settle = new.settle_seconds
         logging.getLogger().setLevel(new.log_level.upper())
         if roots_changed:
-            for obs in self.observers:
-                obs.stop()
-            self.observers = []
+            self._watchers().stop()
             self._start_observers()
+            self.state.set(roots=list(new.roots), watched=self._watchers().counts)
         if roots_changed or self._scanner().decision_key != old_key:
             # a new genre map, policy, album mode...: every file is decided again (from the
             # cache: nothing is analysed again)
@@ -208,16 +209,18 @@ class Daemon:
                                    album=cfg.album),
                        cfg.engine_config(), self.cache, self._engine)
 
-    def reconcile(self) -> int:
-        """Queue every file not settled in the cache: new, changed while the daemon was down,
-        or analysed but not yet tagged when it was killed."""
+    def reconcile(self, folders: list[str] | None = None) -> int:
+        """Queue every file (under ``folders``, by default the roots) not settled in the cache:
+        new, changed while the daemon was down, or analysed but not yet tagged when it was
+        killed."""
+        tops = tuple(folders or self.config.roots)
         index = self.cache.stat_index()
         scanner = self._scanner()
         n = 0
         def unreadable(path: str, e: OSError) -> None:
             log.warning("%s: %s", display(path), unreadable_reason(path, e))
 
-        for path, st in walk(self.config.roots, on_error=unreadable):
+        for path, st in walk(tops, on_error=unreadable):
             if scanner.settled(index.get(path), st):
                 continue
             if self._unsettled(st, path):  # mid-copy while we were down: settle it first
@@ -226,7 +229,8 @@ class Daemon:
                 self.queue.put(path, "reconcile")
             n += 1
         for path in list(index):
-            if path.startswith(self.config.roots) and not os.path.exists(path):
+            if path.startswith(tuple(t.rstrip(os.sep) + os.sep for t in tops)) \
+                    and not os.path.exists(path):
                 self._deleted(path)
         return n
 

@@ -7,21 +7,25 @@ within the roots are reported as moves so the cache can follow them without re-a
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
-from watchdog.observers.polling import PollingObserver
+from watchdog.observers.polling import PollingObserverVFS
 
+from tagger.display import display
 from tagger.library.walk import is_audio_name, within
 from tagger.tags.safe_write import being_written
 
+log = logging.getLogger("genre-tagger")
 #: File systems that do not deliver inotify events for changes made elsewhere.
 NETWORK_FS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "ceph", "glusterfs", "davfs",
               "afs", "lustre", "gpfs", "fuse", "fuseblk", "sshfs"}
@@ -55,10 +59,235 @@ def wants_polling(root: str, mode: str) -> bool:
     return kind in NETWORK_FS or kind.startswith("fuse.")
 
 
-def make_observer(root: str, mode: str, poll_seconds: float) -> BaseObserver:
-    if wants_polling(root, mode):
-        return PollingObserver(timeout=poll_seconds)
-    return Observer()
+def _visible(folder: str | None) -> Iterator[os.DirEntry[str]]:
+    """A folder's entries but hidden ones (our temporary copies among them: they come and go
+    with every write, and watchdog's snapshot stops for good when an entry vanishes between
+    being listed and being looked at)."""
+    with os.scandir(folder) as it:
+        return iter([e for e in it if not e.name.startswith(".")])
+
+
+def _polling(poll_seconds: float) -> BaseObserver:
+    return PollingObserverVFS(os.stat, _visible, polling_interval=poll_seconds)
+
+
+#: Out of inotify watches (one per folder) or instances (one per root): the folder is polled.
+_OUT_OF_INOTIFY = {errno.ENOSPC: "fs.inotify.max_user_watches",
+                   errno.EMFILE: "fs.inotify.max_user_instances"}
+#: Folders polled on their own under one inotify root before the whole root is polled instead
+#: (each poller is a thread that lists its folders every ``poll_seconds``).
+MAX_POLLED_FOLDERS = 16
+
+
+def inotify_limit(setting: str) -> int | None:
+    """The lowest of the system's limit and the user namespace's (``user.max_inotify_*``)."""
+    name = setting.rsplit(".", 1)[1]
+    files = [f"/proc/sys/fs/inotify/{name}",
+             f"/proc/sys/user/max_inotify_{name.rsplit('_', 1)[1]}"]
+    values = []
+    for f in files:
+        try:
+            with open(f) as fh:
+                values.append(int(fh.read()))
+        except (OSError, ValueError):
+            continue
+    return min(values) if values else None
+
+
+def count_folders(top: str) -> int:
+    """Folders at and below ``top`` (each needs an inotify watch; links are not followed)."""
+    n, stack = 0, [top]
+    while stack:
+        folder = stack.pop()
+        n += 1
+        try:
+            with os.scandir(folder) as it:
+                stack += [e.path for e in it if e.is_dir(follow_symlinks=False)]
+        except OSError:
+            continue
+    return n
+
+
+class _Unwatched(logging.Filter):
+    """Catches watchdog's "Unable to watch" (a folder created after start that inotify has no
+    watch left for: watchdog logs it and goes on without it) so that folder is polled."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.folders: list[tuple[str, int]] = []
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        if len(args) == 2 and isinstance(args[1], OSError) and args[1].errno in _OUT_OF_INOTIFY:
+            path = args[0]
+            with self._lock:
+                self.folders.append((os.fsdecode(path) if isinstance(path, bytes) else str(path),
+                                     args[1].errno))
+            return False  # said once, our way
+        return True
+
+    def take(self) -> list[tuple[str, int]]:
+        with self._lock:
+            out, self.folders = self.folders, []
+        return out
+
+
+class Watchers:
+    """One observer per root: inotify where it works, polling where it cannot (network and FUSE
+    file systems) or where inotify runs out of watches, at start or for a folder created later.
+
+    Out of watches at start, watchdog raises; the root is then polled. Later, watchdog logs
+    "Unable to watch" and leaves the new folder unwatched (a file copied into it was never
+    tagged): that folder gets a poller of its own, and :meth:`check` returns it so the caller
+    looks at what arrived before the poller started. Either way the log says once which
+    setting to raise and to what.
+    """
+
+    def __init__(self, roots: tuple[str, ...], mode: str, poll_seconds: float,
+                 handler: FileSystemEventHandler) -> None:
+        self.roots, self.mode, self.poll_seconds, self.handler = roots, mode, poll_seconds, handler
+        self._observers: dict[str, BaseObserver] = {}  # root -> its observer
+        self._pollers: dict[str, BaseObserver] = {}  # unwatched folder -> its poller
+        self._polled_roots: set[str] = set()
+        self._unwatched = _Unwatched()
+        self._said: set[str] = set()
+        self.counts = {"inotify": 0, "polling": 0}
+
+    def start(self) -> None:
+        logging.getLogger("watchdog.observers.inotify").addFilter(self._unwatched)
+        for root in self.roots:
+            polling = wants_polling(root, self.mode)
+            if polling:
+                obs = self._poller(root)
+            else:
+                obs = Observer()
+                obs.schedule(self.handler, root, recursive=True)
+                try:
+                    obs.start()
+                except OSError as e:
+                    if e.errno not in _OUT_OF_INOTIFY:
+                        raise
+                    self._advise(root, e.errno)
+                    obs, polling = self._poller(root), True
+            self._observers[root] = obs
+            if polling:
+                self._polled_roots.add(root)
+            log.info("observer for %s: %s", display(root), "polling" if polling else "inotify")
+        self._count()
+
+    def check(self) -> list[str]:
+        """Poll what inotify stopped watching since the last call; returns those folders."""
+        new: list[str] = []
+        for folder, obs in [*self._observers.items(), *self._pollers.items()]:
+            if _running(obs):
+                continue
+            if not os.path.isdir(folder):  # gone with its folder
+                if folder in self._pollers:
+                    _stop(self._pollers.pop(folder))
+                continue
+            # Its thread ended (watchdog's polling stops for good when a file vanishes
+            # mid-look): poll it anew, and have what changed meanwhile looked at.
+            log.warning("watching %s stopped; it is polled every %g s from now on",
+                        display(folder), self.poll_seconds)
+            _stop(obs)
+            try:
+                fresh = self._poller(folder)
+            except FileNotFoundError:
+                continue  # gone meanwhile: looked at again next time
+            if folder in self._pollers:
+                self._pollers[folder] = fresh
+            else:
+                self._observers[folder] = fresh
+                self._polled_roots.add(folder)
+            new.append(folder)
+        for folder, err in self._unwatched.take():
+            owner = next((r for r in self.roots if folder == r or folder.startswith(r + os.sep)),
+                         None)
+            if owner is None or owner in self._polled_roots or any(
+                    folder == f or folder.startswith(f + os.sep) for f in self._pollers):
+                continue  # already polled
+            root = owner
+            self._advise(root, err)
+            mine = [f for f in self._pollers if f.startswith(root + os.sep)]
+            if len(mine) >= MAX_POLLED_FOLDERS:  # too many pollers: the whole root instead
+                for f in mine:
+                    _stop(self._pollers.pop(f))
+                _stop(self._observers[root])
+                self._observers[root] = self._poller(root)
+                self._polled_roots.add(root)
+                new.append(root)
+                continue
+            try:
+                self._pollers[folder] = self._poller(folder)
+            except FileNotFoundError:
+                continue  # removed again already
+            new.append(folder)
+        if new:
+            self._count()
+        return new
+
+    def stop(self) -> None:
+        logging.getLogger("watchdog.observers.inotify").removeFilter(self._unwatched)
+        everyone = [*self._observers.values(), *self._pollers.values()]
+        for obs in everyone:
+            obs.stop()
+        for obs in everyone:
+            obs.join(timeout=5)
+        self._observers, self._pollers = {}, {}
+
+    def _poller(self, folder: str) -> BaseObserver:
+        for attempt in range(5):
+            obs = _polling(self.poll_seconds)
+            obs.schedule(self.handler, folder, recursive=True)
+            try:
+                obs.start()
+                return obs
+            except FileNotFoundError:  # an entry vanished mid-snapshot (or the folder)
+                _stop(obs)
+                if attempt == 4 or not os.path.isdir(folder):
+                    raise
+                time.sleep(0.05)
+        raise AssertionError("unreachable")
+
+    def _count(self) -> None:
+        polled = [*self._polled_roots, *self._pollers]
+        polling = sum(count_folders(f) for f in polled)
+        total = sum(count_folders(r) for r in self.roots)
+        self.counts = {"inotify": total - polling, "polling": polling}
+
+    def _advise(self, root: str, err: int) -> None:
+        setting = _OUT_OF_INOTIFY[err]
+        if setting in self._said:
+            return
+        self._said.add(setting)
+        need = sum(count_folders(r) for r in self.roots if r not in self._polled_roots)
+        limit = inotify_limit(setting)
+        if err == errno.ENOSPC:
+            enough = (limit or 8192) + need  # whatever other programs use, this is enough
+            log.warning(
+                "inotify cannot watch every folder of %s: it needs one watch per folder (%d "
+                "here) and %s is %s, shared by all of this user's programs. Folders it cannot "
+                "watch are polled every %g s instead (slower to notice, more disk reads). To "
+                "watch them all, raise it: sysctl %s=%d (and put that line in "
+                "/etc/sysctl.d/ to keep it)", display(root), need, setting, limit,
+                self.poll_seconds, setting, enough)
+        else:
+            log.warning(
+                "inotify cannot watch %s: %s (%s) is used up by this user's programs; it is "
+                "polled every %g s instead. To watch it, raise it: sysctl %s=%d",
+                display(root), setting, limit, self.poll_seconds, setting, (limit or 128) * 2)
+
+
+def _stop(obs: BaseObserver) -> None:
+    obs.stop()
+    if obs.is_alive():
+        obs.join(timeout=5)
+
+
+def _running(obs: BaseObserver) -> bool:
+    """The observer and every one of its emitters are still at work."""
+    return obs.is_alive() and all(e.is_alive() for e in obs.emitters)
 
 
 @dataclass
