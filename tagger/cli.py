@@ -391,8 +391,12 @@ def scan(roots: tuple[str, ...], dry_run: bool, json_out: Path | None, retry_fai
                     click.echo(f"{display(o.path)}: {_genres(o.old)} -> {_genres(o.new)}")
 
             # Folders the walk cannot read come here too, as failed outcomes (scan.py).
+            def on_wait(n: int) -> None:
+                err.print(f"waiting for {n} files another genre-tagger process is working on "
+                          "(the daemon, or another scan)", highlight=False)
+
             report = scanner.run(stop, on_total=lambda n: bar.update(task, total=n),
-                                 on_outcome=on_outcome)
+                                 on_outcome=on_outcome, on_wait=on_wait)
     signal.signal(signal.SIGINT, previous)
     c = report.counts
     fails = ", ".join(f"{k} {v}" for k, v in report.failures.most_common()) or "none"

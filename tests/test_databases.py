@@ -3,6 +3,7 @@ PostgreSQL server (tests/pgserver.py). Each test runs on both; concurrency is re
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -187,6 +188,70 @@ def test_daemons_sharing_a_queue_never_take_the_same_file(db_url: str) -> None:
     taken = [p for out in outs for p in json.loads(out)]
     assert sorted(taken) == paths  # each once: none lost, none twice
     assert sum(1 for out in outs if json.loads(out)) >= 2  # they really shared the work
+
+
+def test_front_doors_claim_what_they_found_and_daemons_take_only_below_their_roots(
+        db_url: str) -> None:
+    """A scan claims the files it found through the queue: new rows held by it, queued ones
+    no other process holds; a daemon takes neither what the scan holds nor what lies outside
+    its roots; the scan's own rows leave the queue at its end, a daemon's go back."""
+    with Cache(db_url, owner=as_process(1, "here")) as c, \
+            Cache(db_url, owner=as_process(2, "there")) as c2:
+        daemon, scan = WorkQueue(c), WorkQueue(c2)
+        for i in range(3):
+            daemon.put(f"/m/{i}.flac", "new")
+        assert daemon.take(1) == ["/m/0.flac"]
+        wanted = [f"/m/{i}.flac" for i in range(5)] + ["/other/x.flac", "/m2/y.flac"]
+        got = scan.claim(wanted, "scan")
+        assert got == set(wanted) - {"/m/0.flac"}  # the daemon's batch stays the daemon's
+        assert daemon.take(10, under=("/m",)) == ["/m/0.flac"]
+        scan.release(drop="scan")  # ends: its rows leave, the daemon's queued rows go back
+        assert sorted(daemon.paths()) == ["/m/0.flac", "/m/1.flac", "/m/2.flac"]
+        scan.claim(["/m2/y.flac", "/other/x.flac"], "scan")
+        scan.release()
+        assert daemon.take(10, under=("/m",)) == ["/m/0.flac", "/m/1.flac", "/m/2.flac"]
+        assert daemon.take(10, under=("/m2",)) == ["/m2/y.flac"]  # whole names: /m is not /m2
+        lapsed = daemon.claim(["/m/0.flac", "/m/9.flac"], "scan")
+        assert lapsed == {"/m/0.flac", "/m/9.flac"}  # its own claims, and a new row
+
+
+CLAIM_SCAN = r"""
+import json, sys, time
+from tagger.cache import Cache
+from tagger.cache.queue import Claims, WorkQueue
+start, url, owner = float(sys.argv[1]), sys.argv[2], sys.argv[3]
+c = Cache(url, owner=owner)
+paths = [f"/m/{i:03d}.flac" for i in range(120)]
+time.sleep(max(0.0, start - time.time()))
+got = []
+with Claims(WorkQueue(c), "scan") as claims:
+    for batch, _ in claims.rounds(paths):
+        for p in batch:
+            t0 = time.time()
+            time.sleep(0.002)
+            got.append([p, t0, time.time()])
+            claims.done(p)
+print(json.dumps(got))
+"""
+
+
+def test_scans_claiming_one_library_at_once_never_hold_the_same_file(db_url: str) -> None:
+    """Four processes claim the same 120 paths together, each working through what it got
+    and waiting for the rest: no path is held by two at once, and the queue is empty at the
+    end. (Each then gets every path in turn: what another finished, a scan only re-checks.)"""
+    outs = children(CLAIM_SCAN, [[db_url, as_process(2000 + i)] for i in range(4)])
+    held: dict[str, list[tuple[float, float, int]]] = {}
+    for who, out in enumerate(outs):
+        for path, t0, t1 in json.loads(out):
+            held.setdefault(path, []).append((t0, t1, who))
+    assert len(held) == 120
+    for path, spans in held.items():
+        spans.sort()
+        for (_, end, a), (start, _, b) in itertools.pairwise(spans):
+            assert start >= end, (path, a, b)  # one holder at a time
+    assert all(len(spans) == 4 for spans in held.values())  # each, in turn, by every one
+    with Cache(db_url) as c:
+        assert len(WorkQueue(c)) == 0
 
 
 WRITER = r"""

@@ -129,6 +129,7 @@ class GenrePredictPlugin(BeetsPlugin):
         analysed once, the engine loaded only if something needs analysing).
         """
         from tagger.analysis.engine import Failure
+        from tagger.cache.queue import Claims, WorkQueue
         from tagger.display import display
         from tagger.errors import EnvironmentProblem
 
@@ -144,20 +145,39 @@ class GenrePredictPlugin(BeetsPlugin):
                 self._log.warning("cannot analyse {}: {}", display(path), e.strerror or e)
         rows: dict[str, Any] = {}
         fresh = 0
+        stats = dict(items_with_stat)
+
+        def waiting(n: int) -> None:
+            self._log.info("{} files are being worked on by another genre-tagger process (the "
+                           "daemon, or a scan); waiting for it", n)
+
         try:
-            for found in scanner.scores(items_with_stat):
-                if isinstance(found.result, Failure):
-                    failed += 1
-                    self._log.warning("cannot analyse {}: {}", display(found.path), found.result.reason)
-                    continue
-                rows[found.path] = found.result
-                fresh += found.action == "analysed"
+            # claimed as the daemon and scan claim theirs: no file is analysed by two at once
+            with Claims(WorkQueue(scanner.cache), "beets") as claims:
+                for paths, _ in claims.rounds(list(stats), on_wait=waiting):
+                    for found in scanner.scores([(p, self._stat(p, stats)) for p in paths]):
+                        claims.done(found.path)
+                        if isinstance(found.result, Failure):
+                            failed += 1
+                            self._log.warning("cannot analyse {}: {}", display(found.path),
+                                              found.result.reason)
+                            continue
+                        rows[found.path] = found.result
+                        fresh += found.action == "analysed"
         except EnvironmentProblem as e:  # the machine's fault: say so once, blame no file
             self._log.error("genre-tagger cannot run: {}", display(str(e)))
         self._engine = scanner.loaded_engine
         self._log.info("{} analysed, {} from the genre-tagger cache, {} failed",
                        fresh, len(rows) - fresh, failed)
         return rows
+
+    @staticmethod
+    def _stat(path: str, seen: dict[str, os.stat_result]) -> os.stat_result:
+        """Its stat now (another process may have tagged it while this one waited)."""
+        try:
+            return os.stat(path)
+        except OSError:
+            return seen[path]
 
     def _choose(self, genre_scores: dict[str, float]) -> list[tuple[str, float]]:
         """The shipped taxonomy's rule, or a trained model's per-class thresholds."""

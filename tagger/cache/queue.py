@@ -14,16 +14,19 @@ is known (:func:`tagger.cache.owners.gone`).
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from sqlalchemy import and_, delete, func, or_, select, update
 
 from tagger.cache import owners
-from tagger.cache.owners import LEASE
+from tagger.cache.owners import HEARTBEAT, LEASE
 from tagger.cache.schema import daemons, queue
-from tagger.cache.store import Cache, decode_path, encode_path, put_row
+from tagger.cache.store import Cache, decode_path, encode_path, put_new_rows, put_row
+from tagger.stopping import Stop
 
 #: Backoff for transient errors (a locked or changing file): 30 s, 1, 2, 4 ... up to 1 h.
 BACKOFF_BASE = 30.0
@@ -53,13 +56,19 @@ class WorkQueue:
             put_row(conn, queue, {"path": encode_path(path)}, {"not_before": 0.0},
                     {"reason": reason, "enqueued_at": time.time(), "attempts": 0})
 
-    def take(self, limit: int) -> list[str]:
-        """Claim the oldest due paths that no other daemon holds, oldest first. They stay
-        queued (and claimed) until :meth:`done`, :meth:`retry_later` or :meth:`later`."""
+    def take(self, limit: int, under: tuple[str, ...] = ()) -> list[str]:
+        """Claim the oldest due paths that no other process holds, oldest first, only below
+        the folders ``under`` when given (a scan of other folders queues its files here too).
+        They stay queued (and claimed) until :meth:`done`, :meth:`retry_later` or
+        :meth:`later`."""
         now = time.time()
-        free = or_(queue.c.claimed_by.is_(None), queue.c.claimed_by == self.owner,
-                   queue.c.claimed_at < now - LEASE)
-        due = (select(queue.c.path).where(queue.c.not_before <= now, free)
+        free = self._free(now)
+        where = [queue.c.not_before <= now, free]
+        if under:  # a name stored base64-encoded is looked at by whoever takes it
+            where.append(or_(queue.c.path.startswith("b64:"), *[
+                queue.c.path.startswith(encode_path(os.path.join(os.path.abspath(u), "")),
+                                        autoescape=True) for u in under]))
+        due = (select(queue.c.path).where(*where)
                .order_by(queue.c.enqueued_at, queue.c.path).limit(limit)
                .with_for_update(skip_locked=True))  # PostgreSQL; SQLite has one writer anyway
         claim = (update(queue).where(queue.c.path.in_(due.scalar_subquery()), free)
@@ -73,17 +82,47 @@ class WorkQueue:
                     queue.c.claimed_by == self.owner, queue.c.claimed_at == now)).all()
         return [decode_path(p) for p, _ in sorted(got, key=lambda r: (r[1], r[0]))]
 
+    def claim(self, paths: list[str], reason: str) -> set[str]:
+        """Claim ``paths`` for a front door that found them itself (``scan``, the beets
+        plugin): queued ones that no other process holds, and new rows for the rest, all
+        claimed by this process in one transaction per 500. Returns what it holds now; the
+        others are another process's (a daemon, a second scan) until it is done with them."""
+        now = time.time()
+        got: set[str] = set()
+        encoded = [encode_path(p) for p in dict.fromkeys(paths)]
+        with self.cache.engine.begin() as conn:
+            for i in range(0, len(encoded), 500):
+                chunk = encoded[i:i + 500]
+                put_new_rows(conn, queue, "path", [
+                    {"path": p, "reason": reason, "enqueued_at": now, "attempts": 0,
+                     "not_before": 0.0, "claimed_by": self.owner, "claimed_at": now}
+                    for p in chunk])
+                conn.execute(update(queue).where(queue.c.path.in_(chunk), self._free(now))
+                             .values(claimed_by=self.owner, claimed_at=now))
+                got.update(conn.execute(select(queue.c.path).where(
+                    queue.c.path.in_(chunk), queue.c.claimed_by == self.owner)).scalars())
+        return {decode_path(p) for p in got}
+
+    def _free(self, now: float) -> Any:
+        """Rows this process may claim: nobody's, its own, or a claim that lapsed."""
+        return or_(queue.c.claimed_by.is_(None), queue.c.claimed_by == self.owner,
+                   queue.c.claimed_at < now - LEASE)
+
     def renew(self) -> None:
         """Keep this daemon's claims (it is still working on them)."""
         with self.cache.engine.begin() as conn:
             conn.execute(update(queue).where(queue.c.claimed_by == self.owner)
                          .values(claimed_at=time.time()))
 
-    def release(self) -> None:
-        """Give back this daemon's claims (it stops, or cannot analyse now): others take them."""
+    def release(self, drop: str | None = None) -> None:
+        """Give back this process's claims (it stops, or cannot analyse now): others take
+        them. Rows it queued itself with reason ``drop`` (a scan's: nobody else asked for
+        them) leave the queue instead."""
+        mine = queue.c.claimed_by == self.owner
         with self.cache.engine.begin() as conn:
-            conn.execute(update(queue).where(queue.c.claimed_by == self.owner)
-                         .values(claimed_by=None, claimed_at=None))
+            if drop is not None:
+                conn.execute(delete(queue).where(mine, queue.c.reason == drop))
+            conn.execute(update(queue).where(mine).values(claimed_by=None, claimed_at=None))
 
     def release_dead(self) -> int:
         """Free the claims of daemons known to have ended (a kill -9 on this machine, or
@@ -140,6 +179,68 @@ class WorkQueue:
         """Every queued path, due or backing off, claimed or not."""
         with self.cache.engine.connect() as conn:
             return [decode_path(p) for p in conn.execute(select(queue.c.path)).scalars()]
+
+
+class Claims:
+    """A front door's hold on the files it found itself (``scan``, the beets plugin): claimed
+    through the queue exactly as a daemon's batches are, so a daemon or a second scan never
+    analyses them too; renewed every ``HEARTBEAT`` s while it works, each settled when its
+    outcome is recorded, the rest given back at the end (its own rows leave the queue)."""
+
+    def __init__(self, work: WorkQueue, reason: str) -> None:
+        self.work = work
+        self.reason = reason
+        self._stop = threading.Event()  # set by this thread, not a signal handler
+        self._beat: threading.Thread | None = None
+
+    def __enter__(self) -> Claims:
+        self.work.release_dead()  # a killed scan's or daemon's files are free at once
+        self._beat = threading.Thread(target=self._renew, name="claims", daemon=True)
+        self._beat.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._beat is not None:
+            self._beat.join(timeout=10)
+        self.work.release(drop=self.reason)
+
+    def claim(self, paths: list[str]) -> set[str]:
+        return self.work.claim(paths, self.reason)
+
+    def done(self, path: str) -> None:
+        self.work.done([path])
+
+    def rounds(self, paths: list[str], stop: Stop | None = None,
+               on_wait: Callable[[int], None] | None = None
+               ) -> Iterator[tuple[list[str], bool]]:
+        """``paths`` in the rounds this process gets them, each with whether it waited for
+        them: first all it can claim now, then, looking once a second, what the other process
+        let go (``on_wait`` is told once how many it waits for; what was let go is usually
+        done). Whoever takes a round settles each file with :meth:`done`."""
+        left = list(dict.fromkeys(paths))
+        waited = False
+        while left:
+            mine = self.claim(left)
+            if mine:
+                yield [p for p in left if p in mine], waited
+                left = [p for p in left if p not in mine]
+            if not left or (stop is not None and stop.is_set()):
+                return
+            if on_wait is not None and not waited:
+                on_wait(len(left))
+            waited = True
+            for _ in range(10):  # a second, stop-aware
+                if stop is not None and stop.is_set():
+                    return
+                time.sleep(0.1)
+
+    def _renew(self) -> None:
+        while not self._stop.wait(HEARTBEAT):
+            try:
+                self.work.renew()
+            except Exception:  # a database hiccup: the next beat tries again
+                continue
 
 
 class DaemonState:

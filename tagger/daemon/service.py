@@ -151,7 +151,8 @@ class Daemon:
             self.state.set(watched=self._watchers().counts)
         for path in self.settler.due():
             self._enqueue_if_changed(path)
-        batch = self.queue.take(self.config.batch_files) if time.monotonic() >= pause else []
+        due = time.monotonic() >= pause
+        batch = self.queue.take(self.config.batch_files, self.config.roots) if due else []
         if not batch:
             self.stop.wait(0.25)
             return pause

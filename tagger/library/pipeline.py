@@ -33,6 +33,7 @@ from tagger.analysis.model.trained import chooser_for, is_trained, trained_score
 from tagger.analysis.model.trained import load as load_model
 from tagger.analysis.taxonomy import album_scores, genre_scores
 from tagger.cache import Cache, Intent, TrackRow
+from tagger.cache.queue import Claims, WorkQueue
 from tagger.cache.store import StatEntry, Status
 from tagger.errors import Code
 from tagger.faults import checkpoint
@@ -186,12 +187,17 @@ class Scanner:
             on_total: Callable[[int], None] | None = None,
             on_outcome: Callable[[Outcome], None] | None = None,
             paths: Iterable[tuple[str, os.stat_result]] | None = None,
-            hold: Hold | None = None) -> ScanReport:
+            hold: Hold | None = None,
+            on_wait: Callable[[int], None] | None = None) -> ScanReport:
         """Scan the roots, or only ``paths`` (with their stat) when given (the daemon's batches).
 
         ``hold`` (album mode): given an album's key and files, True while more of it may still
         arrive (the daemon's settling and queued files): its files are analysed, not decided
         (outcome ``wait-album``; the daemon looks at them again soon).
+
+        Walking the roots itself, a scan claims what it works on through the cache's queue;
+        ``on_wait`` hears how many files another process (the daemon, a second scan) holds
+        while this one waits for them.
         """
         stop = stop or Flag()
         report = ScanReport()
@@ -224,18 +230,60 @@ class Scanner:
         if on_total:
             on_total(len(pending))
 
-        if self.options.album:
-            self._by_album(pending, stop, record, report, seen if given is None else set(), hold)
+        counted = seen if given is None else set()
+        if given is not None or self.options.dry_run:  # the daemon claimed its batch itself
+            self._decide(pending, stop, record, report, counted, hold)
         else:
-            for found in self.scores(pending, stop):
-                if isinstance(found.result, Failure):
-                    r = found.result
-                    record(Outcome(r.path, "failed", error=r.code, reason=r.reason))
-                else:
-                    record(self._apply(found.path, found.result, found.action, found.stat))
+            with Claims(WorkQueue(self.cache), "scan") as claims:
+                self._claimed(pending, claims, stop, record, report, counted, on_wait)
         report.interrupted = stop.is_set()
         report.seconds = time.perf_counter() - started
         return report
+
+    def _claimed(self, pending: list[tuple[str, os.stat_result]], claims: Claims, stop: Stop,
+                 record: Callable[[Outcome], None], report: ScanReport, counted: set[str],
+                 on_wait: Callable[[int], None] | None) -> None:
+        """Work on the pending files this scan can claim; wait for those another process
+        (a daemon, a second scan) holds, then look again: done by it meanwhile (the usual
+        case) they are unchanged, else this scan does them. No file is analysed twice, and
+        no file the other process tagged is reported as a failure here."""
+        def settle(o: Outcome) -> None:
+            record(o)
+            claims.done(o.path)
+
+        stats = dict(pending)
+        for paths, waited in claims.rounds(list(stats), stop, on_wait):
+            if not waited:
+                self._decide([(p, stats[p]) for p in paths], stop, settle, report, counted, None)
+                continue
+            # let go by the other process: done by it (settled: counted, not done again)?
+            index = self.cache.stat_index(paths=paths)
+            todo = []
+            for p in paths:
+                try:
+                    st = os.stat(p)
+                except OSError:
+                    claims.done(p)  # gone meanwhile: the next scan marks it
+                    continue
+                if self.settled(index.get(p), st):
+                    report.counts["unchanged"] += 1
+                    claims.done(p)
+                else:
+                    todo.append((p, st))
+            self._decide(todo, stop, settle, report, counted, None)
+
+    def _decide(self, pending: list[tuple[str, os.stat_result]], stop: Stop,
+                record: Callable[[Outcome], None], report: ScanReport, counted: set[str],
+                hold: Hold | None) -> None:
+        if self.options.album:
+            self._by_album(pending, stop, record, report, counted, hold)
+            return
+        for found in self.scores(pending, stop):
+            if isinstance(found.result, Failure):
+                r = found.result
+                record(Outcome(r.path, "failed", error=r.code, reason=r.reason))
+            else:
+                record(self._apply(found.path, found.result, found.action, found.stat))
 
     def _mark_deleted(self, index: dict[str, StatEntry], seen: set[str]) -> int:
         """Rows under the roots whose file is gone (not merely unreadable) say so."""
