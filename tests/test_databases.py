@@ -219,8 +219,8 @@ CLAIM_SCAN = r"""
 import json, sys, time
 from tagger.cache import Cache
 from tagger.cache.queue import Claims, WorkQueue
-start, url, owner = float(sys.argv[1]), sys.argv[2], sys.argv[3]
-c = Cache(url, owner=owner)
+start, url = float(sys.argv[1]), sys.argv[2]
+c = Cache(url)  # this process's own id: a made-up pid would read as a dead process's claims
 paths = [f"/m/{i:03d}.flac" for i in range(120)]
 time.sleep(max(0.0, start - time.time()))
 got = []
@@ -239,7 +239,7 @@ def test_scans_claiming_one_library_at_once_never_hold_the_same_file(db_url: str
     """Four processes claim the same 120 paths together, each working through what it got
     and waiting for the rest: no path is held by two at once, and the queue is empty at the
     end. (Each then gets every path in turn: what another finished, a scan only re-checks.)"""
-    outs = children(CLAIM_SCAN, [[db_url, as_process(2000 + i)] for i in range(4)])
+    outs = children(CLAIM_SCAN, [[db_url] for _ in range(4)])
     held: dict[str, list[tuple[float, float, int]]] = {}
     for who, out in enumerate(outs):
         for path, t0, t1 in json.loads(out):
