@@ -714,10 +714,12 @@ def _report_labels(labels: Any) -> None:
 def train(labels: tuple[str, ...], out: str, from_tags: bool, **kw: Any) -> None:
     """Train a model on your labels: a folder with one sub-folder per genre, a CSV
     (path,genres; ';' between genres), or --from-tags ROOT... ."""
+    from tagger.analysis.model.runner import require_keras
     from tagger.training import labels as label_sources
     from tagger.training.trainer import features_for
     from tagger.training.trainer import train as do_train
 
+    require_keras("train")  # before minutes of decoding, not after
     options = _train_options(kw)
     min_files = kw.pop("min_files")
     settings = settings_from(kw, check_genres=False)  # checked against the labels, below
@@ -762,6 +764,7 @@ def evaluate(labels: str, model_path: str | None, folds: int | None, test_share:
     """Measure a model on labelled songs: accuracy, balanced accuracy, macro-F1, per-genre
     scores and a confusion matrix, next to two baselines on the same songs."""
     from tagger import plots
+    from tagger.analysis.model.runner import require_keras
     from tagger.analysis.model.trained import load as load_model
     from tagger.training import labels as label_sources
     from tagger.training.metrics import confusion_text, group_split, per_class_text, summary_text
@@ -773,6 +776,8 @@ def evaluate(labels: str, model_path: str | None, folds: int | None, test_share:
         main_labels,
     )
 
+    if model_path is None:  # folds and splits train heads; a trained model is NumPy's
+        require_keras("train")
     options = _train_options(kw)
     min_files = kw.pop("min_files")
     # The map is checked against the labels (and a trained model's genres), below.

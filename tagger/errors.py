@@ -13,6 +13,12 @@ from typing import ClassVar, Literal
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
+def install_hint(extra: str) -> str:
+    """How to add an optional part. genre-tagger is installed from its folder (it is not on
+    PyPI), so the hint names the extra the way pip takes it there."""
+    return f'pip install ".[{extra}]" in the genre-tagger folder you installed from'
+
+
 def one_line(text: str) -> str:
     """Collapse newlines and control characters: a reason is printed, logged and stored as one line."""
     return " ".join(_CONTROL.sub(" ", text).split())

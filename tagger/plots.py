@@ -1,7 +1,7 @@
 """Pictures: a track's genres over time (``show --plot``), the library's genres and confidence
 (``stats --plot``), a model's confusion matrix (``evaluate``).
 
-Plotting is an optional extra (``pip install "genre-tagger[plots]"``: matplotlib); without it
+Plotting is an optional extra (``pip install ".[plots]"``: matplotlib); without it
 :func:`require` says how to get it before any work is done. Figures are built with matplotlib's
 object API (no pyplot: no global figure state, no display needed). Every PNG carries what it
 draws as JSON in a ``Series`` text chunk, so a test (or a person) can check a picture's numbers
@@ -16,14 +16,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tagger.errors import EnvironmentProblem
+from tagger.errors import EnvironmentProblem, install_hint
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from tagger.training.metrics import Report
 
-HINT = 'pictures need matplotlib: pip install "genre-tagger[plots]"'
+HINT = f"pictures need matplotlib: {install_hint('plots')}"
 #: At most this many genre lines in a timeline (the chosen ones always among them).
 TIMELINE_GENRES = 6
 

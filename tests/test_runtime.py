@@ -75,3 +75,49 @@ def test_analysis_is_offline_and_works_without_openvino(songs: list[Path], tmp_p
         # stays close to float32.
         assert max(abs(a["raw"][k] - c["raw"][k]) for k in a["raw"]) < 0.02
         assert a["genres"][0]["genre"] == c["genres"][0]["genre"]
+
+
+CORE = "for m in ('keras', 'tensorflow', 'jax'): sys.modules[m] = None"
+
+
+def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The command line in a Python with neither Keras nor a backend: the core install."""
+    site = tmp_path / "core-site"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(f"import sys\n{CORE}\n")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", XDG_CONFIG_HOME=str(tmp_path / "cfg"),
+               XDG_STATE_HOME=str(tmp_path / "state"),
+               PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
+    return subprocess.run([sys.executable, "-m", "tagger", *args], capture_output=True,
+                          text=True, env=env, timeout=600)
+
+
+def test_the_core_install_runs_every_everyday_command_and_says_what_else_to_install(
+        songs: list[Path], tmp_path: Path) -> None:
+    """Without Keras, TensorFlow and JAX (1.3 GB the core install leaves out): predict and
+    scan work (on a machine with a GPU too: auto falls back to OpenVINO); --device gpu, train
+    and evaluate stop before any work, naming the extra in the form pip takes from the
+    checkout (genre-tagger is not on PyPI)."""
+    _, ok = predict(tmp_path, songs, extra=CORE, name="core")
+    assert [r["path"] for r in ok] == [str(s) for s in songs] and all(r["genres"] for r in ok)
+    music = tmp_path / "music"
+    music.mkdir()
+    for s in songs:
+        (music / s.name).write_bytes(s.read_bytes())
+    db = f"sqlite:///{tmp_path / 'cache.sqlite'}"
+    scan = _cli(tmp_path, "scan", str(music), "--db", db, "--device", "cpu")
+    assert scan.returncode == 0 and "2 analysed" in scan.stderr, scan.stderr
+    for args in (["stats", "--db", db], ["show", str(music / songs[0].name), "--db", db],
+                 ["revert", str(music), "--db", db]):
+        r = _cli(tmp_path, *args)
+        assert r.returncode == 0, (args, r.stderr)
+    gpu = _cli(tmp_path, "predict", "--device", "gpu", str(songs[0]))
+    assert gpu.returncode == 2 and 'pip install ".[gpu]"' in gpu.stderr, gpu.stderr
+    labels = tmp_path / "labels"
+    for genre in ("Rock", "Jazz"):
+        (labels / genre).mkdir(parents=True)
+    for args in (["train", str(labels), "-o", str(tmp_path / "m.npz")],
+                 ["evaluate", str(labels)]):
+        r = _cli(tmp_path, *args)
+        assert r.returncode == 2 and 'pip install ".[train]"' in r.stderr, (args, r.stderr)
+        assert "Traceback" not in r.stderr

@@ -27,7 +27,7 @@ from typing import Any
 from tagger.analysis.config import EngineConfig
 from tagger.analysis.engine import Engine, Failure, Result
 from tagger.analysis.model.trained import TrainedModel, is_trained, load, version_of
-from tagger.errors import AudioError, EnvironmentProblem, first_line
+from tagger.errors import AudioError, EnvironmentProblem, first_line, install_hint
 
 #: Files per actor call: enough tracks to fill the model's batches, few enough to spread a
 #: small scan over every machine.
@@ -120,7 +120,7 @@ def _ray() -> Any:
     try:
         import ray
     except ImportError:
-        raise EnvironmentProblem("--ray needs Ray: pip install 'genre-tagger[cluster]'") from None
+        raise EnvironmentProblem(f"--ray needs Ray: {install_hint('cluster')}") from None
     return ray
 
 

@@ -29,7 +29,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from tagger.cache import owners
 from tagger.cache.schema import features as stored_features
 from tagger.cache.schema import intents, migrate, tracks
-from tagger.errors import TaggerError, first_line
+from tagger.errors import TaggerError, first_line, install_hint
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -285,7 +285,7 @@ class Cache:
             self._fd = (os.open(path, os.O_RDONLY | os.O_CLOEXEC) if path is not None
                         else None)
         except ImportError as e:
-            extra = " (pip install 'genre-tagger[cluster]')" if url.startswith("postgresql") else ""
+            extra = f" ({install_hint('cluster')})" if url.startswith("postgresql") else ""
             raise CacheUnavailable(f"cannot open the cache database: the driver for {url.split(':')[0]} "
                                    f"is not installed{extra}: {e}") from None
         except (SQLAlchemyError, RuntimeError, OSError) as e:

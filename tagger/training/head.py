@@ -139,7 +139,7 @@ def fit(pooling: Pooling, x: Float32Array, m: Float32Array, y: Float32Array, w: 
     epoch's weights. Returns the weights and the curve (loss and validation loss per epoch)."""
     from tagger.analysis.model.runner import configure_backend
 
-    configure_backend("auto")  # quiet native start-up, as for analysis
+    configure_backend("auto", "train")  # quiet native start-up, as for analysis
     import keras
 
     keras.utils.set_random_seed(seed)

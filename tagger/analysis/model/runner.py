@@ -29,6 +29,7 @@ import numpy.typing as npt
 from tagger.analysis.features import N_FRAMES, N_MELS
 from tagger.analysis.model.catalog import get_model, model_version
 from tagger.analysis.model.network import FEATURES, Layout
+from tagger.errors import EnvironmentProblem, install_hint
 
 if TYPE_CHECKING:
     import keras
@@ -42,13 +43,33 @@ CPU_BATCH = 16  # measured: same per-window speed as 256 on 2 cores, a tenth of 
 GPU_BATCH = 256
 
 
-def configure_backend(device: Device) -> None:
+#: What each use of Keras needs installed (the core install has neither Keras nor a backend).
+KERAS_FOR = {"gpu": "analysis on a GPU needs Keras with JAX or TensorFlow",
+             "train": "training needs Keras with TensorFlow",
+             "cpu": "analysis without OpenVINO needs Keras with TensorFlow or JAX"}
+
+
+def keras_available() -> bool:
+    return _installed("keras") and (_installed("tensorflow") or _installed("jax"))
+
+
+def require_keras(purpose: str) -> None:
+    """Say what to install before any work starts, when Keras or its backend is missing."""
+    if not keras_available():
+        extra = "gpu" if purpose == "gpu" else "train"
+        raise EnvironmentProblem(f"{KERAS_FOR[purpose]}, which the core install leaves out: "
+                                 f"{install_hint(extra)}")
+
+
+def configure_backend(device: Device, purpose: str = "gpu") -> None:
     """Choose the device before the backend is imported (it reads these only at import).
 
     JAX takes three quarters of the GPU's memory at start unless told otherwise; on a home
     server the GPU is shared (a media server's transcoder), so it takes what it uses. With
-    fixed batch shapes that is allocated once.
+    fixed batch shapes that is allocated once. Keras is an extra (TensorFlow alone is 1.3 GB):
+    without it, ``purpose`` (a key of :data:`KERAS_FOR`) says what to install.
     """
+    require_keras(purpose)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     if "KERAS_BACKEND" not in os.environ and not _installed("tensorflow") and _installed("jax"):
@@ -158,8 +179,8 @@ class KerasScorer(WindowScorer):
 
     def __init__(self, model: str, device: Device = "auto", batch_size: int | None = None,
                  features: bool = False, precision: Precision = "auto",
-                 layout: Layout | None = None) -> None:
-        configure_backend(device)
+                 layout: Layout | None = None, purpose: str = "gpu") -> None:
+        configure_backend(device, purpose)
         import keras
 
         from tagger.analysis.model.weights import load_window_model
@@ -280,12 +301,13 @@ def window_scorer(model: str, device: Device = "auto", batch_size: int | None = 
                   features: bool = False, precision: Precision = "auto") -> WindowScorer:
     """The fastest way to run ``model`` here: Keras on a GPU (asked for, or ``auto`` with an
     NVIDIA GPU present), else OpenVINO on the CPU (Keras if OpenVINO is not installed)."""
-    if device == "gpu" or (device == "auto" and nvidia_gpu_present()):
+    # auto with a GPU but no Keras (the core install): OpenVINO on the CPU, as without a GPU
+    if device == "gpu" or (device == "auto" and nvidia_gpu_present() and keras_available()):
         keras_scorer = KerasScorer(model, device, batch_size, features, precision)
         if keras_scorer.on_gpu or not _openvino_available():
             return keras_scorer
     if not _openvino_available():
         if precision == "bfloat16":
             raise RuntimeError("--precision bfloat16 needs OpenVINO: pip install openvino")
-        return KerasScorer(model, "cpu", batch_size, features)
+        return KerasScorer(model, "cpu", batch_size, features, purpose="cpu")
     return OpenVinoScorer(model, batch_size, features, precision)
