@@ -139,3 +139,30 @@ def test_the_plugins_cache_on_postgresql(beets, postgres) -> None:  # type: igno
     again = beet("-v", "genre-predict", "-f")
     assert "0 analysed, 3 from the genre-tagger cache" in again.stderr
     assert len([r for r in beets["rows"]() if r[1]]) == 3
+
+
+@pytest.mark.parametrize("album", ["yes", "no"])
+def test_import_and_genre_predict_follow_one_album_rule(beets, album: str) -> None:  # type: ignore[no-untyped-def]
+    """``album`` in the plugin's config is the one rule: import decides with it, and
+    ``genre-predict`` (twice) finds every track decided under the same settings and rewrites
+    nothing (it re-decided each track alone after an album import, and ``-a`` flipped them
+    back). Changing the rule for a run (``-a``) is a new decision."""
+    tmp, rows = beets["tmp"], beets["rows"]
+    settings = {"cache_db": f"sqlite:///{beets['cache']}", "min_confidence": 0.01,
+                "device": "cpu", "album": album}
+    beet = runner(configure(tmp, {}, settings), timeout=600)
+    beet("import", str(beets["src"]))
+    imported = rows()
+    assert all(r[2] == "genrepredict" for r in imported), imported
+    if album == "yes":
+        assert len({r[1] for r in imported}) == 1  # one set for the album
+    stamps = {r[0]: os.stat(r[0]).st_mtime_ns for r in imported}
+    for _ in range(2):
+        out = beet("-v", "genre-predict", "-f")
+        assert rows() == imported, out.stderr
+        assert {p: os.stat(p).st_mtime_ns for p in stamps} == stamps  # no file rewritten
+    if album == "no":  # asked for once: one set for the album, then the config's rule again
+        beet("genre-predict", "-a", "-f")
+        assert len({r[1] for r in rows()}) == 1
+        beet("genre-predict", "-f")
+        assert rows() == imported

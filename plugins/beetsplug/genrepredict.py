@@ -48,10 +48,12 @@ class GenrePredictPlugin(BeetsPlugin):
     # Read by beets.plugins.types(): typed flexible attributes, so numeric queries work.
     item_types: ClassVar[dict[str, types.Type[Any, Any]]] = {
         "genre_confidence": types.FLOAT, "genre_source": types.STRING,
-        "genre_raw": types.STRING, "genre_predicted": types.STRING, "genre_before": types.STRING}
+        "genre_raw": types.STRING, "genre_predicted": types.STRING, "genre_before": types.STRING,
+        "genre_decided": types.STRING}
     album_types: ClassVar[dict[str, types.Type[Any, Any]]] = {
         "genre_confidence": types.FLOAT, "genre_source": types.STRING,
-        "genre_predicted": types.STRING, "genre_before": types.STRING}
+        "genre_predicted": types.STRING, "genre_before": types.STRING,
+        "genre_decided": types.STRING}
 
     def __init__(self) -> None:
         super().__init__()
@@ -60,6 +62,9 @@ class GenrePredictPlugin(BeetsPlugin):
         d = Settings()  # genre-tagger's defaults: one place for both
         self.config.add({
             "auto": True,  # predict during `beet import`
+            # one genre set per album, for import and genre-predict alike (genre-tagger's key;
+            # on here, as beets imports albums: `album: no` decides each track alone)
+            "album": True,
             "force": False,  # replace genres a person set
             "keep_existing": False,  # with force: keep theirs first, add ours after
             "pretend": False,
@@ -109,16 +114,22 @@ class GenrePredictPlugin(BeetsPlugin):
             return "missing"
         return "merge" if self.config["keep_existing"].get(bool) else "overwrite"
 
-    def _scanner(self) -> Any:
-        """genre-tagger's library pipeline (no roots, writes nothing: beets writes the files)."""
+    def _scanner(self, album: bool | None = None) -> Any:
+        """genre-tagger's library pipeline (no roots, writes nothing: beets writes the files).
+        Its ``decision_key`` says what a decision depended on (policy, selection, model, map,
+        album mode): ``album`` for this run, else the config's."""
         from tagger.cache import Cache
         from tagger.library.pipeline import Scanner, ScanOptions
 
         settings = self._settings()
         if self._cache is None:
             self._cache = Cache(settings.cache_url)
-        options = ScanOptions(roots=(), policy=self._policy(), dry_run=True)  # type: ignore[arg-type]
+        options = ScanOptions(roots=(), policy=self._policy(), dry_run=True,  # type: ignore[arg-type]
+                              album=self._album() if album is None else album)
         return Scanner(options, settings.engine_config(), self._cache, self._engine)
+
+    def _album(self) -> bool:
+        return bool(self.config["album"].get(bool))
 
     # --- prediction ----------------------------------------------------------------------------
 
@@ -198,7 +209,7 @@ class GenrePredictPlugin(BeetsPlugin):
         return [g for g in (value or "").split("; ") if g]
 
     def _assign(self, obj: Item | Album, chosen: list[tuple[str, float]],
-                raw: dict[str, float] | None) -> bool:
+                raw: dict[str, float] | None, key: str) -> bool:
         """genre-tagger's policy decides (:func:`tagger.library.policy.decide`): what we set before is
         ``genre_predicted`` (ours while nobody changed it), what was there before us
         ``genre_before``."""
@@ -221,6 +232,7 @@ class GenrePredictPlugin(BeetsPlugin):
         obj["genre_confidence"] = round(chosen[0][1], 4)
         obj["genre_source"] = SOURCE
         obj["genre_predicted"] = "; ".join(new)
+        obj["genre_decided"] = key
         if not ours:
             obj["genre_before"] = "; ".join(existing)
         if raw is not None and isinstance(obj, Item):
@@ -228,27 +240,38 @@ class GenrePredictPlugin(BeetsPlugin):
             obj["genre_raw"] = ", ".join(f"{t}={s:.3f}" for t, s in top)
         return True
 
+    def _decided(self, obj: Item | Album, key: str) -> bool:
+        """Ours, untouched since, and decided under these very settings (album mode among
+        them): deciding again could only give the same answer, or undo the other mode's."""
+        return (obj.get("genre_source") == SOURCE and obj.get("genre_decided") == key
+                and self._split(obj.get("genre_predicted")) == self._existing(obj))
+
     def _apply_items(self, items: Sequence[Item], write: bool, store: bool) -> None:
+        key = self._scanner(album=False).decision_key
+        items = [i for i in items if not self._decided(i, key)]
         scores = self._scores(items)
         for item in items:
             s = scores.get(os.fsdecode(util.syspath(item.path)))
             if s is None:
                 continue
-            if self._assign(item, self._choose(s.genre_scores), s.raw_scores):
+            if self._assign(item, self._choose(s.genre_scores), s.raw_scores, key):
                 self._show_and_save(item, write, store)
 
     def _apply_album(self, album: Album, items: Sequence[Item], write: bool, store: bool) -> None:
         """One genre set for the album, from its tracks' scores averaged."""
+        key = self._scanner(album=True).decision_key
+        if items and all(self._decided(i, key) for i in items):
+            return  # every track carries this album's decision already
         scores = self._scores(items)
         from tagger.analysis.taxonomy import album_scores
 
         if not scores:
             return
         chosen = self._choose(album_scores([s.genre_scores for s in scores.values()]))
-        album_changed = self._assign(album, chosen, None)
+        album_changed = self._assign(album, chosen, None, key)
         for item in items:
             s = scores.get(os.fsdecode(util.syspath(item.path)))
-            if s is not None and self._assign(item, chosen, s.raw_scores):
+            if s is not None and self._assign(item, chosen, s.raw_scores, key):
                 self._show_and_save(item, write, store)
         if album_changed:
             ui.show_model_changes(album, fields=self._fields(), print_obj=True)
@@ -351,9 +374,20 @@ class GenrePredictPlugin(BeetsPlugin):
         self.config.set_args({k: v for k, v in vars(opts).items()
                               if v is not None and k in ("pretend", "force", "keep_existing")})
         write = ui.should_write(opts.write)
-        if opts.album:
+        if opts.album:  # albums matched and, for this run, one genre set each
             for album in lib.albums(args):
                 self._apply_album(album, list(album.items()), write, store=True)
+        elif self._album():  # the config's rule, as on import: tracks with their album
+            items = list(lib.items(args))
+            by_album: dict[int, list[Item]] = {}
+            for item in items:
+                if item.album_id is not None:
+                    by_album.setdefault(item.album_id, []).append(item)
+            for album_id in by_album:
+                found = lib.get_album(album_id)
+                if found is not None:  # every track: the album's set comes from all of them
+                    self._apply_album(found, list(found.items()), write, store=True)
+            self._apply_items([i for i in items if i.album_id is None], write, store=True)
         else:
             self._apply_items(list(lib.items(args)), write, store=True)
 
@@ -363,7 +397,7 @@ class GenrePredictPlugin(BeetsPlugin):
         if not items:
             return
         album = getattr(task, "album", None) if task.is_album else None
-        if album is not None:
+        if album is not None and self._album():
             self._apply_album(album, items, write=False, store=True)
         else:
             self._apply_items(items, write=False, store=True)
