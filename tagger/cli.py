@@ -166,6 +166,9 @@ ENGINE = [
 TAGS = [
     click.option("--id3v23", is_flag=True, default=None,
                  help="Write ID3v2.3 (genres joined) instead of keeping each file's version."),
+    click.option("--id3v24", is_flag=True, default=None,
+                 help="Write ID3v2.4 into ID3v2.3 files too (TagLib and MPD then see each "
+                      "genre, not one joined genre)."),
     click.option("--id3-separator", default=None,
                  help=f"How ID3v2.3 joins several genres [default: {_D.id3_separator!r}]."),
     click.option("--keep-mtime/--no-keep-mtime", default=None,

@@ -74,6 +74,9 @@ class Settings:
     timeout: float = 120.0  # seconds a file may take to decode
     # --- the tags
     id3v23: bool = False  # write ID3v2.3 (genres joined) instead of keeping each file's version
+    # write ID3v2.4 into v2.3 files too: TagLib (Navidrome, Jellyfin) and MPD then list the
+    # genres one by one instead of one joined genre (see the README's players table)
+    id3v24: bool = False
     id3_separator: str = "; "
     #: Keep the files' mtime when tagging (players then never re-read them; README "Safety").
     keep_mtime: bool = False
@@ -102,7 +105,7 @@ class Settings:
             decode_timeout=self.timeout, selection=self.selection())
 
     def tag_options(self) -> TagOptions:
-        return TagOptions(id3_version=3 if self.id3v23 else None,
+        return TagOptions(id3_version=3 if self.id3v23 else 4 if self.id3v24 else None,
                           id3v23_separator=self.id3_separator, keep_mtime=self.keep_mtime,
                           hard_links=self.hard_links)
 
@@ -118,7 +121,8 @@ _CHOICES: dict[str, tuple[str, ...]] = {"policy": POLICIES, "device": DEVICES,
 _KIND = {"roots": "roots", "top_k": "int", "batch_size": "int", "jobs": "int", "budget": "budget",
          "batch_files": "int", "min_confidence": "float", "window_hop": "float",
          "timeout": "float", "settle_seconds": "float", "poll_seconds": "float",
-         "status_seconds": "float", "id3v23": "bool", "keep_mtime": "bool", "album": "bool"}
+         "status_seconds": "float", "id3v23": "bool", "id3v24": "bool", "keep_mtime": "bool",
+         "album": "bool"}
 #: (check, what it must be) per key, beyond its type.
 _RANGES: dict[str, tuple[Any, str]] = {
     "top_k": (lambda v: v >= 1, "at least 1"),
@@ -226,6 +230,9 @@ def build_settings(values: Mapping[str, Any], where: Mapping[str, str] | None = 
                                   f"model file made by 'genre-tagger train': {e}") from None
         typed[key] = value
     settings = Settings(**typed)
+    if settings.id3v23 and settings.id3v24:
+        raise ConfigError(f"{where.get('id3v24', 'settings')}: 'id3v23' and 'id3v24' ask for "
+                          "two ID3 versions: set one")
     if check_genres:  # against the model: a typo is said now, not never matched
         check_genre_map(settings, where=where.get("genres", "settings"))
     if require_roots:
