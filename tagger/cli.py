@@ -390,7 +390,8 @@ def scan(roots: tuple[str, ...], dry_run: bool, json_out: Path | None, retry_fai
                 bar.advance(task)
                 if o.error:
                     err.print(error_text(o.path, o.reason or o.error), highlight=False, soft_wrap=True)
-                elif dry_run and o.new is not None:
+                elif o.new is not None and (dry_run or o.decision == "write"):
+                    # what it changes, file by file (as beets does); the rest are counted
                     click.echo(f"{display(o.path)}: {_genres(o.old)} -> {_genres(o.new)}")
 
             # Folders the walk cannot read come here too, as failed outcomes (scan.py).
@@ -409,7 +410,8 @@ def scan(roots: tuple[str, ...], dry_run: bool, json_out: Path | None, retry_fai
               f"{c['analysed']} analysed, {c['reused'] + c['moved']} from the cache "
               f"({c['moved']} moved){rescored}, {c['unchanged']} unchanged; {c['tagged']} "
               f"{'would be ' if dry_run else ''}tagged, {c['abstained']} abstained, "
-              f"{sum(v for k, v in c.items() if k.startswith('left:'))} left as they were; "
+              f"{sum(v for k, v in c.items() if k.startswith('left:'))} left as they were"
+              f"{_left_why(c)}; "
               f"failed: {fails}"
               f"{' (interrupted: run the same scan again to resume)' if report.interrupted else ''}",
               highlight=False, markup=False, soft_wrap=True)
@@ -457,7 +459,8 @@ def revert(roots: tuple[str, ...], dry_run: bool, **kw: Any) -> None:
               help="With --plot: the model whose view to draw [default: the configured one].")
 @cache_options
 def show(files: tuple[str, ...], as_json: bool, plot: Path | None, **kw: Any) -> None:
-    """Print what the cache knows about FILES (--plot: draw one file's genres over time)."""
+    """Print what the cache knows about FILES or the audio files in folders (--plot: draw one
+    file's genres over time)."""
     import datetime
 
     if plot is not None:
@@ -468,6 +471,7 @@ def show(files: tuple[str, ...], as_json: bool, plot: Path | None, **kw: Any) ->
         raise click.UsageError("--model is for --plot (the cache shows what each file was "
                                "decided with)")
     settings = settings_from(kw)
+    files = tuple(expand(files))  # a folder: its audio files, as predict and scan find them
     with _open_cache(settings.cache_url) as cache:
         rows = [(f, cache.get(str(Path(f).absolute()))) for f in files]
     missing = sum(r is None for _, r in rows)
@@ -486,13 +490,42 @@ def show(files: tuple[str, ...], as_json: bool, plot: Path | None, **kw: Any) ->
         error = f" ({r.error_code}: {display(r.error_reason or '')})" if r.error_code else ""
         click.echo(f"{display(r.path)}\n  status: {r.status}{error}")
         click.echo(f"  model: {r.model_version}, analysed {when}")
-        click.echo(f"  genres chosen: {', '.join(r.genres_chosen) or '(none)'}")
+        click.echo(f"  genres chosen: {', '.join(r.genres_chosen) or '(none)'}"
+                   + (" (for its whole album: the mean of its tracks' scores)"
+                      if r.album_key and (r.decision_key or "").endswith("|album") else ""))
         click.echo(f"  {_written_line(r, *now[r.path])}")
+        if (why := _decision_words(r, now[r.path][0], settings)) is not None:
+            click.echo(f"  decision: {why}")
         top = sorted(r.genre_scores.items(), key=lambda kv: -kv[1])[:6]
         click.echo("  genre scores: " + ", ".join(f"{g} {s:.2f}" for g, s in top))
         raw = sorted(r.raw_scores.items(), key=lambda kv: -kv[1])[:8]
         click.echo("  top raw tags: " + ", ".join(f"{t} {s:.2f}" for t, s in raw))
     sys.exit(EXIT_FAILED if missing else EXIT_OK)
+
+
+def _decision_words(r: Any, now: list[str] | None, settings: Settings) -> str | None:
+    """What genre-tagger did with the file, or why it left it alone, in words: the policy's
+    decision on what the file carries now (what the next scan would do)."""
+    from tagger.library.pipeline import REVERTED
+    from tagger.library.policy import IN_WORDS, decide, same_genres
+
+    if r.decision_key == REVERTED:
+        return IN_WORDS["reverted"]
+    if r.status not in ("done", "abstained") or now is None:
+        return None  # failed (said above), or its genres cannot be read
+    if r.genres_written is not None and same_genres(now, r.genres_written):
+        return IN_WORDS["write"]
+    d = decide(now, list(r.genres_chosen), settings.policy, r.genres_written, r.genres_before,
+               key=settings.genres.same)
+    if d.new is None:
+        return IN_WORDS[d.why]
+    return f"not written yet: the next scan writes {_genres(d.new)}"
+
+
+def _left_why(counts: Any) -> str:
+    """`` (has-genre 29, same 3)``: why files were left alone (``show FILE`` says it in words)."""
+    left = [(k.removeprefix("left:"), v) for k, v in counts.items() if k.startswith("left:") and v]
+    return f" ({', '.join(f'{k} {v}' for k, v in sorted(left))})" if left else ""
 
 
 def _genres_now(path: str, settings: Settings) -> tuple[list[str] | None, str | None]:
@@ -590,6 +623,10 @@ def stats(as_json: bool, plot: Path | None, **kw: Any) -> None:
         click.echo(as_json_text(s))
         return
     total = sum(s["by_status"].values())
+    if not total:
+        click.echo("no files known yet: 'genre-tagger scan FOLDER' (or the daemon) analyses "
+                   "them into this cache")
+        return
     click.echo(f"{total} files known: " + ", ".join(f"{v} {k}" for k, v in sorted(s["by_status"].items())))
     click.echo(f"{s['tagged']} carry genres written by genre-tagger")
     if s["changed_since"]:

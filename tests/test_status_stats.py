@@ -176,3 +176,42 @@ def test_show_says_what_the_file_carries_and_whose_it_is(tmp_path: Path) -> None
             "a person or another program replaced them); before us: (none)\n") in r.stdout
     shown = json.loads(run_cli("show", "--json", "--db", db, str(ours)).stdout)[0]
     assert shown["genres_now"] == ["Polka"] and shown["genres_written"] == written
+
+
+# --- files left alone are visible --------------------------------------------------------------
+
+
+def test_scan_lists_what_it_changed_and_show_says_why_a_file_was_left_alone(
+        tmp_path: Path) -> None:
+    """A scan prints each file it tagged (old -> new, as beets does) and counts the others by
+    reason; ``show FOLDER`` covers its audio files and says, in words, why a file that keeps
+    its own genre was left alone (it said 'written: (never); before us: (none)')."""
+    lib = tmp_path / "music"
+    lib.mkdir()
+    for name in ("flac", "ogg"):
+        make_tagged(lib, name)
+    own = make_tagged(lib, "mp3-v24", genre="Romantic Classical")
+    db = f"sqlite:///{tmp_path / 'cache.sqlite'}"
+    r = run_cli("scan", "--db", db, "--min-confidence", "0.01", str(lib))
+    assert r.returncode == 0, r.stderr
+    changed = sorted(line.split(": ", 1)[0] for line in r.stdout.splitlines())
+    assert changed == sorted(str(lib / n) for n in ("flac.flac", "ogg.ogg")), r.stdout
+    assert all(" (none) -> " in line for line in r.stdout.splitlines()), r.stdout
+    assert "1 left as they were (has-genre 1)" in r.stderr, r.stderr
+    shown = run_cli("show", str(lib), "--db", db)
+    assert shown.returncode == 0, shown.stderr
+    blocks = {b.splitlines()[0]: b for b in ("\n" + shown.stdout).split(f"\n{lib}")[1:]}
+    assert len(blocks) == 3, shown.stdout
+    mine = next(b for k, b in blocks.items() if k.endswith("mp3-v24.mp3"))
+    assert "genres now: Romantic Classical" in mine
+    assert "decision: left alone: it has genres of its own" in mine, mine
+    tagged = next(b for k, b in blocks.items() if k.endswith("flac.flac"))
+    assert "decision: genre-tagger wrote its genres" in tagged, tagged
+    assert read_genres(own) == ["Romantic Classical"]
+
+
+def test_stats_on_an_empty_cache_says_there_is_nothing_yet(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'cache.sqlite'}"
+    Cache(db).close()
+    r = run_cli("stats", "--db", db)
+    assert r.returncode == 0 and "no files known yet" in r.stdout, (r.stdout, r.stderr)

@@ -24,6 +24,7 @@ from test_plots import without_matplotlib
 
 from tagger.analysis.embedding import MAX_BYTES, instances, max_instances, pack, unpack
 from tagger.analysis.model.trained import ModelFileError, forward, load, save
+from tagger.library.policy import IN_WORDS
 from tagger.plots import HINT
 from tagger.training.metrics import group_folds, group_split, score
 
@@ -418,7 +419,7 @@ def test_the_daemon_tags_with_a_trained_model_from_its_config(rendered: dict[str
         # thresholds come from a few rendered songs, and fluidsynth renders differently each
         # run, so a song may fall short of them).
         deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and log.read_text().count(": analysed (abstain)") \
+        while time.monotonic() < deadline and log.read_text().count(IN_WORDS["abstain"]) \
                 + sum(bool(read_genres(str(p), TagOptions())) for p in root.iterdir()) < 4:
             time.sleep(0.5)
         right = answered = 0

@@ -38,6 +38,7 @@ from tagger.errors import EnvironmentProblem
 from tagger.library.albums import album_of
 from tagger.library.identity import audio_identity
 from tagger.library.pipeline import REVERTED, TRANSIENT, Hold, Outcome, Scanner, ScanOptions
+from tagger.library.policy import IN_WORDS
 from tagger.library.walk import unreadable_reason, walk
 from tagger.settings import Settings
 from tagger.stopping import Flag, on_signals
@@ -375,8 +376,10 @@ class Daemon:
         elif o.decision == "write":
             log.info("%s: %s -> %s", display(o.path), display("; ".join(o.old or [])) or "(none)",
                      display("; ".join(o.new or [])))
+        elif o.decision is not None:  # left alone: why, in words
+            log.info("%s: %s", display(o.path), IN_WORDS[o.decision])
         else:
-            log.info("%s: %s (%s)", display(o.path), o.action, o.decision)
+            log.info("%s: %s", display(o.path), o.action)
         self._publish()  # per file: a kill mid-batch loses no count
 
     def _publish(self) -> None:

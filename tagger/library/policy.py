@@ -27,6 +27,22 @@ Why = Literal["write", "keep-user", "has-genre", "abstain", "same", "edited-sinc
               "reverted"]
 
 
+#: Each decision in words, for people: why a file was left as it was (or what we did).
+IN_WORDS: dict[Why, str] = {
+    "write": "genre-tagger wrote its genres",
+    "keep-user": "left alone: a person changed the genres genre-tagger wrote, and the policy "
+                 "keeps a person's genres",
+    "has-genre": "left alone: it has genres of its own, and the policy ('missing') writes only "
+                 "files without",
+    "abstain": "left alone: no genre scored at least the minimum confidence",
+    "same": "left alone: it already carries these genres",
+    "edited-since": "left alone: its genres changed after genre-tagger wrote them",
+    "wait-album": "waiting: more of its album may still arrive",
+    "reverted": "left alone: you put its genres back ('revert'); 'scan --retag-reverted' "
+                "tags it again",
+}
+
+
 @dataclass(frozen=True)
 class Decision:
     new: list[str] | None  # what to write; None = leave the file as it is
