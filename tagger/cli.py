@@ -457,6 +457,9 @@ def revert(roots: tuple[str, ...], dry_run: bool, **kw: Any) -> None:
                                       "(from the cache, else by analysing it).")
 @click.option("--model", default=None, metavar="NAME|FILE",
               help="With --plot: the model whose view to draw [default: the configured one].")
+@click.option("--budget", default=None,
+              help="With --plot: the windows to draw, analysed now ('all' for every window, or "
+                   "a number spread evenly) [default: the windows the cache kept].")
 @cache_options
 def show(files: tuple[str, ...], as_json: bool, plot: Path | None, **kw: Any) -> None:
     """Print what the cache knows about FILES or the audio files in folders (--plot: draw one
@@ -466,7 +469,11 @@ def show(files: tuple[str, ...], as_json: bool, plot: Path | None, **kw: Any) ->
     if plot is not None:
         if as_json:
             raise click.UsageError("--plot draws a picture; --json prints: use one")
-        sys.exit(_show_plot(files, plot, settings_from(kw)))
+        fresh = kw["budget"] is not None
+        sys.exit(_show_plot(files, plot, settings_from(kw), fresh))
+    if kw.pop("budget") is not None:
+        raise click.UsageError("--budget is for --plot (the cache shows what each file was "
+                               "decided with)")
     if kw.pop("model") is not None:
         raise click.UsageError("--model is for --plot (the cache shows what each file was "
                                "decided with)")
@@ -560,8 +567,9 @@ def _written_line(r: Any, now: list[str] | None, error: str | None) -> str:
             f"before us: {_genres(r.genres_before)}")
 
 
-def _show_plot(files: tuple[str, ...], out: Path, settings: Settings) -> int:
-    """``show FILE --plot OUT.png``: one file's genres over time."""
+def _show_plot(files: tuple[str, ...], out: Path, settings: Settings, fresh: bool = False) -> int:
+    """``show FILE --plot OUT.png``: one file's genres over time (``fresh``: analysed now with
+    the settings' budget, not the windows the cache kept)."""
     from tagger import plots
     from tagger.library.timeline import NoTimeline, timeline
 
@@ -575,7 +583,7 @@ def _show_plot(files: tuple[str, ...], out: Path, settings: Settings) -> int:
         raise click.UsageError(f"{display(files[0])}: no such file")
     with _open_cache(settings.cache_url) as cache:
         try:
-            t = timeline(path, settings, cache)
+            t = timeline(path, settings, cache, fresh=fresh)
         except NoTimeline as e:
             click.echo(f"error {display(str(e))}", err=True)
             return EXIT_FAILED

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -167,7 +168,8 @@ def confusion_png(report: Report, path: str | Path) -> None:
     counts = np.asarray(report.confusion, dtype=float)
     share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     n = len(report.classes)
-    fig = _figure(max(4.5, 1.0 + 0.62 * len(cols)), max(3.8, 1.6 + 0.5 * n))
+    width = max(4.5, 1.0 + 0.62 * len(cols))
+    fig = _figure(width, max(3.8, 1.6 + 0.5 * n))
     ax = fig.add_subplot()
     ax.imshow(share, cmap="Blues", vmin=0, vmax=1, aspect="auto")
     for i in range(n):
@@ -180,8 +182,11 @@ def confusion_png(report: Report, path: str | Path) -> None:
     ax.set_yticks(range(n), [_text(c) for c in report.classes], fontsize=8)
     ax.set_xlabel("answer")
     ax.set_ylabel("true genre")
-    ax.set_title(_text(f"{report.name}: accuracy {report.accuracy:.2f}, macro-F1 {report.macro_f1:.2f} "
-                 f"(n={report.n})"), fontsize=9, loc="left")
+    # Wrapped to the figure (a long model name ran off its edge): about 13 characters of 9-pt
+    # text per inch.
+    title = _text(f"{report.name}: accuracy {report.accuracy:.2f}, macro-F1 "
+                  f"{report.macro_f1:.2f} (n={report.n})")
+    ax.set_title(textwrap.fill(title, int(width * 13)), fontsize=9, loc="left")
     _save(fig, path, {"kind": "confusion", "classes": report.classes, "columns": cols,
                       "matrix": [[int(v) for v in row] for row in report.confusion]})
 

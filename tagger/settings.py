@@ -237,11 +237,21 @@ def build_settings(values: Mapping[str, Any], where: Mapping[str, str] | None = 
         check_genre_map(settings, where=where.get("genres", "settings"))
     if require_roots:
         if not settings.roots:
-            raise ConfigError("'roots' must be at least one music folder")
+            raise ConfigError("'roots' must be at least one music folder: name them "
+                              "(genre-tagger watch /srv/music) or set roots = [\"/srv/music\"] "
+                              f"in {_own_config_path()} (or the file --config names)")
         for root in settings.roots:
             if not Path(root).is_dir():
                 raise ConfigError(f"'roots': {root} is not a folder")
     return settings
+
+
+def _own_config_path() -> Path:
+    """Where this user would put a config: root's is the system's, anyone else's their own."""
+    if os.geteuid() == 0:
+        return SYSTEM_CONFIG
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "genre-tagger" / "config.toml"
 
 
 def default_path() -> Path:

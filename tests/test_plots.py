@@ -67,6 +67,27 @@ def test_show_plot_from_the_cache(scanned: tuple[Path, Path], tmp_path: Path) ->
         assert scores[genre] <= max(ys) + 0.01, genre
 
 
+def test_show_plot_with_a_budget_draws_the_windows_analysed_now(scanned: tuple[Path, Path],
+                                                                 tmp_path: Path) -> None:
+    """The cache kept the adaptive budget's windows; ``--budget`` analyses the track now and
+    draws what it asks for (every window of the 24-s track: 8; or 3 spread evenly), and the
+    cache is left as it was."""
+    work, db = scanned
+    track = work / "music" / "t0.flac"
+    before = cached(db, track)
+    for budget, want in (("all", 8), ("3", 3)):
+        out = tmp_path / f"{budget}.png"
+        r = run_cli("show", str(track), "--plot", str(out), "--budget", budget,
+                    "--db", f"sqlite:///{db}")
+        assert r.returncode == 0, r.stderr
+        assert f"{want} windows, scores just analysed" in r.stdout, r.stdout
+        drawn = series(out)
+        assert len(drawn["times"]) == want and drawn["times"] == sorted(drawn["times"])
+    assert cached(db, track) == before
+    wrong = run_cli("show", str(track), "--budget", "all", "--db", f"sqlite:///{db}")
+    assert wrong.returncode == 2 and "--budget is for --plot" in wrong.stderr
+
+
 def test_show_plot_analyses_a_file_the_cache_does_not_know(scanned: tuple[Path, Path],
                                                            tmp_path: Path) -> None:
     _, db = scanned

@@ -444,7 +444,11 @@ def _start_of_today() -> float:
 
 
 def setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(levelname)s %(message)s", force=True)
+    """One line per event. Under systemd (``JOURNAL_STREAM`` set) the journal stamps each
+    line itself; anywhere else (a terminal, a file) the line carries its own time."""
+    stamped = "" if os.environ.get("JOURNAL_STREAM") else "%(asctime)s "
+    logging.basicConfig(level=level.upper(), format=f"{stamped}%(levelname)s %(message)s",
+                        datefmt="%Y-%m-%d %H:%M:%S", force=True)
     logging.getLogger("watchdog").setLevel(logging.WARNING)
 
 

@@ -38,7 +38,8 @@ class Timeline:
     unit: str  # "window" or "segment" (a trained model scores groups of windows)
 
 
-def timeline(path: str, settings: Settings, cache: Cache, limit: int = 6) -> Timeline:
+def timeline(path: str, settings: Settings, cache: Cache, limit: int = 6,
+             fresh: bool = False) -> Timeline:
     model = settings.model
     trained = load_model(model) if is_trained(model) else None
     base = trained.base if trained else model
@@ -48,7 +49,8 @@ def timeline(path: str, settings: Settings, cache: Cache, limit: int = 6) -> Tim
               if trusted(audio_id) else None)
     tags = get_model(base).tags
     found = None
-    if stored is not None and stored.timeline and all(t in stored.raw_scores for t in tags):
+    if (not fresh and stored is not None and stored.timeline
+            and all(t in stored.raw_scores for t in tags)):
         try:
             found = (*unpack_timeline(stored.timeline), unpack(stored.data))
         except ValueError:
