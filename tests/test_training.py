@@ -520,3 +520,45 @@ def test_csv_rows_keep_genres_with_commas_and_say_what_is_wrong(tmp_path: Path) 
                    "c d.wav": ("Rock",)}  # " rock " is Rock: the spelling most files use
     assert labels.multi_label
     assert labels.problems == [f"{csv_file}:7: no such file {tmp_path / 'none.wav'}"]
+
+
+def test_a_labels_folder_and_the_same_files_in_a_csv_give_one_split(tmp_path: Path) -> None:
+    """4 genres x 12 untagged files, given as a folder and as a CSV listing them in another
+    order: the same files, groups and order (so the same split and, with one seed, the same
+    model). Before, the CSV put each genre folder in one group, on one side of the split."""
+    from daemons import wav_bytes
+
+    from tagger.training.labels import from_csv, from_folder
+    from tagger.training.trainer import main_labels
+
+    root = tmp_path / "labels"
+    rows = []
+    for g, genre in enumerate(("Rock", "Jazz", "Tango", "Polka")):
+        (root / genre).mkdir(parents=True)
+        for i in range(12):
+            f = root / genre / f"s{i:02d}.wav"
+            f.write_bytes(wav_bytes(7000 + 100 * g + i, seconds=0.5))
+            rows.append(f"{genre}/{f.name},{genre}")
+    random.Random(3).shuffle(rows)
+    (root / "labels.csv").write_text("path,genres\n" + "\n".join(rows) + "\n")
+    a, b = from_folder(str(root), 10), from_csv(str(root / "labels.csv"), 10)
+    assert [(f.path, f.genres, f.group) for f in a.files] == \
+        [(f.path, f.genres, f.group) for f in b.files]
+    assert len({f.group for f in b.files}) == 48  # each song its own group, as in the folder
+    split = [group_split(main_labels(s.files), [f.group for f in s.files], 0.2, 0) for s in (a, b)]
+    assert split[0] == split[1]
+
+
+def test_a_small_validation_set_is_said_and_a_zero_threshold_explained() -> None:
+    from tagger.training.trainer import validation_warnings
+
+    classes = ["Rock", "Jazz", "Tango", "Polka"]
+    truth = np.zeros((10, 4), np.float32)
+    for i in range(10):
+        truth[i, i % 4] = 1  # 3, 3, 2, 2 songs
+    said = validation_warnings(classes, truth, np.zeros(4, np.float32), multi_label=False)
+    assert any("only 10 songs were held out for validation" in s for s in said), said
+    assert any("to fit a threshold for Tango, Polka" in s for s in said), said
+    assert any("never abstains" in s and "Rock, Jazz, Tango, Polka" in s for s in said), said
+    big = np.eye(4, dtype=np.float32).repeat(10, axis=0)
+    assert validation_warnings(classes, big, np.full(4, 0.3, np.float32), False) == []

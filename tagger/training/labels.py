@@ -103,7 +103,9 @@ def keep_common(files: list[Labelled], min_files: int) -> tuple[list[Labelled], 
 
 def label_set(files: Iterable[Labelled], min_files: int, problems: list[str],
               genre_map: GenreMap | None = None) -> LabelSet:
-    files = list(files)
+    # One order whatever the source listed them in (a folder, a CSV, a library): the split and
+    # the training batches then depend on the songs alone.
+    files = sorted(files, key=lambda f: (f.path, f.genres))
     mapped = normalise(files, genre_map)
     left_out: Counter[str] = Counter()
     if genre_map is not None and not genre_map.empty:
@@ -139,15 +141,20 @@ def _tag(path: str, key: str) -> str | None:
     return value or None
 
 
-def group_of(path: str, label_root: str | None = None) -> str:
+def group_of(path: str, label_root: str | None = None, genres: Iterable[str] = ()) -> str:
     """The artist, else the album, else the folder (below the genre folder, if any); a file
-    straight inside its genre folder says nothing about its source: it is its own group."""
+    straight inside its genre folder says nothing about its source: it is its own group.
+    Without the genre folder (a CSV, a library), a folder named after one of the file's own
+    genres is taken for one, so a labels folder listed in a CSV splits as it does given as a
+    folder (it put every song of a genre in one group before, on one side of the split)."""
     if artist := _tag(path, "artist"):
         return f"artist:{label_key(artist)}"
     if album := _tag(path, "album"):
         return f"album:{label_key(album)}"
     folder = os.path.dirname(path)
     if label_root is not None and os.path.normpath(folder) == os.path.normpath(label_root):
+        return f"file:{path}"
+    if label_root is None and label_key(os.path.basename(folder)) in {label_key(g) for g in genres}:
         return f"file:{path}"
     return f"folder:{folder}"
 
@@ -204,7 +211,7 @@ def from_csv(path: str, min_files: int, genre_map: GenreMap | None = None) -> La
             problems.append(f"{path}:{n}: no such file {file}")
             continue
         if genres:
-            files.append(Labelled(file, genres, group_of(file)))
+            files.append(Labelled(file, genres, group_of(file, genres=genres)))
     if not files:
         raise LabelError(f"{path}: no usable rows" + (f" ({problems[0]})" if problems else ""))
     return label_set(files, min_files, problems, genre_map)
@@ -237,7 +244,7 @@ def from_tags(roots: Iterable[str], cache: Cache, min_files: int,
                     genres, row.genres_written):
                 ours += 1
                 continue
-            files.append(Labelled(path, tuple(genres), group_of(path)))
+            files.append(Labelled(path, tuple(genres), group_of(path, genres=genres)))
     if ours:
         problems.append(f"{ours} files carry the genres genre-tagger wrote: not used as labels")
     if not files:
