@@ -354,6 +354,7 @@ def scan(roots: tuple[str, ...], dry_run: bool, json_out: Path | None, retry_fai
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from tagger.library.albums import describe
     from tagger.library.pipeline import Scanner, ScanOptions, resolve
 
     settings = settings_from(kw)
@@ -386,13 +387,19 @@ def scan(roots: tuple[str, ...], dry_run: bool, json_out: Path | None, retry_fai
                       redirect_stdout=False) as bar:
             task = bar.add_task("scanning", total=None)
 
+            shown_album: list[str | None] = [None]
+
             def on_outcome(o: Any) -> None:
                 bar.advance(task)
                 if o.error:
                     err.print(error_text(o.path, o.reason or o.error), highlight=False, soft_wrap=True)
                 elif o.new is not None and (dry_run or o.decision == "write"):
+                    if o.album is not None and o.album != shown_album[0]:  # --album: its group
+                        click.echo(f"album {display(describe(o.album))}: {_genres(o.new)}")
+                        shown_album[0] = o.album
                     # what it changes, file by file (as beets does); the rest are counted
-                    click.echo(f"{display(o.path)}: {_genres(o.old)} -> {_genres(o.new)}")
+                    click.echo(f"{'  ' if o.album else ''}{display(o.path)}: "
+                               f"{_genres(o.old)} -> {_genres(o.new)}")
 
             # Folders the walk cannot read come here too, as failed outcomes (scan.py).
             def on_wait(n: int) -> None:
@@ -466,6 +473,8 @@ def show(files: tuple[str, ...], as_json: bool, plot: Path | None, **kw: Any) ->
     file's genres over time)."""
     import datetime
 
+    from tagger.library.albums import describe
+
     if plot is not None:
         if as_json:
             raise click.UsageError("--plot draws a picture; --json prints: use one")
@@ -498,7 +507,8 @@ def show(files: tuple[str, ...], as_json: bool, plot: Path | None, **kw: Any) ->
         click.echo(f"{display(r.path)}\n  status: {r.status}{error}")
         click.echo(f"  model: {r.model_version}, analysed {when}")
         click.echo(f"  genres chosen: {', '.join(r.genres_chosen) or '(none)'}"
-                   + (" (for its whole album: the mean of its tracks' scores)"
+                   + (f" (for its whole album, {display(describe(r.album_key))}: the mean of "
+                      "its tracks' scores; the scores below are this track's own)"
                       if r.album_key and (r.decision_key or "").endswith("|album") else ""))
         click.echo(f"  {_written_line(r, *now[r.path])}")
         if (why := _decision_words(r, now[r.path][0], settings)) is not None:

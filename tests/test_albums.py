@@ -120,6 +120,28 @@ def test_scan_album_gives_each_album_one_genre_set(library: Path, tmp_path: Path
         assert read_genres(path) == own(s)
 
 
+def test_a_dry_run_shows_each_album_and_why_its_files_are_one(library: Path,
+                                                             tmp_path: Path) -> None:
+    """``scan --album --dry-run`` prints each album before its files, with why they are one
+    (tags, or the folder); a folder holding two albums (differing album tags) shows as two.
+    ``show`` says a file's genres were chosen for its album."""
+    db = tmp_path / "cache.sqlite"
+    r = run_cli("scan", str(library), "--db", f"sqlite:///{db}", "--min-confidence", "0.01",
+                "--top-k", "2", "--album", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    heads = [line for line in r.stdout.splitlines() if line.startswith("album ")]
+    assert len(heads) == 4, r.stdout
+    assert any("'box' by 'band' (album and album artist tags" in h for h in heads), heads
+    mixed = [h for h in heads if f"in {library / 'Mixed'} (album tag without an album artist" in h]
+    assert len(mixed) == 2, heads
+    assert any(f"the folder {library / 'Untagged'} (no album tag)" in h for h in heads), heads
+    files = [line for line in r.stdout.splitlines() if line.startswith("  ")]
+    assert len(files) == 7 and all(" -> " in f for f in files), r.stdout
+    scan(library, db, "--album")
+    shown = run_cli("show", str(library / "Box" / "CD1" / "a.flac"), "--db", f"sqlite:///{db}")
+    assert "(for its whole album, 'box' by 'band'" in shown.stdout, shown.stdout
+
+
 def test_the_daemon_waits_for_the_rest_of_the_album(tmp_path: Path) -> None:
     root, db, log = tmp_path / "music", tmp_path / "cache.sqlite", tmp_path / "daemon.log"
     (root / "Album").mkdir(parents=True)

@@ -28,6 +28,17 @@ def album_key(path: str, album: str, album_artist: str) -> str:
     return f"folder:{folder}"
 
 
+def describe(key: str) -> str:
+    """An album key in words, with why these files are one album (pure)."""
+    kind, _, rest = key.partition(":")
+    parts = rest.split("\x1f")
+    if kind == "tags" and len(parts) == 2:
+        return f"'{parts[1]}' by '{parts[0]}' (album and album artist tags, wherever its files lie)"
+    if len(parts) == 2:
+        return f"'{parts[1]}' in {parts[0]} (album tag without an album artist: within its folder)"
+    return f"the folder {rest} (no album tag)"
+
+
 def album_of(path: str) -> str:
     """The key of the file at ``path``; a file whose tags cannot be read goes with its folder."""
     try:
@@ -37,4 +48,4 @@ def album_of(path: str) -> str:
     return album_key(path, album, artist)
 
 
-__all__ = ["album_key", "album_of"]
+__all__ = ["album_key", "album_of", "describe"]

@@ -19,7 +19,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -85,6 +85,8 @@ class Outcome:
     decision: Why | None = None
     error: Code | None = None
     reason: str | None = None
+    #: Album mode: the key of the album whose genre set the file got (``albums.describe``).
+    album: str | None = None
 
 
 #: Album mode: (album key, its files) -> True while more of it may still arrive.
@@ -360,7 +362,7 @@ class Scanner:
         scores = album_scores([row.genre_scores for _, row in rows])
         chosen = [g for g, _ in self.choose(scores, self.config.selection)]
         for m, row in rows:
-            record(self._apply(m.path, row, m.action, m.stat, chosen))
+            record(replace(self._apply(m.path, row, m.action, m.stat, chosen), album=key))
 
     # --- cached or analysed -------------------------------------------------------------------
 
