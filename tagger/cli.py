@@ -623,6 +623,8 @@ def _show_plot(files: tuple[str, ...], out: Path, settings: Settings, fresh: boo
 @cache_options
 def stats(as_json: bool, plot: Path | None, **kw: Any) -> None:
     """Summarise the library as the cache sees it."""
+    from collections import Counter
+
     settings = settings_from(kw)
     if plot is not None:
         from tagger import plots
@@ -633,8 +635,10 @@ def stats(as_json: bool, plot: Path | None, **kw: Any) -> None:
     with _open_cache(settings.cache_url) as cache:
         s = cache.summary()
         written = cache.written()
-        decided = list(cache.decided()) if plot is not None else []
+        decided = list(cache.decided())
     s.update(_still_ours(written, settings))
+    # What stats --plot draws: the genres chosen for every analysed file, those left alone too.
+    s["chosen"] = dict(Counter(g for _, chosen, _ in decided for g in chosen).most_common())
     if plot is not None:
         _stats_plot(decided, plot, settings)
     if as_json:
@@ -656,7 +660,11 @@ def stats(as_json: bool, plot: Path | None, **kw: Any) -> None:
         click.echo(f"{sum(s['unreadable'].values())} tagged by genre-tagger cannot be read now: "
                    + ", ".join(f"{k} {v}" for k, v in s["unreadable"].items()))
     if s["genres"]:
-        click.echo("by genre: " + ", ".join(f"{g} {n}" for g, n in list(s["genres"].items())[:20]))
+        click.echo("by genre, files carrying it from genre-tagger: "
+                   + ", ".join(f"{g} {n}" for g, n in list(s["genres"].items())[:20]))
+    if s["chosen"] and s["chosen"] != s["genres"]:
+        click.echo("by genre, chosen for every analysed file (those left alone too; what "
+                   "--plot draws): " + ", ".join(f"{g} {n}" for g, n in list(s["chosen"].items())[:20]))
     if s["failures"]:
         click.echo("failures: " + ", ".join(f"{k} {v}" for k, v in s["failures"].items()))
 

@@ -208,6 +208,12 @@ def test_scan_lists_what_it_changed_and_show_says_why_a_file_was_left_alone(
     tagged = next(b for k, b in blocks.items() if k.endswith("flac.flac"))
     assert "decision: genre-tagger wrote its genres" in tagged, tagged
     assert read_genres(own) == ["Romantic Classical"]
+    numbers = json.loads(run_cli("stats", "--json", "--db", db).stdout)
+    carried, chosen = sum(numbers["genres"].values()), sum(numbers["chosen"].values())
+    assert chosen > carried > 0  # the file left alone counts where its genres were chosen
+    text = run_cli("stats", "--db", db).stdout
+    assert "by genre, files carrying it from genre-tagger: " in text, text
+    assert "by genre, chosen for every analysed file (those left alone too" in text, text
 
 
 def test_stats_on_an_empty_cache_says_there_is_nothing_yet(tmp_path: Path) -> None:
