@@ -355,7 +355,7 @@ def scan(roots: tuple[str, ...], dry_run: bool, json_out: Path | None, retry_fai
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from tagger.library.albums import describe
-    from tagger.library.pipeline import Scanner, ScanOptions, resolve
+    from tagger.library.pipeline import UNSUPPORTED, Scanner, ScanOptions, resolve
 
     settings = settings_from(kw)
     require_ffmpeg()
@@ -391,7 +391,10 @@ def scan(roots: tuple[str, ...], dry_run: bool, json_out: Path | None, retry_fai
 
             def on_outcome(o: Any) -> None:
                 bar.advance(task)
-                if o.error:
+                if o.error == UNSUPPORTED:  # why it has no genres; not a failure
+                    err.print(f"{display(o.path)}: {display(o.reason or o.error)}", highlight=False,
+                              markup=False, soft_wrap=True)
+                elif o.error:
                     err.print(error_text(o.path, o.reason or o.error), highlight=False, soft_wrap=True)
                 elif o.new is not None and (dry_run or o.decision == "write"):
                     if o.album is not None and o.album != shown_album[0]:  # --album: its group
@@ -413,12 +416,14 @@ def scan(roots: tuple[str, ...], dry_run: bool, json_out: Path | None, retry_fai
     fails = ", ".join(f"{k} {v}" for k, v in report.failures.most_common()) or "none"
     files = sum(c[a] for a in ("unchanged", "analysed", "reused", "rescored", "moved", "failed"))
     rescored = f", {c['rescored']} re-decided from stored features" if c["rescored"] else ""
+    unsupported = f"{c['unsupported']} not supported (their format); " if c["unsupported"] else ""
     err.print(f"{'dry run: ' if dry_run else ''}{files} files: "
               f"{c['analysed']} analysed, {c['reused'] + c['moved']} from the cache "
               f"({c['moved']} moved){rescored}, {c['unchanged']} unchanged; {c['tagged']} "
               f"{'would be ' if dry_run else ''}tagged, {c['abstained']} abstained, "
               f"{sum(v for k, v in c.items() if k.startswith('left:'))} left as they were"
               f"{_left_why(c)}; "
+              f"{unsupported}"
               f"failed: {fails}"
               f"{' (interrupted: run the same scan again to resume)' if report.interrupted else ''}",
               highlight=False, markup=False, soft_wrap=True)

@@ -29,6 +29,11 @@ TAG_FORMATS: dict[str, tuple[str, list[str], bool]] = {
     "wav": ("wav", ["-c:a", "pcm_s16le"], False),
     "aiff": ("aiff", ["-c:a", "pcm_s16be", "-write_id3v2", "1"], False),
     "wma": ("wma", ["-c:a", "wmav2", "-b:a", "96k"], False),
+    # Formats people keep that mutagen and ffmpeg both handle (issue 23): Speex, FLAC in Ogg,
+    # and 3GPP2's MP4 (which mutagen does not recognise by its name).
+    "speex": ("spx", ["-c:a", "libspeex", "-ar", "16000"], False),
+    "ogg-flac": ("oga", ["-c:a", "flac", "-f", "ogg"], False),
+    "3g2": ("3g2", ["-c:a", "aac", "-b:a", "64k", "-f", "3g2"], False),
 }
 
 
@@ -56,7 +61,7 @@ def make_tagged(folder: Path, name: str, genre: str | None = None, seconds: floa
                 "-disposition:v", "attached_pic"]
     subprocess.run([*cmd, *args, *meta, str(out)], check=True)
     wav.unlink()
-    if not ffmpeg_cover and ext in ("ogg", "opus"):
+    if not ffmpeg_cover and ext in ("ogg", "opus", "spx", "oga"):
         f = mutagen.File(out)
         pic = Picture()
         pic.type, pic.mime, pic.data = 3, "image/png", make_cover(folder).read_bytes()

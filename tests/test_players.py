@@ -37,6 +37,9 @@ EXPECTED: dict[str, tuple[list[str], list[str], list[str], list[str], list[str]]
     "wav": (ALL, SEMI_SPACE, FIRST, ALL, SEMI_SPACE),
     "aiff": (ALL, FIRST, FIRST, ALL, NONE),
     "wma": (sorted(ALL), FIRST, FIRST, ALL, FIRST),
+    "speex": (ALL, SEMI, NONE, ALL, SEMI),
+    "ogg-flac": (ALL, SEMI, NONE, ALL, ALL),
+    "3g2": (ALL, FIRST, SLASHED, ALL, FIRST),
 }
 READERS = ("TagLib", "ffprobe", "mediainfo", "mutagen", "MPD")
 
@@ -83,6 +86,7 @@ def test_what_each_reader_sees_is_the_readmes_table(
                                                 for v in (r or [] for r in row))]))
     got = {name: tuple(sorted(r) if name == "wma" and i == 0 else r for i, r in enumerate(row))
            for name, row in seen.items()}
+    assert set(got) == set(EXPECTED), "a format without its row in the README's players table"
     wrong = {name: (got[name], want) for name, want in EXPECTED.items() if got[name] != want}
     assert not wrong, f"the README's players table is out of date: {wrong}"
 

@@ -221,3 +221,28 @@ def test_stats_on_an_empty_cache_says_there_is_nothing_yet(tmp_path: Path) -> No
     Cache(db).close()
     r = run_cli("stats", "--db", db)
     assert r.returncode == 0 and "no files known yet" in r.stdout, (r.stdout, r.stderr)
+
+
+def test_formats_it_cannot_tag_are_named_not_failed(tmp_path: Path) -> None:
+    """WavPack, AC-3 and TrueAudio (ffmpeg decodes them; genre-tagger cannot write their tags):
+    each is analysed and named as 'not supported: FORMAT', the scan ends 0, and the files
+    are byte for byte as they were. It skipped them without a word before (TAK, DSD, ...) or
+    failed them (exit 1)."""
+    lib = tmp_path / "music"
+    lib.mkdir()
+    flac = make_tagged(lib, "flac")
+    made = {}
+    for ext, args in (("wv", ["-c:a", "wavpack"]), ("ac3", ["-c:a", "ac3"]), ("tta", ["-c:a", "tta"])):
+        out = lib / f"t.{ext}"
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(flac), "-map", "0:a", *args,
+                        str(out)], check=True)
+        made[out] = out.read_bytes()
+    db = f"sqlite:///{tmp_path / 'cache.sqlite'}"
+    r = run_cli("scan", "--db", db, "--min-confidence", "0.01", str(lib))
+    assert r.returncode == 0, r.stderr
+    for name in ("WavPack", "AC-3", "TrueAudio"):
+        assert f"not supported: {name} (genre-tagger cannot write its tags yet)" in r.stderr, r.stderr
+    assert "3 not supported (their format)" in r.stderr and "failed: none" in r.stderr, r.stderr
+    assert "4 analysed" in r.stderr, r.stderr
+    assert all(p.read_bytes() == data for p, data in made.items())
+    assert read_genres(flac)

@@ -37,7 +37,7 @@ from tagger.display import display
 from tagger.errors import EnvironmentProblem
 from tagger.library.albums import album_of
 from tagger.library.identity import audio_identity
-from tagger.library.pipeline import REVERTED, TRANSIENT, Hold, Outcome, Scanner, ScanOptions
+from tagger.library.pipeline import REVERTED, TRANSIENT, UNSUPPORTED, Hold, Outcome, Scanner, ScanOptions
 from tagger.library.policy import IN_WORDS
 from tagger.library.walk import unreadable_reason, walk
 from tagger.settings import Settings
@@ -370,7 +370,9 @@ class Daemon:
         if today != self.day:
             self.day, self.processed_today = today, 0
         self.processed_today += 1
-        if o.error:
+        if o.error == UNSUPPORTED:
+            log.info("%s: %s", display(o.path), display(o.reason or o.error))
+        elif o.error:
             self.failed += 1
             log.warning("%s: %s (%s)", display(o.path), display(o.reason or ""), o.error)
         elif o.decision == "write":

@@ -65,6 +65,9 @@ class ScanOptions:
     retag_reverted: bool = False
 
 
+#: The code of a file in a format whose tags genre-tagger cannot write ("not supported: FORMAT").
+UNSUPPORTED = "unsupported-format"
+
 #: The decision key of a file ``revert`` put back: the person's choice, left alone by every
 #: front door until they ask (``scan --retag-reverted``).
 REVERTED = "reverted"
@@ -114,7 +117,9 @@ class ScanReport:
     def add(self, o: Outcome) -> None:
         self.outcomes.append(o)
         self.counts[o.action] += 1
-        if o.error:
+        if o.error == UNSUPPORTED:  # said per file and counted, not a failure: nothing is wrong
+            self.counts["unsupported"] += 1
+        elif o.error:
             self.failures[o.error] += 1
         if o.decision:
             names = {"write": "tagged", "abstain": "abstained"}

@@ -21,7 +21,9 @@ from mutagen.asf import ASF
 from mutagen.flac import FLAC
 from mutagen.mp3 import MP3
 from mutagen.mp4 import MP4
+from mutagen.oggflac import OggFLAC
 from mutagen.oggopus import OggOpus
+from mutagen.oggspeex import OggSpeex
 from mutagen.oggvorbis import OggVorbis
 from mutagen.wave import WAVE
 
@@ -35,19 +37,32 @@ from tagger.tags.safe_write import replace_atomically
 def _module(f: Any) -> FormatModule:
     if isinstance(f, (MP3, WAVE, AIFF)):
         return id3
-    if isinstance(f, (FLAC, OggVorbis, OggOpus)):
+    if isinstance(f, (FLAC, OggVorbis, OggOpus, OggSpeex, OggFLAC)):
         return vorbis
     if isinstance(f, MP4):
         return mp4
     if isinstance(f, ASF):
         return asf
-    raise TagWriteError(getattr(f, "filename", "?"),
-                        f"genre-tagger cannot write genres into {type(f).__name__} files",
-                        "unsupported-format")
+    path = Path(getattr(f, "filename", "?"))
+    raise TagWriteError(path, f"not supported: {format_name(path, type(f).__name__)} (genre-tagger "
+                              "cannot write its tags yet)", "unsupported-format")
+
+
+#: Formats people keep that mutagen or ffmpeg know but genre-tagger cannot tag (yet): named in
+#: the report as "not supported: FORMAT" (analysed all the same: predict, show and beets,
+#: which writes APEv2 itself, use the scores).
+UNSUPPORTED = {".wv": "WavPack", ".ape": "Monkey's Audio", ".mpc": "Musepack", ".tak": "TAK",
+               ".tta": "TrueAudio", ".ofr": "OptimFROG", ".ofs": "OptimFROG",
+               ".dsf": "DSD (DSF)", ".dff": "DSD (DSDIFF)", ".ac3": "AC-3", ".eac3": "E-AC-3"}
+
+
+def format_name(path: Path, fallback: str) -> str:
+    return UNSUPPORTED.get(path.suffix.lower(), fallback)
 
 
 #: mutagen's classes for what a file's first bytes say it is (tagger.analysis.decode.sniff).
-_BY_CONTENT: dict[str, list[Any]] = {"MP3": [MP3], "FLAC": [FLAC], "Ogg": [OggVorbis, OggOpus],
+_BY_CONTENT: dict[str, list[Any]] = {"MP3": [MP3], "FLAC": [FLAC],
+                                     "Ogg": [OggVorbis, OggOpus, OggSpeex, OggFLAC],
                                      "WAV": [WAVE], "MP4": [MP4], "AIFF": [AIFF], "WMA": [ASF]}
 
 
@@ -65,11 +80,18 @@ def _open(path: Path, for_write: bool = False) -> Any:
             kind = sniff(path)
         except Exception:
             raise e from None
-        if kind not in _BY_CONTENT or path.suffix.lower() in extensions_of(kind):
+        # the content's own classes: for a misnamed file, or one mutagen did not recognise by
+        # its (right) name (a .3g2 is MP4 inside)
+        if kind is None or kind not in _BY_CONTENT:
+            raise
+        named_right = path.suffix.lower() in extensions_of(kind)
+        if named_right and e.code != "unsupported-format":
             raise
         try:
             return _open_as(path, for_write, _BY_CONTENT[kind])
         except TagWriteError:
+            if named_right:
+                raise e from None
             raise TagWriteError(path, f"the extension {path.suffix or '(none)'} does not match the "
                                       f"content ({kind}), and its tags cannot be read as {kind} "
                                       "either", e.code) from None
@@ -96,7 +118,9 @@ def _open_as(path: Path, for_write: bool = False, options: list[Any] | None = No
         raise TagWriteError(path, f"its tags are damaged and cannot be read ({_words(e, path)})",
                             "bad-tags") from None
     if f is None:
-        raise TagWriteError(path, "not an audio format whose tags genre-tagger can write",
+        name = UNSUPPORTED.get(path.suffix.lower())
+        raise TagWriteError(path, f"not supported: {name} (genre-tagger cannot write its tags yet)"
+                            if name else "not an audio format whose tags genre-tagger can write",
                             "unsupported-format")
     return f
 

@@ -1,4 +1,4 @@
-"""Vorbis comments (FLAC, Ogg Vorbis, Opus): one GENRE field per genre."""
+"""Vorbis comments (FLAC, Ogg Vorbis, Opus, Speex, Ogg FLAC): one GENRE field per genre."""
 
 from __future__ import annotations
 
@@ -140,6 +140,10 @@ def _raw_comment(path: Path, f: Any) -> tuple[bytes, bool] | None:
                     return packet[7:], True
                 if packet.startswith(b"OpusTags"):
                     return packet[8:], False
+                if packets[0].startswith(b"Speex   "):  # the comments, bare
+                    return packet, False
+                if packets[0].startswith(b"\x7fFLAC") and packet[:1] and packet[0] & 0x7F == 4:
+                    return packet[4:], False  # Ogg FLAC: a FLAC comment block in a packet
                 return None
     return None
 
