@@ -488,8 +488,11 @@ def _raw_entries(p: Path) -> list[bytes]:
             data = raw[pos + 4:pos + 4 + int.from_bytes(raw[pos + 1:pos + 4], "big")]
         else:
             pages = [OggPage(fh) for _ in range(6)]
-            packet = OggPage.to_packets(pages, strict=False)[1]
-            data = packet[7:] if packet.startswith(b"\x03vorbis") else packet[8:]
+            first, packet = OggPage.to_packets(pages, strict=False)[:2]
+            data = (packet[7:] if packet.startswith(b"\x03vorbis")
+                    else packet[8:] if packet.startswith(b"OpusTags")
+                    else packet[4:] if first.startswith(b"\x7fFLAC")  # a FLAC block in Ogg
+                    else packet)  # Speex: the comments, bare
     pos = 4 + int.from_bytes(data[:4], "little")
     count, pos = int.from_bytes(data[pos:pos + 4], "little"), pos + 4
     out = []
@@ -504,7 +507,7 @@ OLD_ENCODERS = [b"TITLE=Song", b"Sonic Foundry OggVorbis Beta 3", b"COMMENT=\x83
                 b"GENRE=Old", b"ARTIST=Someone"]
 
 
-@pytest.mark.parametrize("name", ["flac", "ogg", "opus"])
+@pytest.mark.parametrize("name", ["flac", "ogg", "opus", "speex", "ogg-flac"])
 def test_comments_mutagen_would_rewrite_are_kept_byte_for_byte(originals: dict[str, Path],
                                                               tmp_path: Path, name: str) -> None:
     """A bare comment without '=' and a Shift-JIS value (seen on 7 of 120 real Ogg/Opus/MP3
