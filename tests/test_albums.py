@@ -19,6 +19,7 @@ from test_daemon import Daemon, _no_daemon_left_behind, wait_until  # noqa: F401
 
 from tagger.analysis.taxonomy import Selection, album_scores, choose
 from tagger.library.albums import album_key
+from tagger.library.policy import IN_WORDS
 from tagger.tags import read_genres
 
 SEL = Selection(top_k=2, min_confidence=0.01)
@@ -169,7 +170,7 @@ def test_the_daemon_waits_for_the_rest_of_the_album(tmp_path: Path) -> None:
         assert paused.wait(30)
         one = str(root / "Album" / "1.flac")
         # The first track settles and is analysed, but its album is not complete: not tagged.
-        assert wait_until(lambda: "wait-album" in log.read_text(), 120), log.read_text()
+        assert wait_until(lambda: IN_WORDS["wait-album"] in log.read_text(), 120), log.read_text()
         assert one in scores(db) and read_genres(one) == []
         time.sleep(2)  # well past the settle time: still waiting
         assert read_genres(one) == []
