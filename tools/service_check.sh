@@ -45,7 +45,12 @@ setpriv --reuid=genre-tagger --regid=genre-tagger --init-groups --inh-caps=+leas
   --ambient-caps=+lease env -i PATH="$PATH" $envs $cmd \
   > "$music.log" 2>&1 &
 pid=$!
-for _ in $(seq 120); do grep -q "watching" "$music.log" && break; sleep 1; done
+died() { echo "the service's command ended by itself:" >&2; cat "$music.log" >&2; exit 1; }
+for _ in $(seq 120); do
+  grep -q "watching" "$music.log" && break
+  kill -0 "$pid" 2>/dev/null || died
+  sleep 1
+done
 ffmpeg -v error -f lavfi -i "sine=frequency=220:duration=12" -f lavfi -i "anoisesrc=d=12:a=0.05" \
   -filter_complex amix=inputs=2 -ac 1 -c:a flac "$music/.incoming.flac"
 chown genre-tagger: "$music/.incoming.flac"
@@ -54,6 +59,7 @@ genres=
 for _ in $(seq 120); do
   genres=$(/opt/genre-tagger/bin/python -c 'import sys, mutagen; print("; ".join(mutagen.File(sys.argv[1]).get("genre", [])))' "$music/check.flac")
   [[ -n "$genres" ]] && break
+  kill -0 "$pid" 2>/dev/null || died
   sleep 1
 done
 kill -TERM "$pid"
