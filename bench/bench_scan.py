@@ -34,7 +34,7 @@ import numpy as np
 from tagger.analysis.config import EngineConfig
 from tagger.cache import Cache
 from tagger.cache.queue import WorkQueue
-from tagger.library.identity import audio_identity
+from tagger.formats.identity import audio_identity
 from tagger.library.pipeline import Scanner, ScanOptions
 from tagger.library.walk import walk
 from tagger.tags import read_genres

@@ -6,7 +6,10 @@ the line a person reads.
 
 from __future__ import annotations
 
+import errno
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -112,3 +115,25 @@ class EnvironmentProblem(TaggerError):
 
 class DecoderMissing(EnvironmentProblem):
     """No usable decoder is installed (ffmpeg not on PATH)."""
+
+
+#: Errors of the machine, not of a file: running out of descriptors, memory or processes.
+MACHINE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN})
+
+
+@contextmanager
+def os_errors(path: Path, doing: str) -> Iterator[None]:
+    """Turn the OS's reasons for not reaching a file into typed, worded errors."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise MissingFile(path, "no such file") from None
+    except PermissionError:
+        raise NoPermission(path, f"permission denied (cannot {doing} the file)") from None
+    except IsADirectoryError:
+        raise NotAudio(path, "is a directory") from None
+    except OSError as e:
+        if e.errno in MACHINE_ERRNOS:
+            raise EnvironmentProblem(f"cannot {doing} {path}: {e.strerror} (this machine is out of "
+                                     "resources; the file is not at fault)") from None
+        raise CorruptAudio(path, f"cannot {doing} the file: {e.strerror or e}") from None

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from daemons import REPO, Daemon, copy_slowly, no_daemon_left_behind, query, tagged, wait_until, wav_bytes
 
-from tagger.library.identity import audio_identity
+from tagger.formats.identity import audio_identity
 from tagger.settings import ConfigError, load_settings
 from tagger.tags import read_genres
 

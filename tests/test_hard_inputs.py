@@ -20,7 +20,8 @@ from tagger.cache.queue import WorkQueue
 from tagger.cache.store import decode_path, encode_path
 from tagger.cli import expand
 from tagger.display import display
-from tagger.library.walk import AUDIO_EXTENSIONS, walk
+from tagger.formats.kinds import LIBRARY_EXTENSIONS as AUDIO_EXTENSIONS
+from tagger.library.walk import walk
 
 REPO = Path(__file__).resolve().parent.parent
 CAPS = "-dac_override,-dac_read_search"

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from tagfiles import TAG_FORMATS, make_tagged, snapshot
 
-from tagger.library.identity import audio_identity
+from tagger.formats.identity import audio_identity
 from tagger.tags import TagOptions, TagWriteError, read_genres, write_genres
 
 GENRES = ["Electronic", "Ambient"]

@@ -17,7 +17,7 @@ from tagger.analysis.config import EngineConfig
 from tagger.analysis.engine import Engine
 from tagger.analysis.taxonomy import Selection
 from tagger.cache import Cache
-from tagger.library.identity import audio_identity
+from tagger.formats.identity import audio_identity
 from tagger.library.pipeline import Scanner, ScanOptions
 from tagger.tags import read_genres
 

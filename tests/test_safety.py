@@ -28,7 +28,7 @@ from tagger.analysis.engine import Engine
 from tagger.analysis.taxonomy import Selection
 from tagger.cache import Cache
 from tagger.faults import CHECKPOINTS
-from tagger.library.identity import audio_identity, trusted
+from tagger.formats.identity import audio_identity, trusted
 from tagger.library.pipeline import Scanner, ScanOptions
 from tagger.library.walk import walk
 from tagger.tags import TagWriteError, read_genres, write_genres

@@ -11,7 +11,7 @@ import mutagen
 import pytest
 from tagfiles import TAG_FORMATS, ffprobe, ffprobe_genres, make_tagged, snapshot, stream_md5
 
-from tagger.library.identity import audio_identity
+from tagger.formats.identity import audio_identity
 from tagger.tags import TagOptions, TagWriteError, read_genres, write_genres
 
 GENRES = ["Rock", "Alternative Rock", "Post-Punk"]

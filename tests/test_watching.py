@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from daemons import REPO, Daemon, no_daemon_left_behind, query, tagged, wait_until, wav_bytes
 
-from tagger.library.identity import audio_identity
+from tagger.formats.identity import audio_identity
 from tagger.tags import read_genres, write_genres
 
 CLI = [sys.executable, "-m", "tagger"]

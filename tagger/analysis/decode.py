@@ -12,7 +12,6 @@ so what a caller keeps (log-mel frames, not audio) bounds the memory, whatever t
 
 from __future__ import annotations
 
-import errno
 import functools
 import json
 import logging
@@ -26,8 +25,8 @@ import subprocess
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TypeVar
@@ -43,11 +42,12 @@ from tagger.errors import (
     DecodeTimeout,
     EmptyAudio,
     EnvironmentProblem,
-    MissingFile,
-    NoPermission,
     NotAudio,
     TruncatedAudio,
+    os_errors,
 )
+from tagger.formats.kinds import KINDS, SNDFILE_EXTENSIONS, label, mutagen_types
+from tagger.formats.sniff import sniff
 
 #: A decode shorter than this share of the container's declared length is called truncated...
 TRUNCATION_RATIO = 0.9
@@ -57,109 +57,10 @@ TRUNCATION_SLACK = 0.5
 log = logging.getLogger(__name__)
 _RESAMPLE = f"aresample={SAMPLE_RATE}:resampler=soxr,aformat=sample_fmts=flt:channel_layouts=mono"
 _DECODE_ERRORS = ("Error while decoding", "Invalid data", "invalid residual", "decode_frame")
-SNDFILE_EXTENSIONS = {".ogg", ".oga", ".flac", ".wav", ".aif", ".aiff", ".mp3", ".opus"}
-#: Errors of the machine, not of a file: running out of descriptors, memory or processes.
-_MACHINE_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN}
 #: Bytes of decoder output handed on at a time (10 s of 16 kHz float32).
 _CHUNK_BYTES = 10 * SAMPLE_RATE * 4
 #: Decoder messages kept (the first and the last this many bytes): enough to explain a failure.
 _STDERR_KEEP = 64 * 1024
-
-
-# --- what a file is: its first bytes, not its name ------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Kind:
-    container: bool  # a container whose structure can be damaged, or a bare stream of frames
-    extensions: frozenset[str]
-    sndfile: bool  # libsndfile reads it too (the fallback decoder)
-
-
-_KINDS = {
-    "MP3": _Kind(False, frozenset({".mp3", ".mp2", ".mpa", ".mpga"}), True),
-    "FLAC": _Kind(False, frozenset({".flac", ".fla"}), True),
-    "Ogg": _Kind(True, frozenset({".ogg", ".oga", ".opus", ".spx", ".ogx"}), True),
-    "WAV": _Kind(True, frozenset({".wav", ".wave", ".bwf"}), True),
-    "MP4": _Kind(True, frozenset({".m4a", ".m4b", ".m4p", ".mp4", ".3gp", ".3g2", ".mov",
-                                  ".alac"}), False),
-    "AIFF": _Kind(True, frozenset({".aif", ".aiff", ".aifc"}), True),
-    "WMA": _Kind(True, frozenset({".wma", ".asf", ".wmv"}), False),
-    "AAC": _Kind(False, frozenset({".aac", ".adts"}), False),
-}
-_ASF_GUID = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")
-_MPEG_BITRATES = {  # kbit/s by (MPEG-1?, layer), index 1..14
-    (True, 1): (32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
-    (True, 2): (32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
-    (True, 3): (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
-    (False, 1): (32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
-    (False, 2): (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
-    (False, 3): (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
-}
-_MPEG_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
-
-
-def _mpeg_frame_length(b: bytes, pos: int) -> int | None:
-    """Length of the MPEG audio frame whose header is at ``pos``, or None if there is none."""
-    if pos + 4 > len(b) or b[pos] != 0xFF or b[pos + 1] & 0xE0 != 0xE0:
-        return None
-    version, layer_bits = (b[pos + 1] >> 3) & 3, (b[pos + 1] >> 1) & 3
-    rate_i, rate_bits, padding = b[pos + 2] >> 4, (b[pos + 2] >> 2) & 3, (b[pos + 2] >> 1) & 1
-    if version == 1 or layer_bits == 0 or rate_i in (0, 15) or rate_bits == 3:
-        return None
-    layer = 4 - layer_bits
-    kbps = _MPEG_BITRATES[(version == 3, layer)][rate_i - 1]
-    rate = _MPEG_RATES[version][rate_bits]
-    if layer == 1:
-        return (12 * kbps * 1000 // rate + padding) * 4
-    per_frame = 144 if layer == 2 or version == 3 else 72
-    return per_frame * kbps * 1000 // rate + padding
-
-
-def _adts_frame_length(b: bytes, pos: int) -> int | None:
-    if pos + 7 > len(b) or b[pos] != 0xFF or b[pos + 1] & 0xF6 != 0xF0:
-        return None
-    length = ((b[pos + 3] & 3) << 11) | (b[pos + 4] << 3) | (b[pos + 5] >> 5)
-    return length if length >= 7 else None
-
-
-def _sniff_bytes(b: bytes) -> str | None:
-    if b[:4] == b"fLaC":
-        return "FLAC"
-    if b[:4] == b"OggS":
-        return "Ogg"
-    if b[:4] in (b"RIFF", b"RF64", b"BW64") and b[8:12] == b"WAVE":
-        return "WAV"
-    if b[4:8] == b"ftyp":
-        return "MP4"
-    if b[:4] == b"FORM" and b[8:12] in (b"AIFF", b"AIFC"):
-        return "AIFF"
-    if b[:16] == _ASF_GUID:
-        return "WMA"
-    # Bare frame streams have only a 2-byte sync word: two frames in a row make it believable.
-    for kind, length_at in (("MP3", _mpeg_frame_length), ("AAC", _adts_frame_length)):
-        first = length_at(b, 0)
-        if first is not None and length_at(b, first) is not None:
-            return kind
-    return None
-
-
-def sniff(path: Path) -> str | None:
-    """What the file's first bytes say it is (``"FLAC"``, ``"MP4"``, ...), whatever its name."""
-    with os_errors(path, "read"), open(path, "rb") as fh:
-        head = fh.read(4096)
-        if head[:3] != b"ID3" or len(head) < 10:
-            return _sniff_bytes(head)
-        # An ID3v2 tag: what follows it decides (nearly always MP3; sometimes FLAC or AAC).
-        size = 10 + sum((head[6 + i] & 0x7F) << (7 * (3 - i)) for i in range(4))
-        fh.seek(size + (10 if head[5] & 0x10 else 0))
-        return _sniff_bytes(fh.read(4096)) or "MP3"
-
-
-def _label(kind: str, path: Path) -> str:
-    """What to call the kind in a message: the M4A of an ``.m4a`` file, not "MP4"."""
-    ext = path.suffix.lower()
-    return ext[1:].upper() if kind == "MP4" and ext in _KINDS["MP4"].extensions else kind
 
 
 # --- the decoder itself ---------------------------------------------------------------------------
@@ -217,29 +118,6 @@ def _working_version(exe: str) -> str:
     return done.stdout.decode("utf-8", "replace").partition("\n")[0][:120]
 
 
-def extensions_of(kind: str) -> frozenset[str]:
-    """The file name extensions of a kind :func:`sniff` names (``"FLAC"`` -> ``.flac``, ...)."""
-    return _KINDS[kind].extensions if kind in _KINDS else frozenset()
-
-
-@contextmanager
-def os_errors(path: Path, doing: str) -> Iterator[None]:
-    """Turn the OS's reasons for not reaching a file into typed, worded errors."""
-    try:
-        yield
-    except FileNotFoundError:
-        raise MissingFile(path, "no such file") from None
-    except PermissionError:
-        raise NoPermission(path, f"permission denied (cannot {doing} the file)") from None
-    except IsADirectoryError:
-        raise NotAudio(path, "is a directory") from None
-    except OSError as e:
-        if e.errno in _MACHINE_ERRNOS:
-            raise EnvironmentProblem(f"cannot {doing} {path}: {e.strerror} (this machine is out of "
-                                     "resources; the file is not at fault)") from None
-        raise CorruptAudio(path, f"cannot {doing} the file: {e.strerror or e}") from None
-
-
 _NOT_REGULAR = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"),
                 (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
@@ -280,22 +158,10 @@ def _mutagen_length(path: Path, kind: str | None) -> tuple[float | None, bool]:
     """The length the headers declare (mutagen decodes nothing), and whether it is exact."""
     import mutagen
     from mutagen.aac import AAC
-    from mutagen.aiff import AIFF
-    from mutagen.asf import ASF
-    from mutagen.flac import FLAC
     from mutagen.mp3 import MP3, BitrateMode
-    from mutagen.mp4 import MP4
-    from mutagen.oggflac import OggFLAC
-    from mutagen.oggopus import OggOpus
-    from mutagen.oggspeex import OggSpeex
-    from mutagen.oggvorbis import OggVorbis
-    from mutagen.wave import WAVE
 
     # The content decides the parser, not the name: a FLAC called .mp3 has a FLAC's length.
-    by_kind: dict[str, list[type[mutagen.FileType]]] = {
-        "MP3": [MP3], "FLAC": [FLAC], "WAV": [WAVE], "MP4": [MP4], "AIFF": [AIFF], "WMA": [ASF],
-        "AAC": [AAC], "Ogg": [OggVorbis, OggOpus, OggFLAC, OggSpeex]}
-    options = by_kind.get(kind or "")
+    options = mutagen_types(kind or "")
     f = mutagen.File(path, options=options) if options else mutagen.File(path)
     length = float(getattr(f.info, "length", 0) or 0) if f is not None else 0.0
     if not (0 < length < math.inf):  # absent, zero, NaN or infinite: unknown
@@ -495,11 +361,11 @@ def _unreadable(path: Path, kind: str | None, stderr: str) -> AudioError:
     if kind is None:
         return NotAudio(path, f"not an audio file ffmpeg can read ({said})")
     ext = path.suffix.lower()
-    if ext and ext not in _KINDS[kind].extensions:
+    if ext and ext not in KINDS[kind].extensions:
         return CorruptAudio(path, f"the extension {ext} does not match the content ({kind}), and "
                                   f"ffmpeg cannot read it ({said})")
-    part = "container" if _KINDS[kind].container else "data"
-    return CorruptAudio(path, f"the {_label(kind, path)} {part} is damaged ({said})")
+    part = "container" if KINDS[kind].container else "data"
+    return CorruptAudio(path, f"the {label(kind, path)} {part} is damaged ({said})")
 
 
 # --- full decodes ---------------------------------------------------------------------------------
@@ -526,7 +392,7 @@ def decode_stream(path: str | Path, new_sink: Callable[[], SinkT], timeout: floa
     if rc != 0:
         check_decoder()  # a broken ffmpeg fails on every file: say so instead of blaming this one
         ffmpeg_error = _unreadable(path, info.kind, stderr)
-        sndfile = _KINDS[info.kind].sndfile if info.kind else path.suffix.lower() in SNDFILE_EXTENSIONS
+        sndfile = KINDS[info.kind].sndfile if info.kind else path.suffix.lower() in SNDFILE_EXTENSIONS
         if not sndfile:
             raise ffmpeg_error
         cmd = [sys.executable, "-m", "tagger.analysis.sndfile_child", str(path), str(SAMPLE_RATE),
@@ -740,7 +606,7 @@ def decode_segments(path: str | Path, segments: list[tuple[int, int]],
     # a little too long), and the pieces come back as one stream.
     in_time = sorted(range(len(segments)), key=lambda i: segments[i][0])
     ordered = [segments[i] for i in in_time]
-    if reader is not None and (kind := sniff(path)) is not None and _KINDS[kind].sndfile:
+    if reader is not None and (kind := sniff(path)) is not None and KINDS[kind].sndfile:
         data = reader.read(path, ordered, min(timeout, READER_TIMEOUT))
         pieces = _split(data, ordered) if data is not None else None
         if pieces is not None:

@@ -13,7 +13,6 @@ is raised as :class:`tagger.errors.EnvironmentProblem` instead: it is no file's 
 
 from __future__ import annotations
 
-import errno
 import logging
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -40,7 +39,7 @@ from tagger.analysis.model.trained import (
     trained_scores,
 )
 from tagger.analysis.taxonomy import genre_scores
-from tagger.errors import AudioError, Code, EnvironmentProblem
+from tagger.errors import MACHINE_ERRNOS, AudioError, Code, EnvironmentProblem
 
 log = logging.getLogger(__name__)
 
@@ -183,8 +182,7 @@ def _raise_if_machine(path: str, e: Exception) -> None:
         raise e
     if isinstance(e, MemoryError):
         raise EnvironmentProblem(f"out of memory while analysing {path}") from None
-    if isinstance(e, OSError) and e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOMEM,
-                                               errno.EAGAIN):
+    if isinstance(e, OSError) and e.errno in MACHINE_ERRNOS:
         raise EnvironmentProblem(f"{e.strerror} while analysing {path}") from None
 
 

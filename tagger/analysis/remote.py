@@ -127,7 +127,8 @@ def _ray() -> Any:
 def _read(item: _Item) -> _Item | Failure:
     """``item`` with its bytes, or the reason the driver cannot read it either (checked as a
     local analysis does first: a FIFO or a device is never opened)."""
-    from tagger.analysis.decode import check_readable, os_errors
+    from tagger.analysis.decode import check_readable
+    from tagger.errors import os_errors
 
     try:
         check_readable(Path(item.path))

@@ -35,8 +35,8 @@ from tagger.daemon.notify import notify, watchdog_interval
 from tagger.daemon.watcher import Handler, Settler, Watchers
 from tagger.display import display
 from tagger.errors import EnvironmentProblem
+from tagger.formats.identity import audio_identity
 from tagger.library.albums import album_of
-from tagger.library.identity import audio_identity
 from tagger.library.pipeline import REVERTED, TRANSIENT, UNSUPPORTED, Hold, Outcome, Scanner, ScanOptions
 from tagger.library.policy import IN_WORDS
 from tagger.library.walk import unreadable_reason, walk

@@ -37,8 +37,8 @@ from tagger.cache.queue import Claims, WorkQueue
 from tagger.cache.store import StatEntry, Status
 from tagger.errors import Code
 from tagger.faults import checkpoint
+from tagger.formats.identity import audio_identity, trusted
 from tagger.library.albums import album_of
-from tagger.library.identity import audio_identity, trusted
 from tagger.library.policy import Policy, Why, decide, same_genres
 from tagger.library.reuse import cached_row, copy_scores, failure_key, record_prediction
 from tagger.library.walk import real_roots, unreadable_reason, walk, within

@@ -12,7 +12,7 @@ import time
 from tagger.analysis.engine import Failure, Prediction
 from tagger.cache import Cache, TrackRow
 from tagger.cache.store import StoredFeatures
-from tagger.library.identity import audio_identity, trusted
+from tagger.formats.identity import audio_identity, trusted
 
 ANALYSED = ("done", "abstained")
 

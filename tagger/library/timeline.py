@@ -17,7 +17,7 @@ from tagger.analysis.model.trained import load as load_model
 from tagger.analysis.taxonomy import genre_scores
 from tagger.cache import Cache
 from tagger.errors import TaggerError
-from tagger.library.identity import trusted
+from tagger.formats.identity import trusted
 from tagger.library.reuse import cached_row
 from tagger.settings import Settings
 

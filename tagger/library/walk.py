@@ -17,23 +17,15 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from tagger.formats.kinds import LIBRARY_EXTENSIONS
 from tagger.tags.safe_write import inside, is_temp_name, remove_if_stale
-
-#: The one set of audio file extensions (every container ffmpeg decodes that music comes in).
-#: Formats whose tags we cannot write (WavPack, Monkey's Audio, Musepack, TAK, TrueAudio,
-#: OptimFROG, DSD, AC-3: :data:`tagger.tags.api.UNSUPPORTED`) are still analysed, and each
-#: is reported as "not supported: FORMAT", so a person knows why it has no genres.
-AUDIO_EXTENSIONS = frozenset({".mp3", ".flac", ".ogg", ".oga", ".opus", ".spx", ".m4a", ".mp4",
-                              ".m4b", ".3gp", ".3g2", ".aac", ".alac", ".wav", ".aif", ".aiff",
-                              ".aifc", ".wma", ".asf", ".wv", ".ape", ".mpc", ".tak", ".tta",
-                              ".ofr", ".ofs", ".dsf", ".dff", ".ac3", ".eac3"})
 
 #: ``on_error(path, error)``: a folder (or an entry in one) that could not be read.
 OnError = Callable[[str, OSError], None]
 
 
 def is_audio_name(name: str) -> bool:
-    return os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS
+    return os.path.splitext(name)[1].lower() in LIBRARY_EXTENSIONS
 
 
 def real_roots(roots: Iterable[str | Path]) -> tuple[str, ...]:

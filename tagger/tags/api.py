@@ -2,7 +2,7 @@
 
 A write is verified before it replaces anything: the edited copy is read back and must hold the
 genres written, every other tag and picture as before (as mutagen reads them), and the same
-audio payload (:func:`tagger.library.identity.audio_identity`). Files whose tags mutagen cannot rewrite
+audio payload (:func:`tagger.formats.identity.audio_identity`). Files whose tags mutagen cannot rewrite
 faithfully (each format module's ``problem``) are refused up front. A refusal leaves the
 original untouched and says ``cannot safely rewrite the tags: REASON``.
 """
@@ -27,7 +27,9 @@ from mutagen.oggspeex import OggSpeex
 from mutagen.oggvorbis import OggVorbis
 from mutagen.wave import WAVE
 
-from tagger.library.identity import audio_identity, located
+from tagger.formats.identity import audio_identity, located
+from tagger.formats.kinds import KINDS, UNSUPPORTED, extensions_of, format_name, mutagen_types
+from tagger.formats.sniff import sniff
 from tagger.tags import asf, id3, mp4, vorbis
 from tagger.tags.base import FormatModule, TagOptions, TagWriteError, unsafe
 from tagger.tags.id3 import raw_frames
@@ -48,24 +50,6 @@ def _module(f: Any) -> FormatModule:
                               "cannot write its tags yet)", "unsupported-format")
 
 
-#: Formats people keep that mutagen or ffmpeg know but genre-tagger cannot tag (yet): named in
-#: the report as "not supported: FORMAT" (analysed all the same: predict, show and beets,
-#: which writes APEv2 itself, use the scores).
-UNSUPPORTED = {".wv": "WavPack", ".ape": "Monkey's Audio", ".mpc": "Musepack", ".tak": "TAK",
-               ".tta": "TrueAudio", ".ofr": "OptimFROG", ".ofs": "OptimFROG",
-               ".dsf": "DSD (DSF)", ".dff": "DSD (DSDIFF)", ".ac3": "AC-3", ".eac3": "E-AC-3"}
-
-
-def format_name(path: Path, fallback: str) -> str:
-    return UNSUPPORTED.get(path.suffix.lower(), fallback)
-
-
-#: mutagen's classes for what a file's first bytes say it is (tagger.analysis.decode.sniff).
-_BY_CONTENT: dict[str, list[Any]] = {"MP3": [MP3], "FLAC": [FLAC],
-                                     "Ogg": [OggVorbis, OggOpus, OggSpeex, OggFLAC],
-                                     "WAV": [WAVE], "MP4": [MP4], "AIFF": [AIFF], "WMA": [ASF]}
-
-
 def _open(path: Path, for_write: bool = False) -> Any:
     """The file as mutagen reads it; when mutagen, led by the file's name, picks a format the
     content is not (a FLAC named .mp3), the format the content says is tried before giving up."""
@@ -74,21 +58,19 @@ def _open(path: Path, for_write: bool = False) -> Any:
     except TagWriteError as e:
         if e.code not in ("bad-tags", "unsupported-format"):
             raise
-        from tagger.analysis.decode import extensions_of, sniff
-
         try:
             kind = sniff(path)
         except Exception:
             raise e from None
         # the content's own classes: for a misnamed file, or one mutagen did not recognise by
         # its (right) name (a .3g2 is MP4 inside)
-        if kind is None or kind not in _BY_CONTENT:
+        if kind is None or not KINDS[kind].tagged:
             raise
         named_right = path.suffix.lower() in extensions_of(kind)
         if named_right and e.code != "unsupported-format":
             raise
         try:
-            return _open_as(path, for_write, _BY_CONTENT[kind])
+            return _open_as(path, for_write, mutagen_types(kind))
         except TagWriteError:
             if named_right:
                 raise e from None

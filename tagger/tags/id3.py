@@ -20,7 +20,7 @@ from mutagen.id3._util import ID3JunkFrameError, ID3SaveConfig, unsynch
 from mutagen.mp3 import MP3
 from mutagen.wave import WAVE
 
-from tagger.library.chunks import chunks, overrun
+from tagger.formats.chunks import chunks, overrun
 from tagger.tags.base import TagOptions
 from tagger.tags.riff_info import info_damaged, info_entries, set_info_genre
 

@@ -19,7 +19,7 @@ from typing import BinaryIO
 
 from mutagen._util import resize_bytes
 
-from tagger.library.chunks import Chunk, chunks
+from tagger.formats.chunks import Chunk, chunks
 
 
 def _info_entries(payload: bytes) -> list[tuple[bytes, bytes]]:

@@ -10,6 +10,7 @@ from mutagen._vorbis import VComment
 from mutagen.flac import FLAC
 from mutagen.ogg import OggPage
 
+from tagger.formats.sniff import id3v2_size
 from tagger.tags.base import TagOptions
 
 #: Where the album and the album artist are (``scan --album`` groups by them).
@@ -113,11 +114,7 @@ def _raw_comment(path: Path, f: Any) -> tuple[bytes, bool] | None:
     """The comment block's bytes as stored, and whether it ends in a framing bit."""
     with open(path, "rb") as fh:
         if isinstance(f, FLAC):
-            head = fh.read(10)
-            if head[:3] == b"ID3":
-                fh.seek(10 + ((head[6] << 21) | (head[7] << 14) | (head[8] << 7) | head[9]))
-            else:
-                fh.seek(0)
+            fh.seek(id3v2_size(fh.read(10)))
             if fh.read(4) != b"fLaC":
                 return None
             while True:

@@ -26,8 +26,8 @@ from tagger.analysis.model.trained import (
     Float32Array,
     Pooling,
     TrainedModel,
+    base_of,
     forward,
-    is_trained,
     save,
 )
 from tagger.analysis.model.trained import load as load_model
@@ -36,7 +36,7 @@ from tagger.analysis.vocabulary import GenreMap
 from tagger.cache import Cache
 from tagger.cache.store import StoredFeatures
 from tagger.errors import TaggerError
-from tagger.library.identity import audio_identity, trusted
+from tagger.formats.identity import audio_identity, trusted
 from tagger.settings import Settings
 from tagger.training.labels import Labelled, LabelSet
 from tagger.training.metrics import (
@@ -79,11 +79,6 @@ class Bags:
     def subset(self, idx: Sequence[int]) -> Bags:
         return Bags([self.files[i] for i in idx], [self.bags[i] for i in idx],
                     [self.raw[i] for i in idx])
-
-
-def base_model(settings_model: str) -> str:
-    """The shipped model whose features a head learns from: the setting's, or its base."""
-    return load_model(settings_model).base if is_trained(settings_model) else settings_model
 
 
 def gather(labels: LabelSet, config: EngineConfig, cache: Cache, say: Say) -> Bags:
@@ -130,7 +125,7 @@ def features_for(labels: LabelSet, settings: Settings, cache: Cache,
                  say: Say) -> tuple[Bags, str]:
     """The labelled files' bags under the settings' base model (analysing what the cache
     lacks), and that model's name. Files that cannot be analysed are said and left out."""
-    base = base_model(settings.model)
+    base = base_of(settings.model)  # a head learns from the shipped model's features
     config = replace(settings.engine_config(), model=base)
     if isinstance(config.budget, AdaptiveBudget):
         # The adaptive rule stops once the shipped model's top genre is settled; a head learns

@@ -27,13 +27,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from tagger.library.chunks import chunks
+from tagger.formats.chunks import chunks
+from tagger.formats.sniff import ASF_DATA, ASF_HEADER, id3v2_size
 
 CHUNK = 1 << 20
 #: A located payload smaller than this is not audio: the container is damaged or lying.
 MIN_PAYLOAD = 1024
-_ASF_HEADER = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")
-_ASF_DATA = bytes.fromhex("3626b2758e66cf11a6d900aa0062ce6c")
 
 
 def _read_range(fh: BinaryIO, start: int, end: int) -> Iterator[bytes]:
@@ -47,19 +46,12 @@ def _read_range(fh: BinaryIO, start: int, end: int) -> Iterator[bytes]:
         yield block
 
 
-def _id3v2_size(head: bytes) -> int:
-    if len(head) < 10 or head[:3] != b"ID3":
-        return 0
-    size = (head[6] << 21) | (head[7] << 14) | (head[8] << 7) | head[9]
-    return 10 + size + (10 if head[5] & 0x10 else 0)
-
-
 def _mpeg(fh: BinaryIO, size: int) -> Iterator[bytes]:
     fh.seek(0)
     start = 0
     while True:  # some files carry several ID3v2 tags back to back
         fh.seek(start)
-        n = _id3v2_size(fh.read(10))
+        n = id3v2_size(fh.read(10))
         if not n:
             break
         start += n
@@ -82,7 +74,7 @@ def _mpeg(fh: BinaryIO, size: int) -> Iterator[bytes]:
 
 def _flac(fh: BinaryIO, size: int) -> Iterator[bytes]:
     fh.seek(0)
-    pos = _id3v2_size(fh.read(10))
+    pos = id3v2_size(fh.read(10))
     fh.seek(pos)
     if fh.read(4) != b"fLaC":
         raise ValueError("not FLAC")
@@ -162,7 +154,7 @@ def _asf(fh: BinaryIO, size: int) -> Iterator[bytes]:
         fh.seek(pos)
         head = fh.read(24)
         obj_size = struct.unpack("<Q", head[16:24])[0]
-        if head[:16] == _ASF_DATA:
+        if head[:16] == ASF_DATA:
             yield from _read_range(fh, pos + 50, min(size, pos + obj_size))  # skip file id, count
             return
         if obj_size < 24:
@@ -174,7 +166,7 @@ def _asf(fh: BinaryIO, size: int) -> Iterator[bytes]:
 def _payload(fh: BinaryIO, size: int) -> tuple[str, Iterator[bytes]]:
     fh.seek(0)
     head = fh.read(12)
-    fh.seek(_id3v2_size(head))
+    fh.seek(id3v2_size(head))
     after_id3 = fh.read(4)
     if head[:4] == b"fLaC" or after_id3 == b"fLaC":
         return "flac", _flac(fh, size)
@@ -186,7 +178,7 @@ def _payload(fh: BinaryIO, size: int) -> tuple[str, Iterator[bytes]]:
         return "wav", _iff(fh, size, b"data", little=True)
     if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
         return "aiff", _iff(fh, size, b"SSND", little=False)
-    if head[:16] == _ASF_HEADER[:12] + head[12:16] and head[:12] == _ASF_HEADER[:12]:
+    if head[:16] == ASF_HEADER[:12] + head[12:16] and head[:12] == ASF_HEADER[:12]:
         return "asf", _asf(fh, size)
     if head[:3] == b"ID3" or head[:2] in (b"\xff\xfb", b"\xff\xfa", b"\xff\xf3", b"\xff\xf2",
                                             b"\xff\xe3", b"\xff\xf1", b"\xff\xf9"):
