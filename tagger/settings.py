@@ -295,9 +295,9 @@ def check_genre_map(settings: Settings, labels: Iterable[str] | None = None,
     ``labels``) does not know, or renames two genres to one."""
     if settings.genres.empty:
         return
-    from tagger.analysis.model.trained import vocabulary_of
+    from tagger.analysis.model.resolved import open_model
 
-    model_genres, known = vocabulary_of(settings.model)
+    model_genres, known = open_model(settings.model).vocabulary()
     if labels is not None:  # training: the labels are the genres; the model's are known words
         model_genres, known = tuple(labels), (*model_genres, *known)
     try:

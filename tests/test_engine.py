@@ -56,7 +56,7 @@ def test_prediction_fields(engine_full: Engine, tracks: list[Path]) -> None:
     r = engine_full.predict(tracks[4])
     assert isinstance(r, Prediction)
     assert len(r.raw) == 100 and all(0.0 <= v <= 1.0 for v in r.raw.values())
-    assert r.model_version == engine_full.model_version
+    assert r.model_version == engine_full.model.version
     names = [g for g, _ in r.genres]
     assert len(names) <= 3 and all(g in r.genre_scores for g in names)
     assert [s for _, s in r.genres] == sorted((s for _, s in r.genres), reverse=True)

@@ -352,7 +352,7 @@ def test_files_whose_audio_cannot_be_located_never_share_an_analysis(tmp_path: P
     assert ida != idb and ida.startswith("file:") and trusted(ida)
     with Cache(f"sqlite:///{tmp_path / 'c.sqlite'}") as cache:
         cache.upsert(str(lib / "old.mp3"), audio_id="mpeg:" + hashlib.sha256(b"").hexdigest(),
-                     status="done", model_version=engine.model_version,
+                     status="done", model_version=engine.model.version,
                      genre_scores={"Opera": 0.99}, raw_scores={})  # an empty-payload row of 0.1
         report = Scanner(ScanOptions(roots=(str(lib),), dry_run=True), engine.config, cache,
                          engine).run()

@@ -12,7 +12,7 @@ from conftest import ffmpeg_encode, music_like
 from test_cli import run_cli
 from test_daemon import _no_daemon_left_behind  # noqa: F401 (autouse: no daemon outlives a test)
 
-from tagger.analysis.model.trained import chooser_for
+from tagger.analysis.model.resolved import open_model
 from tagger.analysis.taxonomy import Selection, choose, genre_names, parent_tree
 from tagger.analysis.vocabulary import GenreMap, choose_mapped, parse
 from tagger.settings import ConfigError, build_settings
@@ -179,7 +179,7 @@ def test_a_trained_model_knows_its_classes_and_its_labels_vocabulary(tmp_path: P
     assert ok.genres.from_model("Bebop") == "Bebop"
     with pytest.raises(ConfigError, match="did you mean 'Bebop'"):
         build_settings({"model": model, "genres": {"include": ["Bepop"]}})
-    got = chooser_for(model)({"Bebop": 0.9, "Swing": 0.1}, ok.selection())
+    got = open_model(model).choose({"Bebop": 0.9, "Swing": 0.1}, ok.selection())
     assert [g for g, _ in got] == ["Bebop", "Jazz"]
     # A multi-label model scores every class it has, against thresholds that can be 0: an
     # excluded class must still never come out.
@@ -187,9 +187,9 @@ def test_a_trained_model_knows_its_classes_and_its_labels_vocabulary(tmp_path: P
     save(str(tmp_path / "multi.npz"), meta, arrays)
     multi = str(tmp_path / "multi.npz")
     plain = build_settings({"model": multi}).selection()
-    assert [g for g, _ in chooser_for(multi)({"Bebop": 0.9, "Swing": 0.0}, plain)] == ["Bebop", "Swing"]
+    assert [g for g, _ in open_model(multi).choose({"Bebop": 0.9, "Swing": 0.0}, plain)] == ["Bebop", "Swing"]
     sel = build_settings({"model": multi, "genres": {"exclude": ["Swing"]}}).selection()
-    assert [g for g, _ in chooser_for(multi)({"Bebop": 0.9, "Swing": 0.0}, sel)] == ["Bebop"]
+    assert [g for g, _ in open_model(multi).choose({"Bebop": 0.9, "Swing": 0.0}, sel)] == ["Bebop"]
 
 
 # --- every front door -----------------------------------------------------------------------------

@@ -114,19 +114,26 @@ class GenrePredictPlugin(BeetsPlugin):
             return "missing"
         return "merge" if self.config["keep_existing"].get(bool) else "overwrite"
 
-    def _scanner(self, album: bool | None = None) -> Any:
-        """genre-tagger's library pipeline (no roots, writes nothing: beets writes the files).
-        Its ``decision_key`` says what a decision depended on (policy, selection, model, map,
-        album mode): ``album`` for this run, else the config's."""
+    def _source(self) -> Any:
+        """genre-tagger's score source: the same cache-then-engine loop as ``scan`` (identity
+        reuse, duplicates analysed once, the engine loaded only if something needs analysing)."""
         from tagger.cache import Cache
-        from tagger.library.pipeline import Scanner, ScanOptions
+        from tagger.library.scores import ScoreSource
 
         settings = self._settings()
         if self._cache is None:
             self._cache = Cache(settings.cache_url)
-        options = ScanOptions(roots=(), policy=self._policy(), dry_run=True,  # type: ignore[arg-type]
-                              album=self._album() if album is None else album)
-        return Scanner(options, settings.engine_config(), self._cache, self._engine)
+        return ScoreSource(settings.engine_config(), self._cache, self._engine)
+
+    def _key(self, album: bool) -> str:
+        """What a decision depends on (policy, selection, model, map, album mode), as
+        ``genre-tagger scan`` keys its own: stored in ``genre_decided``."""
+        from tagger.library.policy import decision_key
+        from tagger.tags import TagOptions
+
+        settings = self._settings()
+        return str(decision_key(self._policy(), settings.selection(),  # type: ignore[arg-type]
+                                TagOptions(), self._source().model.version, album))
 
     def _album(self) -> bool:
         return bool(self.config["album"].get(bool))
@@ -136,15 +143,15 @@ class GenrePredictPlugin(BeetsPlugin):
     def _scores(self, items: Sequence[Item]) -> dict[str, Any]:
         """Path -> cache row for every item that could be analysed; errors logged, never raised.
 
-        The same cache-then-engine loop as ``genre-tagger scan`` (identity reuse, duplicates
-        analysed once, the engine loaded only if something needs analysing).
+        Through genre-tagger's score source (:meth:`_source`), claiming the files as ``scan``
+        and the daemon do.
         """
         from tagger.analysis.engine import Failure
         from tagger.cache.queue import Claims, WorkQueue
         from tagger.display import display
         from tagger.errors import EnvironmentProblem
 
-        scanner = self._scanner()
+        source = self._source()
         items_with_stat = []
         failed = 0
         for item in items:
@@ -164,9 +171,9 @@ class GenrePredictPlugin(BeetsPlugin):
 
         try:
             # claimed as the daemon and scan claim theirs: no file is analysed by two at once
-            with Claims(WorkQueue(scanner.cache), "beets") as claims:
+            with Claims(WorkQueue(source.cache), "beets") as claims:
                 for paths, _ in claims.rounds(list(stats), on_wait=waiting):
-                    for found in scanner.scores([(p, self._stat(p, stats)) for p in paths]):
+                    for found in source.scores([(p, self._stat(p, stats)) for p in paths]):
                         claims.done(found.path)
                         if isinstance(found.result, Failure):
                             failed += 1
@@ -177,7 +184,7 @@ class GenrePredictPlugin(BeetsPlugin):
                         fresh += found.action == "analysed"
         except EnvironmentProblem as e:  # the machine's fault: say so once, blame no file
             self._log.error("genre-tagger cannot run: {}", display(str(e)))
-        self._engine = scanner.loaded_engine
+        self._engine = source.loaded_engine
         self._log.info("{} analysed, {} from the genre-tagger cache, {} failed",
                        fresh, len(rows) - fresh, failed)
         return rows
@@ -192,10 +199,7 @@ class GenrePredictPlugin(BeetsPlugin):
 
     def _choose(self, genre_scores: dict[str, float]) -> list[tuple[str, float]]:
         """The shipped taxonomy's rule, or a trained model's per-class thresholds."""
-        from tagger.analysis.model.trained import chooser_for
-
-        settings = self._settings()
-        return chooser_for(settings.model)(genre_scores, settings.selection())
+        return list(self._source().model.choose(genre_scores, self._settings().selection()))
 
     @staticmethod
     def _existing(obj: Item | Album) -> list[str]:
@@ -247,7 +251,7 @@ class GenrePredictPlugin(BeetsPlugin):
                 and self._split(obj.get("genre_predicted")) == self._existing(obj))
 
     def _apply_items(self, items: Sequence[Item], write: bool, store: bool) -> None:
-        key = self._scanner(album=False).decision_key
+        key = self._key(album=False)
         items = [i for i in items if not self._decided(i, key)]
         scores = self._scores(items)
         for item in items:
@@ -259,7 +263,7 @@ class GenrePredictPlugin(BeetsPlugin):
 
     def _apply_album(self, album: Album, items: Sequence[Item], write: bool, store: bool) -> None:
         """One genre set for the album, from its tracks' scores averaged."""
-        key = self._scanner(album=True).decision_key
+        key = self._key(album=True)
         if items and all(self._decided(i, key) for i in items):
             return  # every track carries this album's decision already
         scores = self._scores(items)

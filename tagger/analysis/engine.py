@@ -25,20 +25,13 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from tagger.analysis.budget import AdaptiveBudget
-from tagger.analysis.config import FIXED_BUDGET, EngineConfig, auto_jobs
+from tagger.analysis.config import EngineConfig, auto_jobs
 from tagger.analysis.decode import SegmentReader
 from tagger.analysis.embedding import instances, pack, pack_timeline, unpack
 from tagger.analysis.extract import TrackWindows, extract_windows, more_windows
 from tagger.analysis.model.mil import mean_by_track
+from tagger.analysis.model.resolved import Model, open_model
 from tagger.analysis.model.runner import window_scorer
-from tagger.analysis.model.trained import (
-    TrainedModel,
-    chooser_for,
-    is_trained,
-    load,
-    trained_scores,
-)
-from tagger.analysis.taxonomy import genre_scores
 from tagger.errors import MACHINE_ERRNOS, AudioError, Code, EnvironmentProblem
 
 log = logging.getLogger(__name__)
@@ -76,10 +69,8 @@ class Analysis(Protocol):
     """What a scan needs of an engine: this machine's :class:`Engine`, or the same on a Ray
     cluster (:class:`tagger.analysis.remote.RayEngine`)."""
 
-    trained: TrainedModel | None
-
-    @property
-    def model_version(self) -> str: ...
+    #: The model it runs (its version is what the cache records).
+    model: Model
 
     def predict_paths(self, paths: Iterable[str | Path]) -> Iterator[Result]: ...
 
@@ -195,15 +186,10 @@ class Engine:
 
     def __init__(self, config: EngineConfig | None = None) -> None:
         self.config = config or EngineConfig()
-        #: A trained head (``config.model`` is a model file), run on the base model's features.
-        self.trained: TrainedModel | None = load(self.config.model) if is_trained(
-            self.config.model) else None
-        if self.trained and isinstance(self.config.budget, AdaptiveBudget):
-            # The adaptive rule reads the base model's genre scores; a trained head decides
-            # from features, so it gets a fixed budget (features cached by an adaptive scan
-            # hold the windows that scan took).
-            self.config = replace(self.config, budget=FIXED_BUDGET)
-        base = self.trained.base if self.trained else self.config.model
+        #: The model (a trained head runs on its base's features, with a fixed budget).
+        self.model: Model = open_model(self.config.model)
+        self.config = self.model.config(self.config)
+        base = self.model.base
         #: Long-lived decoder children for the windows' seeks, shared by the decoding threads.
         self.reader = SegmentReader()
         if self.config.budget is not None:
@@ -219,10 +205,6 @@ class Engine:
         # the process, so it stays at one from here on: the models run on OpenVINO's, XLA's or
         # TensorFlow's own threads, and nothing else genre-tagger runs is a large product.
         threadpool_limits(limits=1, user_api="blas")
-
-    @property
-    def model_version(self) -> str:
-        return self.trained.version if self.trained else self.scorer.version
 
     def _safe_extract(self, path: str) -> TrackWindows | Failure:
         """A file's windows or its :class:`Failure`; the machine's own problems are raised.
@@ -330,16 +312,18 @@ class Engine:
         # when it re-decides from the cache.
         stored = pack(instances(feats))
         bag = unpack(stored)
-        genres = trained_scores(self.trained, bag) if self.trained else genre_scores(tags, song)
-        chosen = chooser_for(self.trained)(genres, self.config.selection)
+        raw = {t: float(s) for t, s in zip(tags, song)}
+        genres = self.model.scores(bag, raw)
+        assert genres is not None, "a fresh analysis on the model's own base always answers"
+        chosen = self.model.choose(genres, self.config.selection)
         return Prediction(
             path=track.windows.path,
             genres=chosen,
             genre_scores=genres,
-            raw={t: float(s) for t, s in zip(tags, song)},
+            raw=raw,
             windows=len(scores),
             seconds=track.windows.seconds,
-            model_version=self.model_version,
+            model_version=self.model.version,
             features=stored,
             base_version=self.scorer.version,
             timeline=pack_timeline(starts, scores) if len(starts) == len(scores) else None,

@@ -26,7 +26,7 @@ from typing import Any
 
 from tagger.analysis.config import EngineConfig
 from tagger.analysis.engine import Engine, Failure, Result
-from tagger.analysis.model.trained import TrainedModel, is_trained, load, version_of
+from tagger.analysis.model.resolved import Model, open_model
 from tagger.errors import AudioError, EnvironmentProblem, first_line, install_hint
 
 #: Files per actor call: enough tracks to fill the model's batches, few enough to spread a
@@ -152,8 +152,7 @@ class RayEngine:
         self.chunk = chunk
         #: Files sent as bytes to a machine that did not see them (the scan's log says how many).
         self.sent = 0
-        self.trained: TrainedModel | None = load(config.model) if is_trained(config.model) else None
-        self.model_version = version_of(config.model)
+        self.model: Model = open_model(config.model)
         self.actors: list[Any] = []
 
     def _start(self) -> None:
@@ -182,7 +181,7 @@ class RayEngine:
 
         # A trained model file goes with the actors (same name and bytes: the same version).
         model_file = ((Path(config.model).name, Path(config.model).read_bytes())
-                      if self.trained else None)
+                      if self.model.trained else None)
         actor = ray.remote(Analyser)
         for node in (n for n in ray.nodes() if n.get("Alive")):
             gpus = node.get("Resources", {}).get("GPU", 0)

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from sqlalchemy.exc import SQLAlchemyError
 
 from tagger.analysis.engine import Analysis
-from tagger.analysis.model.trained import version_of
+from tagger.analysis.model.resolved import open_model
 from tagger.cache import Cache, TrackRow
 from tagger.cache.owners import HEARTBEAT, process_id
 from tagger.cache.queue import DaemonState, WorkQueue
@@ -185,8 +185,8 @@ class Daemon:
             return
         roots_changed = new.roots != self.config.roots or new.observer != self.config.observer
         old_key = self._scanner().decision_key
-        if (new.engine_config() != self.config.engine_config()
-                or (self._engine is not None and self._engine.model_version != version_of(new.model))):
+        if (new.engine_config() != self.config.engine_config() or (
+                self._engine is not None and self._engine.model.version != open_model(new.model).version)):
             # model (or a model file retrained in place), device, batch size, budget...: loaded
             # anew when needed
             self._engine = None

@@ -18,20 +18,14 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
-
 from tagger.analysis.config import EngineConfig
-from tagger.analysis.embedding import unpack
-from tagger.analysis.engine import Analysis, Engine, Failure, Prediction
-from tagger.analysis.model.catalog import get_model, model_version
-from tagger.analysis.model.trained import chooser_for, is_trained, trained_scores, version_of
-from tagger.analysis.model.trained import load as load_model
-from tagger.analysis.taxonomy import album_scores, genre_scores
+from tagger.analysis.engine import Analysis, Failure
+from tagger.analysis.taxonomy import album_scores
 from tagger.cache import Cache, Intent, TrackRow
 from tagger.cache.queue import Claims, WorkQueue
 from tagger.cache.store import StatEntry, Status
@@ -39,8 +33,8 @@ from tagger.errors import Code
 from tagger.faults import checkpoint
 from tagger.formats.identity import audio_identity, trusted
 from tagger.library.albums import album_of
-from tagger.library.policy import Policy, Why, decide, same_genres
-from tagger.library.reuse import cached_row, copy_scores, failure_key, record_prediction
+from tagger.library.policy import Policy, Why, decide, decision_key, same_genres
+from tagger.library.scores import Scored, ScoreSource, failure_key
 from tagger.library.walk import real_roots, unreadable_reason, walk, within
 from tagger.stopping import Flag, Stop
 from tagger.tags import TagOptions, TagWriteError, read_genres, write_genres
@@ -96,16 +90,6 @@ class Outcome:
 Hold = Callable[[str, list[str]], bool]
 
 
-@dataclass(frozen=True)
-class Scored:
-    """A file's scores (its cache row) or why it has none."""
-
-    path: str
-    stat: os.stat_result  # as found: a write checks the file still matches it
-    result: TrackRow | Failure
-    action: Action
-
-
 @dataclass
 class ScanReport:
     counts: Counter[str] = field(default_factory=Counter)
@@ -141,34 +125,19 @@ class Scanner:
         self.options = options
         self.config = engine_config
         self.cache = cache
-        self._engine = engine
+        self.source = ScoreSource(engine_config, cache, engine)
+        self.model = self.source.model
         self.roots = real_roots(options.roots)
-        self.version = engine.model_version if engine else version_of(engine_config.model)
-        # A kept engine's model, not the file's current one: versions and scores must agree.
-        self.trained = (engine.trained if engine else
-                        load_model(engine_config.model) if is_trained(engine_config.model) else None)
-        self.choose = chooser_for(self.trained)
-        sel = engine_config.selection
-        t = options.tags
-        # What a decision depends on besides the scores; the map and album mode only when set,
-        # so a cache decided without them stays settled.
-        extra = "".join([f"|map:{fp}" if (fp := sel.genres.fingerprint()) else "",
-                         "|album" if options.album else ""])
-        self.decision_key = (f"{options.policy}|{sel.top_k}|{sel.min_confidence}|{sel.relative}|"
-                             f"{t.id3_version}|{t.id3v23_separator}|{self.version}{extra}")
+        self.decision_key = decision_key(options.policy, engine_config.selection, options.tags,
+                                         self.model.version, options.album)
         self.failure_key = failure_key()
-
-    @property
-    def engine(self) -> Analysis:
-        if self._engine is None:
-            self._engine = Engine(self.config)
-        return self._engine
+        self.scores = self.source.scores
 
     @property
     def loaded_engine(self) -> Analysis | None:
         """The engine if this scan needed (and so loaded) one: the daemon keeps it for the next
         batch."""
-        return self._engine
+        return self.source.loaded_engine
 
     def settled(self, known: StatEntry | None, st: os.stat_result) -> bool:
         """Nothing to do: same size and mtime as cached, and decided under this model, policy
@@ -185,7 +154,7 @@ class Scanner:
         if known.status == "failed":
             return not self.options.retry_failed and known.decision_key in (
                 self.decision_key, self.failure_key)
-        return (known.status != "deleted" and known.model_version == self.version
+        return (known.status != "deleted" and known.model_version == self.model.version
                 and known.decision_key == self.decision_key)
 
     # --- the scan ----------------------------------------------------------------------------
@@ -344,7 +313,7 @@ class Scanner:
         for path in others:
             row = self.cache.get(path)
             if (row is None or row.status not in ("done", "abstained") or not row.genre_scores
-                    or row.model_version != self.version):
+                    or row.model_version != self.model.version):
                 continue
             try:
                 st = os.stat(path)
@@ -365,109 +334,9 @@ class Scanner:
             return
         rows = [(m, m.result) for m in members if isinstance(m.result, TrackRow)]
         scores = album_scores([row.genre_scores for _, row in rows])
-        chosen = [g for g, _ in self.choose(scores, self.config.selection)]
+        chosen = [g for g, _ in self.model.choose(scores, self.config.selection)]
         for m, row in rows:
             record(replace(self._apply(m.path, row, m.action, m.stat, chosen), album=key))
-
-    # --- cached or analysed -------------------------------------------------------------------
-
-    def scores(self, items: Iterable[tuple[str, os.stat_result]],
-               stop: Stop | None = None) -> Iterator[Scored]:
-        """Every file's scores, cheapest first: from the cache (its own row after a tag edit,
-        another path's after a move, rename or copy), else from the engine, in cross-track
-        batches. Every file comes out, with its row or its failure; the cache holds both.
-
-        The one cache-then-engine loop: ``scan``, the daemon's batches and the beets plugin.
-        """
-        stop = stop or Flag()
-        todo: dict[str, tuple[os.stat_result, str | None]] = {}
-        for path, st in items:
-            if stop.is_set():
-                return
-            found, audio_id = cached_row(self.cache, path, st, self.version)
-            if found is None:
-                todo[path] = (st, audio_id)
-            elif found.path == path:  # its own row: a tag edit, or a new policy or selection
-                self.cache.upsert(path, size=st.st_size, mtime_ns=st.st_mtime_ns, audio_id=audio_id)
-                yield Scored(path, st, found, "reused")
-            elif not os.path.exists(found.path):
-                self.cache.move(found.path, path, size=st.st_size, mtime_ns=st.st_mtime_ns)
-                yield Scored(path, st, self.cache.get(path) or found, "moved")
-            else:
-                copy_scores(self.cache, path, found, st, audio_id)
-                yield Scored(path, st, self.cache.get(path) or found, "reused")
-        if todo and not stop.is_set():
-            yield from self._rescored(todo)
-        if todo and not stop.is_set():
-            yield from self._analysed(todo, stop)
-
-    def _rescored(self, todo: dict[str, tuple[os.stat_result, str | None]]) -> Iterator[Scored]:
-        """Files whose audio's features are stored (any front door analysed it, under any
-        model): decided from them, nothing decoded. A trained head runs on the stored bag; the
-        shipped model's own scores are stored with it (so switching back is free too).
-        Taken out of ``todo``."""
-        model = self.trained
-        base = model.base if model else self.config.model
-        ids = [str(a) for _, a in todo.values() if trusted(a)]
-        stored = self.cache.features(ids, model_version(base)) if ids else {}
-        tags = get_model(base).tags
-        for path, (st, audio_id) in list(todo.items()):
-            found = stored.get(str(audio_id))
-            if found is None:
-                continue
-            if model is not None:
-                try:
-                    genres = trained_scores(model, unpack(found.data))
-                except ValueError:
-                    continue  # not ours to trust: analysed again
-            elif all(t in found.raw_scores for t in tags):
-                genres = genre_scores(tags, np.asarray([found.raw_scores[t] for t in tags], np.float32))
-            else:
-                continue
-            result = Prediction(path, self.choose(genres, self.config.selection), genres,
-                                found.raw_scores, found.windows, 0.0, self.version)
-            record_prediction(self.cache, result, st, audio_id, self.version, analysed=False)
-            del todo[path]
-            yield Scored(path, st, self.cache.get(path) or _never(path), "rescored")
-
-    def _analysed(self, todo: dict[str, tuple[os.stat_result, str | None]],
-                  stop: Stop) -> Iterator[Scored]:
-        # Files with the same audio (a track on an album and on a compilation) are analysed once;
-        # if that one fails (its container may be the damaged part), its copies are analysed too.
-        copies: dict[str, list[str]] = {}  # the path analysed -> paths with the same audio
-        first_with: dict[str, str] = {}  # audio id -> the path analysed for it
-        for path, (_, audio_id) in todo.items():
-            if trusted(audio_id) and audio_id in first_with:
-                copies[first_with[str(audio_id)]].append(path)
-                continue
-            copies[path] = []
-            if trusted(audio_id):
-                first_with[str(audio_id)] = path
-        leaders = list(copies)
-        retry: list[str] = []  # filled while the leaders run
-
-        def feed(paths: list[str]) -> Iterator[str]:
-            for path in paths:
-                if stop.is_set():
-                    return  # in-flight files finish; the rest wait for the next scan
-                yield path
-
-        for paths in (leaders, retry):
-            if not paths:
-                continue
-            for result in self.engine.predict_paths(feed(paths)):
-                st, audio_id = todo[result.path]
-                record_prediction(self.cache, result, st, audio_id, self.version)
-                if isinstance(result, Failure):
-                    yield Scored(result.path, st, result, "failed")
-                    retry.extend(copies.get(result.path, []))
-                    continue
-                row = self.cache.get(result.path)
-                assert row is not None
-                yield Scored(result.path, st, row, "analysed")
-                for dup in copies.get(result.path, []):
-                    copy_scores(self.cache, dup, row, todo[dup][0], audio_id)
-                    yield Scored(dup, todo[dup][0], self.cache.get(dup) or row, "reused")
 
     # --- writing -----------------------------------------------------------------------------
 
@@ -480,7 +349,7 @@ class Scanner:
         copy is about to replace it, nothing is written (it changed after it was analysed).
         """
         if chosen is None:
-            chosen = [g for g, _ in self.choose(row.genre_scores, self.config.selection)]
+            chosen = [g for g, _ in self.model.choose(row.genre_scores, self.config.selection)]
         if row.decision_key == REVERTED and not self.options.retag_reverted:
             if not self.options.dry_run:  # its new stat, so it is not looked at again
                 self.cache.upsert(path, size=st.st_size, mtime_ns=st.st_mtime_ns)
@@ -625,10 +494,6 @@ def revert(roots: tuple[str, ...], cache: Cache, tags: TagOptions, dry_run: bool
             checkpoint("after-commit")
         outcomes.append(Outcome(path, "reverted", old=current, new=before))
     return outcomes
-
-
-def _never(path: str) -> TrackRow:
-    raise AssertionError(f"{path}: recorded, then not found in the cache")
 
 
 def resolve(paths: tuple[str, ...]) -> tuple[str, ...]:

@@ -15,7 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from tagger.analysis.taxonomy import Selection
+    from tagger.tags.base import TagOptions
 
 Policy = Literal["missing", "merge", "overwrite"]
 POLICIES: tuple[Policy, ...] = ("missing", "merge", "overwrite")
@@ -87,3 +91,14 @@ def decide(current: list[str], predicted: list[str], policy: Policy,
     if same_genres(new, current):
         return Decision(None, "same")
     return Decision(new, "write")
+
+
+def decision_key(policy: Policy, selection: Selection, tags: TagOptions, version: str,
+                 album: bool) -> str:
+    """What a decision depends on besides the scores: stored with each decision, so a file
+    decided under the same key is settled, and a changed setting is a new decision. The map and
+    album mode are added only when set, so a cache decided without them stays settled."""
+    extra = "".join([f"|map:{fp}" if (fp := selection.genres.fingerprint()) else "",
+                     "|album" if album else ""])
+    return (f"{policy}|{selection.top_k}|{selection.min_confidence}|{selection.relative}|"
+            f"{tags.id3_version}|{tags.id3v23_separator}|{version}{extra}")

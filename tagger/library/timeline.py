@@ -3,22 +3,18 @@ audio's per-window scores, else by analysing the file (nothing is written)."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
 
-from tagger.analysis.embedding import instances, unpack, unpack_timeline
+from tagger.analysis.embedding import instances
 from tagger.analysis.engine import Failure
 from tagger.analysis.features import HOP, N_FRAMES, SAMPLE_RATE
-from tagger.analysis.model.catalog import get_model, model_version
-from tagger.analysis.model.trained import chooser_for, is_trained, trained_scores, version_of
-from tagger.analysis.model.trained import load as load_model
+from tagger.analysis.model.trained import trained_scores
 from tagger.analysis.taxonomy import genre_scores
 from tagger.cache import Cache
 from tagger.errors import TaggerError
-from tagger.formats.identity import trusted
-from tagger.library.reuse import cached_row
+from tagger.library.scores import ScoreSource
 from tagger.settings import Settings
 
 WINDOW_SECONDS = N_FRAMES * HOP / SAMPLE_RATE
@@ -40,47 +36,25 @@ class Timeline:
 
 def timeline(path: str, settings: Settings, cache: Cache, limit: int = 6,
              fresh: bool = False) -> Timeline:
-    model = settings.model
-    trained = load_model(model) if is_trained(model) else None
-    base = trained.base if trained else model
-    st = os.stat(path)
-    _, audio_id = cached_row(cache, path, st, version_of(model))
-    stored = (cache.features([str(audio_id)], model_version(base)).get(str(audio_id))
-              if trusted(audio_id) else None)
-    tags = get_model(base).tags
-    found = None
-    if (not fresh and stored is not None and stored.timeline
-            and all(t in stored.raw_scores for t in tags)):
-        try:
-            found = (*unpack_timeline(stored.timeline), unpack(stored.data))
-        except ValueError:
-            found = None  # not ours to trust: analysed again
-    if found is not None and stored is not None:
-        starts, raw, feats = found
-        song_raw, source = stored.raw_scores, "cache"
-    else:
-        from tagger.analysis.engine import Engine
-
-        result = Engine(settings.engine_config()).predict(path)
-        if isinstance(result, Failure):
-            raise NoTimeline(f"{path}: {result.reason}")
-        if result.timeline is None or result.features is None:
-            raise NoTimeline(f"{path}: the analysis kept no window scores")
-        starts, raw = unpack_timeline(result.timeline)
-        feats, song_raw, source = unpack(result.features), result.raw, "analysed"
-    centres = starts + WINDOW_SECONDS / 2
+    source = ScoreSource(settings.engine_config(), cache)
+    model = source.model
+    got = source.timeline(path, fresh)
+    if isinstance(got, Failure):
+        raise NoTimeline(f"{path}: {got.reason}")
+    centres = got.starts + WINDOW_SECONDS / 2
     sel = settings.selection()
-    if trained is not None:  # the head scores each stored segment as a song of its own
-        times = instances(centres[:, None].astype(np.float32), len(feats))[:, 0]
-        per = [trained_scores(trained, feats[i:i + 1]) for i in range(len(feats))]
-        song = trained_scores(trained, feats)
+    if model.trained is not None:  # the head scores each stored segment as a song of its own
+        times = instances(centres[:, None].astype(np.float32), len(got.bag))[:, 0]
+        per = [trained_scores(model.trained, got.bag[i:i + 1]) for i in range(len(got.bag))]
+        song = trained_scores(model.trained, got.bag)
         unit = "segment"
     else:
+        tags = model.tags
         times = centres
-        per = [genre_scores(tags, raw[i]) for i in range(len(raw))]
-        song = genre_scores(tags, np.asarray([song_raw[t] for t in tags], np.float32))
+        per = [genre_scores(tags, got.raw[i]) for i in range(len(got.raw))]
+        song = genre_scores(tags, np.asarray([got.song_raw[t] for t in tags], np.float32))
         unit = "window"
-    chosen = chooser_for(trained)(song, sel)
+    chosen = model.choose(song, sel)
     mine = [sel.genres.scores(p) for p in per]
     overall = sel.genres.scores(song)
     names = [g for g, _ in chosen if g in overall]
@@ -88,7 +62,7 @@ def timeline(path: str, settings: Settings, cache: Cache, limit: int = 6,
     names = names[:max(limit, len(chosen))]
     return Timeline([round(float(t), 2) for t in times],
                     {g: [float(p.get(g, 0.0)) for p in mine] for g in names},
-                    list(chosen), trained.version if trained else model_version(model), source, unit)
+                    list(chosen), model.version, got.source, unit)
 
 
 __all__ = ["NoTimeline", "Timeline", "timeline"]

@@ -17,16 +17,15 @@ from typing import Any
 import numpy as np
 
 from tagger import __version__
-from tagger.analysis.budget import AdaptiveBudget
-from tagger.analysis.config import FIXED_BUDGET, EngineConfig
+from tagger.analysis.config import EngineConfig
 from tagger.analysis.embedding import unpack
 from tagger.analysis.model.catalog import model_version
+from tagger.analysis.model.resolved import open_model
 from tagger.analysis.model.trained import (
     DEFAULT_POOLING,
     Float32Array,
     Pooling,
     TrainedModel,
-    base_of,
     forward,
     save,
 )
@@ -34,9 +33,8 @@ from tagger.analysis.model.trained import load as load_model
 from tagger.analysis.taxonomy import GENRES, genre_scores
 from tagger.analysis.vocabulary import GenreMap
 from tagger.cache import Cache
-from tagger.cache.store import StoredFeatures
 from tagger.errors import TaggerError
-from tagger.formats.identity import audio_identity, trusted
+from tagger.library.scores import ScoreSource
 from tagger.settings import Settings
 from tagger.training.labels import Labelled, LabelSet
 from tagger.training.metrics import (
@@ -83,54 +81,22 @@ class Bags:
 
 def gather(labels: LabelSet, config: EngineConfig, cache: Cache, say: Say) -> Bags:
     """Every labelled file's bag: stored features by audio identity, else analysed (and stored)."""
-    from tagger.analysis.engine import Engine, Failure
-
-    base_version = model_version(config.model)
-    ids: dict[str, str | None] = {}
-    for f in labels.files:
-        try:
-            st = os.stat(f.path)
-            row = cache.get(f.path)  # unchanged since the cache saw it: no need to hash it again
-            known = row is not None and (row.size, row.mtime_ns) == (st.st_size, st.st_mtime_ns)
-            ids[f.path] = row.audio_id if known and row and row.audio_id else audio_identity(f.path)
-        except OSError:
-            ids[f.path] = None
-    stored = cache.features([str(a) for a in ids.values() if trusted(a)], base_version)
-    found: dict[str, StoredFeatures] = {p: stored[str(a)] for p, a in ids.items()
-                                        if trusted(a) and str(a) in stored}
-    todo = [f.path for f in labels.files if f.path not in found]
-    say(f"features: {len(found)} of {len(labels.files)} files from the cache, "
-        f"{len(todo)} to analyse")
-    failures: list[tuple[str, str]] = []
-    if todo:
-        engine = Engine(config)
-        for n, r in enumerate(engine.predict_paths(todo), 1):
-            if isinstance(r, Failure):
-                failures.append((r.path, r.reason))
-            else:
-                assert r.features is not None
-                sf = StoredFeatures(r.windows, r.features, r.raw, r.timeline)
-                found[r.path] = sf
-                if trusted(ids[r.path]):
-                    cache.put_features(str(ids[r.path]), base_version, sf)
-            if n % 25 == 0 or n == len(todo):
-                say(f"  analysed {n}/{len(todo)}")
-    files = [f for f in labels.files if f.path in found]
-    return Bags(files, [unpack(found[f.path].data) for f in files],
-                [found[f.path].raw_scores for f in files], failures,
-                from_cache=len(labels.files) - len(todo), analysed=len(todo) - len(failures))
+    got = ScoreSource(config, cache).features([f.path for f in labels.files], say)
+    files = [f for f in labels.files if f.path in got.found]
+    return Bags(files, [unpack(got.found[f.path].data) for f in files],
+                [got.found[f.path].raw_scores for f in files], got.failures,
+                from_cache=got.from_cache, analysed=len(labels.files) - got.from_cache - len(got.failures))
 
 
 def features_for(labels: LabelSet, settings: Settings, cache: Cache,
                  say: Say) -> tuple[Bags, str]:
     """The labelled files' bags under the settings' base model (analysing what the cache
     lacks), and that model's name. Files that cannot be analysed are said and left out."""
-    base = base_of(settings.model)  # a head learns from the shipped model's features
-    config = replace(settings.engine_config(), model=base)
-    if isinstance(config.budget, AdaptiveBudget):
-        # The adaptive rule stops once the shipped model's top genre is settled; a head learns
-        # from the features, so files analysed for training get the fixed budget.
-        config = replace(config, budget=FIXED_BUDGET)
+    model = open_model(settings.model)
+    base = model.base  # a head learns from the shipped model's features...
+    # ...with the budget a trained head gets (not the adaptive rule's, which stops once the
+    # shipped model's top genre is settled)
+    config = replace(model.config(settings.engine_config()), model=base)
     data = gather(labels, config, cache, say)
     for path, reason in data.failures:
         say(f"error {path}: {reason}")

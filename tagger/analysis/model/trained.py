@@ -14,18 +14,17 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache, partial
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
 
-from tagger.analysis.model.catalog import MODELS, get_model, model_version
-from tagger.analysis.taxonomy import Selection, choose, genre_names, genres_of
-from tagger.analysis.vocabulary import choose_mapped
+from tagger.analysis.model.catalog import MODELS, model_version
+from tagger.analysis.taxonomy import Selection
 from tagger.errors import TaggerError
 
 Float32Array = npt.NDArray[np.float32]
@@ -228,35 +227,3 @@ def trained_scores(model: TrainedModel, bag: Float32Array) -> dict[str, float]:
     probs = model.predict(bag)
     ranked = sorted(zip(model.classes, probs.tolist()), key=lambda kv: (-kv[1], kv[0]))
     return {c: float(p) for c, p in ranked}
-
-
-Chooser = Callable[[Mapping[str, float], Selection], list[tuple[str, float]]]
-
-
-def chooser_for(model: str | TrainedModel | None) -> Chooser:
-    """How genres are chosen from a row's scores under ``model`` (a name, a file, or a loaded
-    trained model; None: the shipped rule): a trained model's per-class thresholds, else the
-    shipped taxonomy's confidence rule; then the selection's genre map."""
-    if isinstance(model, str):
-        model = load(model) if is_trained(model) else None
-    return partial(choose_mapped, model.choose if model is not None else choose)
-
-
-def vocabulary_of(model: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The genres ``model`` can name, and other genre names its training labels had (left out
-    by the map or too rare): names a genre map may mention without being a mistake."""
-    if is_trained(model):
-        m = load(model)
-        return tuple(m.classes), tuple(m.meta.get("training", {}).get("vocabulary", ()))
-    # Every shipped genre is a known word, so one map serves all shipped models.
-    return genres_of(get_model(model).tags), genre_names()
-
-
-def version_of(model: str) -> str:
-    """The version the cache records for predictions of ``model`` (shipped name or file)."""
-    return load(model).version if is_trained(model) else model_version(model)
-
-
-def base_of(model: str) -> str:
-    """The shipped model whose windows and features ``model`` uses."""
-    return load(model).base if is_trained(model) else model
