@@ -35,6 +35,9 @@ from tagger.settings import DEVICES, LOG_LEVELS, OBSERVERS, PRECISIONS, ConfigEr
 from tagger.stopping import Flag, on_signals
 from tagger.tags.base import HARD_LINKS
 
+#: Genres chosen for a file, most confident first (empty: it abstained).
+Chosen = list[tuple[str, float]]
+
 EXIT_OK = 0
 EXIT_FAILED = 1  # some files failed; the others were done
 EXIT_USAGE = 2  # click's own code for usage errors; also environment errors
@@ -203,21 +206,21 @@ def genre_map_for_labels(settings: Settings, labels: Any) -> None:
         raise EnvironmentProblem(f"configuration: {display(str(e))}") from None
 
 
-def _as_json(r: Result) -> dict[str, Any]:
+def _as_json(r: Result, chosen: Chosen) -> dict[str, Any]:
     """One file's JSON entry; ``path`` is exactly the path given or found (see :func:`as_json_text`)."""
     if isinstance(r, Failure):
         return {"path": r.path, "ok": False, "error": r.code, "reason": r.reason}
     return {"path": r.path, "ok": True, "genres": [{"genre": g, "confidence": round(s, 4)}
-                                                   for g, s in r.genres],
+                                                   for g, s in chosen],
             "genre_scores": {k: round(v, 4) for k, v in r.genre_scores.items()},
             "raw": {k: round(v, 4) for k, v in r.raw.items()},
             "windows": r.windows, "seconds": round(r.seconds, 2), "model": r.model_version}
 
 
-def _as_line(r: Prediction) -> str:
-    if not r.genres:
+def _as_line(r: Prediction, chosen: Chosen) -> str:
+    if not chosen:
         return f"{display(r.path)}: (no genre reached the minimum confidence)"
-    return f"{display(r.path)}: " + ", ".join(f"{g} {s:.2f}" for g, s in r.genres)
+    return f"{display(r.path)}: " + ", ".join(f"{g} {s:.2f}" for g, s in chosen)
 
 
 def run_predict(paths: list[str], config: EngineConfig, as_json: bool,
@@ -249,15 +252,17 @@ def run_predict(paths: list[str], config: EngineConfig, as_json: bool,
         task = bar.add_task("analysing", total=len(paths))
         for r in engine.predict_paths(paths):
             bar.advance(task)
+            chosen = [] if isinstance(r, Failure) else engine.model.choose(r.genre_scores,
+                                                                            config.selection)
             if isinstance(r, Failure):
                 failures += 1
                 err.print(error_text(r.path, r.reason), highlight=False, soft_wrap=True)
             elif not as_json:
                 if show_bar and sys.stdout.isatty():  # same terminal: print above the bar
-                    bar.console.print(Text(_as_line(r)), highlight=False, soft_wrap=True)
+                    bar.console.print(Text(_as_line(r, chosen)), highlight=False, soft_wrap=True)
                 else:
-                    click.echo(_as_line(r))
-            results.append(_as_json(r))
+                    click.echo(_as_line(r, chosen))
+            results.append(_as_json(r, chosen))
     if as_json:
         sys.stdout.write(as_json_text(results) + "\n")
     if failures:
@@ -598,7 +603,7 @@ def _show_plot(files: tuple[str, ...], out: Path, settings: Settings, fresh: boo
         raise click.UsageError(f"{display(files[0])}: no such file")
     with _open_cache(settings.cache_url) as cache:
         try:
-            t = timeline(path, settings, cache, fresh=fresh)
+            t = timeline(path, settings.engine_config(), cache, fresh=fresh)
         except NoTimeline as e:
             click.echo(f"error {display(str(e))}", err=True)
             return EXIT_FAILED

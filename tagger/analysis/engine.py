@@ -39,8 +39,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Prediction:
+    """A file's scores. Which genres it gets is chosen where they are used (``Model.choose``:
+    scan's and the daemon's writes, the plugin, ``predict``'s output), once, by the model."""
+
     path: str
-    genres: list[tuple[str, float]]  # chosen, most confident first; empty = abstained
     genre_scores: dict[str, float]  # every canonical genre
     raw: dict[str, float]  # every raw model tag
     windows: int
@@ -315,10 +317,8 @@ class Engine:
         raw = {t: float(s) for t, s in zip(tags, song)}
         genres = self.model.scores(bag, raw)
         assert genres is not None, "a fresh analysis on the model's own base always answers"
-        chosen = self.model.choose(genres, self.config.selection)
         return Prediction(
             path=track.windows.path,
-            genres=chosen,
             genre_scores=genres,
             raw=raw,
             windows=len(scores),

@@ -70,7 +70,7 @@ class Daemon:
         self.state = DaemonState(self.cache)
         self.settler = Settler(self.config.settle_seconds)
         self.watchers: Watchers | None = None
-        self._engine: Analysis | None = None
+        self._scanner: Scanner | None = None
         self.processed = 0
         self.failed = 0
         self.day = time.strftime("%Y-%m-%d")
@@ -184,20 +184,22 @@ class Daemon:
             log.error("SIGHUP: keeping the old configuration: %s", display(str(e)))
             return
         roots_changed = new.roots != self.config.roots or new.observer != self.config.observer
-        old_key = self._scanner().decision_key
-        if (new.engine_config() != self.config.engine_config() or (
-                self._engine is not None and self._engine.model.version != open_model(new.model).version)):
+        old = self.scanner
+        engine = old.loaded_engine
+        if engine is not None and (new.engine_config() != self.config.engine_config()
+                                   or engine.model.version != open_model(new.model).version):
             # model (or a model file retrained in place), device, batch size, budget...: loaded
             # anew when needed
-            self._engine = None
+            engine = None
         self.config = new
+        self._scanner = self._new_scanner(engine)
         self.settler.settle = new.settle_seconds
         logging.getLogger().setLevel(new.log_level.upper())
         if roots_changed:
             self._watchers().stop()
             self._start_observers()
             self.state.set(roots=list(new.roots), watched=self._watchers().counts)
-        if roots_changed or self._scanner().decision_key != old_key:
+        if roots_changed or self.scanner.decision_key != old.decision_key:
             # a new genre map, policy, album mode...: every file is decided again (from the
             # cache: nothing is analysed again)
             self.reconcile()
@@ -205,11 +207,20 @@ class Daemon:
 
     # --- queueing ------------------------------------------------------------------------------
 
-    def _scanner(self) -> Scanner:
+    @property
+    def scanner(self) -> Scanner:
+        """The daemon's one scanner, for its life: its score source keeps the engine between
+        batches. Rebuilt when SIGHUP changes the settings (keeping the engine if they leave
+        the model as it was)."""
+        if self._scanner is None:
+            self._scanner = self._new_scanner(None)
+        return self._scanner
+
+    def _new_scanner(self, engine: Analysis | None) -> Scanner:
         cfg = self.config
         return Scanner(ScanOptions(roots=cfg.roots, policy=cfg.policy, tags=cfg.tag_options(),
                                    album=cfg.album),
-                       cfg.engine_config(), self.cache, self._engine)
+                       cfg.engine_config(), self.cache, engine)
 
     def reconcile(self, folders: list[str] | None = None) -> int:
         """Queue every file (under ``folders``, by default the roots) not settled in the cache:
@@ -217,7 +228,7 @@ class Daemon:
         killed."""
         tops = tuple(folders or self.config.roots)
         index = self.cache.stat_index()
-        scanner = self._scanner()
+        scanner = self.scanner
         n = 0
         def unreadable(path: str, e: OSError) -> None:
             log.warning("%s: %s", display(path), unreadable_reason(path, e))
@@ -242,7 +253,7 @@ class Daemon:
         except OSError:
             return
         known = self.cache.stat_index(paths=[path]).get(path)
-        if self._scanner().settled(known, st):
+        if self.scanner.settled(known, st):
             return  # our own tag write, or a touch that changed nothing we track
         self.queue.put(path, "changed" if known else "new")
 
@@ -314,10 +325,8 @@ class Daemon:
                 continue
             items.append((path, st))
         if items:
-            scanner = self._scanner()
             hold = self._album_incomplete([p for p, _ in items]) if self.config.album else None
-            report = scanner.run(paths=items, on_outcome=self._log_outcome, hold=hold)
-            self._engine = scanner.loaded_engine
+            report = self.scanner.run(paths=items, on_outcome=self._log_outcome, hold=hold)
             for o in report.outcomes:
                 if o.decision == "wait-album":  # analysed; decided once its album is complete
                     self.queue.later(o.path, self.config.settle_seconds + 1.0)

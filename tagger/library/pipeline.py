@@ -127,11 +127,16 @@ class Scanner:
         self.cache = cache
         self.source = ScoreSource(engine_config, cache, engine)
         self.model = self.source.model
-        self.roots = real_roots(options.roots)
         self.decision_key = decision_key(options.policy, engine_config.selection, options.tags,
                                          self.model.version, options.album)
         self.failure_key = failure_key()
         self.scores = self.source.scores
+
+    @property
+    def roots(self) -> tuple[str, ...]:
+        """The roots' real locations, resolved at each use: the daemon keeps one scanner for its
+        life, and a root that is a symlink may be pointed elsewhere meanwhile."""
+        return real_roots(self.options.roots)
 
     @property
     def loaded_engine(self) -> Analysis | None:

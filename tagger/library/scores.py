@@ -212,8 +212,8 @@ class ScoreSource:
                                        found.raw_scores)
             if genres is None:
                 continue  # not an analysis this model can answer from: analysed again
-            result = Prediction(path, self.model.choose(genres, self.config.selection), genres,
-                                found.raw_scores, found.windows, 0.0, self.model.version)
+            result = Prediction(path, genres, found.raw_scores, found.windows, 0.0,
+                                self.model.version)
             record_prediction(self.cache, result, st, audio_id, self.model.version, analysed=False)
             del todo[path]
             yield Scored(path, st, self.cache.get(path) or _never(path), "rescored")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tagger.analysis.config import EngineConfig
 from tagger.analysis.embedding import instances
 from tagger.analysis.engine import Failure
 from tagger.analysis.features import HOP, N_FRAMES, SAMPLE_RATE
@@ -15,7 +16,6 @@ from tagger.analysis.taxonomy import genre_scores
 from tagger.cache import Cache
 from tagger.errors import TaggerError
 from tagger.library.scores import ScoreSource
-from tagger.settings import Settings
 
 WINDOW_SECONDS = N_FRAMES * HOP / SAMPLE_RATE
 
@@ -34,15 +34,17 @@ class Timeline:
     unit: str  # "window" or "segment" (a trained model scores groups of windows)
 
 
-def timeline(path: str, settings: Settings, cache: Cache, limit: int = 6,
+def timeline(path: str, config: EngineConfig, cache: Cache, limit: int = 6,
              fresh: bool = False) -> Timeline:
-    source = ScoreSource(settings.engine_config(), cache)
+    """The file's scores window by window under ``config``'s model, and the genres its song
+    scores choose (at most ``limit`` genres drawn, the chosen ones first)."""
+    source = ScoreSource(config, cache)
     model = source.model
     got = source.timeline(path, fresh)
     if isinstance(got, Failure):
         raise NoTimeline(f"{path}: {got.reason}")
     centres = got.starts + WINDOW_SECONDS / 2
-    sel = settings.selection()
+    sel = config.selection
     if model.trained is not None:  # the head scores each stored segment as a song of its own
         times = instances(centres[:, None].astype(np.float32), len(got.bag))[:, 0]
         per = [trained_scores(model.trained, got.bag[i:i + 1]) for i in range(len(got.bag))]
