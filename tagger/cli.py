@@ -29,9 +29,9 @@ from tagger.analysis.engine import Failure, Prediction, Result
 from tagger.analysis.model.catalog import MODELS
 from tagger.analysis.model.trained import DEFAULT_POOLING, POOLINGS
 from tagger.display import display
-from tagger.errors import TaggerError
+from tagger.errors import ConfigError, TaggerError
 from tagger.library.policy import POLICIES
-from tagger.settings import DEVICES, LOG_LEVELS, OBSERVERS, PRECISIONS, ConfigError, Settings, load_settings
+from tagger.settings import DEVICES, LOG_LEVELS, OBSERVERS, PRECISIONS, Settings, load_settings
 from tagger.stopping import Flag, on_signals
 from tagger.tags.base import HARD_LINKS
 
@@ -44,7 +44,7 @@ EXIT_USAGE = 2  # click's own code for usage errors; also environment errors
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 
 
-class EnvironmentProblem(click.ClickException):
+class SetupProblem(click.ClickException):
     """Something around the files is wrong (the cache, the config, ffmpeg): exit 2, not 1,
     so scripts can tell "fix your setup" from "some files failed"."""
 
@@ -82,12 +82,12 @@ def require_ffmpeg() -> None:
     as failed): say so once, before anything is loaded (``ffmpeg -version`` is run, so a broken
     one is caught too)."""
     from tagger.analysis.decode import check_decoder
-    from tagger.errors import EnvironmentProblem as MachineProblem
+    from tagger.errors import EnvironmentProblem
 
     try:
         check_decoder()
-    except MachineProblem as e:
-        raise EnvironmentProblem(display(str(e))) from None
+    except EnvironmentProblem as e:
+        raise SetupProblem(display(str(e))) from None
 
 
 def error_text(path: str, reason: str) -> Any:
@@ -193,7 +193,7 @@ def settings_from(kw: dict[str, Any], check_genres: bool = True, **more: Any) ->
         return load_settings(kw.pop("config_path", None), overrides={**overrides, **more},
                              check_genres=check_genres)
     except ConfigError as e:
-        raise EnvironmentProblem(f"configuration: {display(str(e))}") from None
+        raise SetupProblem(f"configuration: {display(str(e))}") from None
 
 
 def genre_map_for_labels(settings: Settings, labels: Any) -> None:
@@ -203,7 +203,7 @@ def genre_map_for_labels(settings: Settings, labels: Any) -> None:
     try:
         check_genre_map(settings, labels.vocabulary)
     except ConfigError as e:
-        raise EnvironmentProblem(f"configuration: {display(str(e))}") from None
+        raise SetupProblem(f"configuration: {display(str(e))}") from None
 
 
 def _as_json(r: Result, chosen: Chosen) -> dict[str, Any]:
@@ -320,12 +320,12 @@ cache_options = _with([CONFIG, DATABASE])
 def _open_cache(url: str | None) -> Any:
     """The cache, or exit 2 with one line saying why it cannot be opened."""
     from tagger.cache import Cache
-    from tagger.cache.store import CacheUnavailable
+    from tagger.errors import CacheUnavailable
 
     try:
         return Cache(url)
     except CacheUnavailable as e:
-        raise EnvironmentProblem(display(str(e))) from None
+        raise SetupProblem(display(str(e))) from None
 
 
 def _genres(genres: Sequence[str] | None, empty: str = "(none)") -> str:
@@ -557,11 +557,12 @@ def _left_why(counts: Any) -> str:
 
 def _genres_now(path: str, settings: Settings) -> tuple[list[str] | None, str | None]:
     """(the file's genres now, None), or (None, why they cannot be read)."""
-    from tagger.tags import TagWriteError, read_genres
+    from tagger.errors import TagError
+    from tagger.tags import read_genres
 
     try:
         return read_genres(path, settings.tag_options()), None
-    except TagWriteError as e:
+    except TagError as e:
         return None, e.reason
 
 
@@ -591,7 +592,8 @@ def _show_plot(files: tuple[str, ...], out: Path, settings: Settings, fresh: boo
     """``show FILE --plot OUT.png``: one file's genres over time (``fresh``: analysed now with
     the settings' budget, not the windows the cache kept)."""
     from tagger import plots
-    from tagger.library.timeline import NoTimeline, timeline
+    from tagger.errors import NoTimeline
+    from tagger.library.timeline import timeline
 
     if len(files) != 1:
         raise click.UsageError("--plot draws one file at a time")
@@ -690,8 +692,9 @@ def _still_ours(written: list[tuple[str, list[str]]], settings: Settings) -> dic
     (400 files, FLAC/MP3/Ogg/M4A, in 0.10-0.13 s), so some 10 s for 30,000 files; more where
     each open waits on a seek or a network share.
     """
+    from tagger.errors import TagError
     from tagger.library.policy import same_genres
-    from tagger.tags import TagWriteError, read_genres
+    from tagger.tags import read_genres
 
     tags = settings.tag_options()
     tagged = changed = missing = 0
@@ -700,7 +703,7 @@ def _still_ours(written: list[tuple[str, list[str]]], settings: Settings) -> dic
     for path, ours in written:
         try:
             now = read_genres(path, tags)
-        except TagWriteError as e:
+        except TagError as e:
             if e.code == "missing":
                 missing += 1
             else:
@@ -729,7 +732,7 @@ def _stats_plot(decided: list[tuple[str, list[str], dict[str, float]]], out: Pat
     try:
         plots.stats_png(out, genres, best, settings.min_confidence, len(decided), abstained)
     except OSError as e:
-        raise EnvironmentProblem(f"cannot write {display(str(out))}: {e.strerror or e}") from None
+        raise SetupProblem(f"cannot write {display(str(out))}: {e.strerror or e}") from None
     click.echo(f"drawn in {display(str(out))}", err=True)
 
 
@@ -938,7 +941,7 @@ def watch(roots: tuple[str, ...], config_path: Path | None, **flags: Any) -> Non
     try:
         settings = load_config()
     except ConfigError as e:
-        raise EnvironmentProblem(f"configuration: {display(str(e))}") from None
+        raise SetupProblem(f"configuration: {display(str(e))}") from None
     require_ffmpeg()
     setup_logging(settings.log_level)
     rc = Daemon(load_config, stop, reload).run()
@@ -954,14 +957,14 @@ def _status_cache(url: str | None, as_json: bool) -> Any:
     created (an empty one would say "never ran" while a daemon may be tagging without its
     memory); none, or a damaged one, is said in plain words (exit 2)."""
     from tagger.cache import Cache
-    from tagger.cache.store import CacheUnavailable
+    from tagger.errors import CacheUnavailable
 
     try:
         return Cache(url, create=False)
     except CacheUnavailable as e:
         if e.problem is not None and e.path is not None:
             _cache_problem(e.problem, e.path, e.detail or "", as_json)
-        raise EnvironmentProblem(display(str(e))) from None
+        raise SetupProblem(display(str(e))) from None
 
 
 def _cache_problem(problem: str, path: str, detail: str, as_json: bool) -> NoReturn:
@@ -978,7 +981,7 @@ def _cache_problem(problem: str, path: str, detail: str, as_json: bool) -> NoRet
     if as_json:
         click.echo(as_json_text({"state": "unknown", "cache": problem, "database": where,
                                  "message": text}))
-    raise EnvironmentProblem(display(text))
+    raise SetupProblem(display(text))
 
 
 @main.command()
@@ -1008,7 +1011,7 @@ def status(as_json: bool, **kw: Any) -> None:
         if path is not None and is_damaged(problem):
             _cache_problem("damaged", path, first_line(getattr(problem, "orig", None) or problem),
                            as_json)
-        raise EnvironmentProblem("cannot read the cache database: "
+        raise SetupProblem("cannot read the cache database: "
                                  f"{display(first_line(problem))}") from None
     now = time.time()
     # A daemon on another machine (a shared PostgreSQL cache) is alive while it keeps publishing.

@@ -1,4 +1,22 @@
-"""Typed errors: each names the file and says, in words, what is wrong with it.
+"""Every error genre-tagger reports instead of crashing, in one place (as httpx's
+``_exceptions.py``). Each says in words what is wrong, and blames the right thing: a file, the
+machine, or what a person gave it.
+
+::
+
+    TaggerError
+    +-- AudioError              a file could not be analysed (code: stored, counted, retried by)
+    |   +-- MissingFile, NoPermission, NotAudio, CorruptAudio, TruncatedAudio, EmptyAudio,
+    |       SilentAudio, TooShort, DecodeTimeout, DecoderCrashed
+    +-- TagError                a file's tags could not be read or written; it is left as it was
+    +-- EnvironmentProblem      the machine is at fault, never recorded against a file
+    |   +-- DecoderMissing      no ffmpeg on PATH
+    +-- CacheUnavailable        the cache database cannot be opened (missing, damaged, a driver...)
+    +-- ConfigError             a configuration key or value is wrong
+    +-- ModelFileError          a model file cannot be used
+    +-- LabelError              training labels cannot be used as given
+    +-- TrainingError           training cannot go on
+    +-- NoTimeline              ``show --plot``: the file cannot be analysed
 
 ``code`` is a short stable token (stored in the cache, counted in summaries); ``str(error)`` is
 the line a person reads.
@@ -115,6 +133,55 @@ class EnvironmentProblem(TaggerError):
 
 class DecoderMissing(EnvironmentProblem):
     """No usable decoder is installed (ffmpeg not on PATH)."""
+
+
+class TagError(TaggerError):
+    """A file's tags could not be read or written; the file is left as it was.
+
+    ``code`` is a short stable token stored in the cache and counted in summaries.
+    """
+
+    def __init__(self, path: str | Path, reason: str, code: Code = "tag-error") -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+        self.code = code
+
+
+class CacheUnavailable(TaggerError):
+    """The cache database cannot be opened (a machine's problem, never a file's).
+
+    ``problem`` names the two cases a front door may want to say more about: ``"missing"``
+    (no SQLite file at ``path``, and the cache was opened with ``create=False``) and
+    ``"damaged"`` (the SQLite file at ``path`` is not a database, or a damaged one); None for
+    anything else (a driver, a server, permissions...). ``detail``: the database's own words."""
+
+    def __init__(self, message: str, problem: Literal["missing", "damaged"] | None = None,
+                 path: str | None = None, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.problem = problem
+        self.path = path
+        self.detail = detail
+
+
+class ConfigError(TaggerError):
+    """A configuration key or value is wrong; the message names it and says why."""
+
+
+class ModelFileError(TaggerError):
+    """A model file that cannot be used; the message says why in plain words."""
+
+
+class LabelError(TaggerError):
+    """The labels cannot be used as given (no such folder, an unreadable CSV, too few files)."""
+
+
+class TrainingError(TaggerError):
+    """Training cannot go on (too few usable files, ...); the message says why."""
+
+
+class NoTimeline(TaggerError):
+    """``show --plot``: the file cannot be analysed (the reason says why)."""
 
 
 #: Errors of the machine, not of a file: running out of descriptors, memory or processes.

@@ -30,7 +30,7 @@ from tagger.analysis.model.runner import Device, Precision
 from tagger.analysis.taxonomy import Selection, parent_tree
 from tagger.analysis.vocabulary import GenreMap
 from tagger.analysis.vocabulary import parse as parse_genre_map
-from tagger.errors import TaggerError
+from tagger.errors import ConfigError
 from tagger.library.policy import POLICIES, Policy
 from tagger.tags.base import HARD_LINKS, HardLinks, TagOptions
 
@@ -45,10 +45,6 @@ Budget = int | Literal["auto"]
 OBSERVERS: tuple[Observer, ...] = get_args(Observer)
 LOG_LEVELS: tuple[LogLevel, ...] = get_args(LogLevel)
 ENV_PREFIX = "GENRE_TAGGER_"
-
-
-class ConfigError(TaggerError):
-    """A configuration key or value is wrong; the message names it and says why."""
 
 
 @dataclass(frozen=True)
@@ -221,7 +217,8 @@ def build_settings(values: Mapping[str, Any], where: Mapping[str, str] | None = 
         if check and not check[0](value):
             raise ConfigError(f"{origin}: '{key}' must be {check[1]}, not {raw!r}")
         if key == "model" and value not in MODELS:
-            from tagger.analysis.model.trained import ModelFileError, load
+            from tagger.analysis.model.trained import load
+            from tagger.errors import ModelFileError
 
             try:
                 load(value)

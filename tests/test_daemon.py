@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 from daemons import REPO, Daemon, copy_slowly, no_daemon_left_behind, query, tagged, wait_until, wav_bytes
 
+from tagger.errors import ConfigError
 from tagger.formats.identity import audio_identity
-from tagger.settings import ConfigError, load_settings
+from tagger.settings import load_settings
 from tagger.tags import read_genres
 
 

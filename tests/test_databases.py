@@ -375,7 +375,7 @@ def test_each_daemon_publishes_its_own_state(db_url: str) -> None:
 
 @pytest.mark.parametrize("kind", ["postgresql"])
 def test_a_cache_that_cannot_be_opened_says_why(kind: str, postgres: object) -> None:
-    from tagger.cache.store import CacheUnavailable
+    from tagger.errors import CacheUnavailable
 
     url = postgres.url("no_such_database")  # type: ignore[attr-defined]
     with pytest.raises(CacheUnavailable, match="cannot open the cache database"):

@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 from tagfiles import TAG_FORMATS, make_tagged, snapshot
 
+from tagger.errors import TagError
 from tagger.formats.identity import audio_identity
-from tagger.tags import TagOptions, TagWriteError, read_genres, write_genres
+from tagger.tags import TagOptions, read_genres, write_genres
 
 GENRES = ["Electronic", "Ambient"]
 NOBODY = 65534
@@ -115,7 +116,7 @@ def test_a_hard_linked_file_is_left_alone_by_default(originals: dict[str, Path],
     other = seeding / "seed.mp3"
     os.link(p, other)
     data = p.read_bytes()
-    with pytest.raises(TagWriteError) as e:
+    with pytest.raises(TagError) as e:
         write_genres(p, GENRES)
     assert e.value.code == "hard-linked" and "hard-linked (2 names)" in e.value.reason
     assert p.read_bytes() == data and os.path.samefile(p, other) and p.stat().st_nlink == 2
@@ -182,7 +183,7 @@ def test_fat_through_fuse_tags(originals: dict[str, Path], fat: Path) -> None:
         data = p.read_bytes()
         try:
             write_genres(p, GENRES)
-        except TagWriteError as e:
+        except TagError as e:
             assert e.code == "unsafe-rewrite", (name, e)
             assert p.read_bytes() == data, name
             continue
@@ -210,7 +211,7 @@ def test_a_file_system_that_refuses_modes_is_named_and_the_refusal_is_permanent(
     shutil.copy2(originals["ogg"], backing / "a.ogg")
     os.chmod(backing / "a.ogg", 0o640)  # the new copy would be 0600: it cannot keep this
     data = (backing / "a.ogg").read_bytes()
-    with pytest.raises(TagWriteError) as e:
+    with pytest.raises(TagError) as e:
         write_genres(mount / "a.ogg", GENRES)
     assert e.value.code == "filesystem" and e.value.code not in TRANSIENT
     assert "fuse" in e.value.reason and "keeps no file modes" in e.value.reason
@@ -305,7 +306,7 @@ def race(originals: dict[str, Path], tmp_path: Path, seed: int) -> tuple[int, di
                 try:
                     write_genres(p, GENRES if outcomes.get(name) != "tagged" else ["Jazz"])
                     outcomes[name] = "tagged"
-                except TagWriteError as e:
+                except TagError as e:
                     assert e.code in ("changed", "busy"), (name, e)
                     outcomes.setdefault(name, e.code)
                 attempt = "tagged" if outcomes.get(name) == "tagged" else str(outcomes.get(name))
@@ -409,7 +410,7 @@ def test_a_user_swapping_a_folder_on_the_way_cannot_lead_a_root_writer_out(
                 try:
                     write_genres(p, GENRES, roots=(str(library),))
                     code = "tagged"
-                except TagWriteError as e:
+                except TagError as e:
                     code = e.code
                 codes[code] = codes.get(code, 0) + 1
     finally:
@@ -532,7 +533,7 @@ def test_a_comment_block_whose_lengths_do_not_hold_is_refused(originals: dict[st
     p = copy_in({"ogg": originals["ogg"]}, tmp_path)["ogg"]
     _set_raw_comments(p, [b"TITLE=Song", b"no equals sign"], count=9)  # 9 said, 2 there
     data = p.read_bytes()
-    with pytest.raises(TagWriteError) as e:
+    with pytest.raises(TagError) as e:
         write_genres(p, GENRES)
     assert e.value.code in ("unsafe-rewrite", "bad-tags") and "damaged" in e.value.reason
     assert p.read_bytes() == data

@@ -20,7 +20,7 @@ from tagger.analysis.engine import Engine
 from tagger.analysis.taxonomy import Selection
 from tagger.cache import Cache
 from tagger.cache.schema import SCHEMA_VERSION
-from tagger.cache.store import CacheUnavailable
+from tagger.errors import CacheUnavailable
 from tagger.library.pipeline import Scanner, ScanOptions, revert
 from tagger.library.policy import decide
 from tagger.tags import TagOptions, read_genres, write_genres

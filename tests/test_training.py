@@ -23,7 +23,8 @@ from pngs import series
 from test_plots import without_matplotlib
 
 from tagger.analysis.embedding import MAX_BYTES, instances, max_instances, pack, unpack
-from tagger.analysis.model.trained import ModelFileError, forward, load, save
+from tagger.analysis.model.trained import forward, load, save
+from tagger.errors import ModelFileError
 from tagger.library.policy import IN_WORDS
 from tagger.plots import HINT
 from tagger.training.metrics import group_folds, group_split, score

@@ -15,7 +15,8 @@ from test_daemon import _no_daemon_left_behind  # noqa: F401 (autouse: no daemon
 from tagger.analysis.model.resolved import open_model
 from tagger.analysis.taxonomy import Selection, choose, genre_names, parent_tree
 from tagger.analysis.vocabulary import GenreMap, choose_mapped, parse
-from tagger.settings import ConfigError, build_settings
+from tagger.errors import ConfigError
+from tagger.settings import build_settings
 from tagger.tags import read_genres, write_genres
 from tagger.training.labels import Labelled, label_set
 

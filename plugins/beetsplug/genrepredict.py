@@ -92,7 +92,8 @@ class GenrePredictPlugin(BeetsPlugin):
 
     def _settings(self) -> Any:
         """beets' config mapped onto genre-tagger's one settings object (checked the same way)."""
-        from tagger.settings import ConfigError, build_settings
+        from tagger.errors import ConfigError
+        from tagger.settings import build_settings
 
         keys = {"count": "top_k", "min_confidence": "min_confidence", "model": "model",
                 "device": "device", "precision": "precision", "budget": "budget",

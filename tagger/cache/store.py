@@ -30,7 +30,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from tagger.cache import owners
 from tagger.cache.schema import features as stored_features
 from tagger.cache.schema import intents, migrate, tracks
-from tagger.errors import TaggerError, first_line, install_hint
+from tagger.errors import CacheUnavailable, first_line, install_hint
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -185,22 +185,6 @@ def put_new_rows(conn: Connection, table: Table, key: str, rows: list[dict[str, 
         return
     for row in rows:
         put_row(conn, table, {key: row[key]}, {}, row)
-
-
-class CacheUnavailable(TaggerError):
-    """The cache database cannot be opened (a machine's problem, never a file's).
-
-    ``problem`` names the two cases a front door may want to say more about: ``"missing"``
-    (no SQLite file at ``path``, and the cache was opened with ``create=False``) and
-    ``"damaged"`` (the SQLite file at ``path`` is not a database, or a damaged one); None for
-    anything else (a driver, a server, permissions...). ``detail``: the database's own words."""
-
-    def __init__(self, message: str, problem: Literal["missing", "damaged"] | None = None,
-                 path: str | None = None, detail: str | None = None) -> None:
-        super().__init__(message)
-        self.problem = problem
-        self.path = path
-        self.detail = detail
 
 
 def sqlite_file(url: str) -> str | None:

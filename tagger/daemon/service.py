@@ -30,11 +30,11 @@ from tagger.analysis.model.resolved import open_model
 from tagger.cache import Cache, TrackRow
 from tagger.cache.owners import HEARTBEAT, process_id
 from tagger.cache.queue import DaemonState, WorkQueue
-from tagger.cache.store import CacheUnavailable, is_damaged
+from tagger.cache.store import is_damaged
 from tagger.daemon.notify import notify, watchdog_interval
 from tagger.daemon.watcher import Handler, Settler, Watchers
 from tagger.display import display
-from tagger.errors import EnvironmentProblem
+from tagger.errors import CacheUnavailable, EnvironmentProblem
 from tagger.formats.identity import audio_identity
 from tagger.library.albums import album_of
 from tagger.library.pipeline import REVERTED, TRANSIENT, UNSUPPORTED, Hold, Outcome, Scanner, ScanOptions

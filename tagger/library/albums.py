@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 
 from tagger.analysis.vocabulary import name_key
-from tagger.tags import TagWriteError, read_album
+from tagger.errors import TagError
+from tagger.tags import read_album
 
 #: Album artists that name no one: their albums count within a folder, like untagged ones
 #: (every "Greatest Hits" by "Various Artists" is not one album).
@@ -43,7 +44,7 @@ def album_of(path: str) -> str:
     """The key of the file at ``path``; a file whose tags cannot be read goes with its folder."""
     try:
         album, artist = read_album(path)
-    except (TagWriteError, OSError):
+    except (TagError, OSError):
         album = artist = ""
     return album_key(path, album, artist)
 

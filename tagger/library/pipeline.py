@@ -29,7 +29,7 @@ from tagger.analysis.taxonomy import album_scores
 from tagger.cache import Cache, Intent, TrackRow
 from tagger.cache.queue import Claims, WorkQueue
 from tagger.cache.store import StatEntry, Status
-from tagger.errors import Code
+from tagger.errors import Code, TagError
 from tagger.faults import checkpoint
 from tagger.formats.identity import audio_identity, trusted
 from tagger.library.albums import album_of
@@ -37,7 +37,7 @@ from tagger.library.policy import Policy, Why, decide, decision_key, same_genres
 from tagger.library.scores import Scored, ScoreSource, failure_key
 from tagger.library.walk import real_roots, unreadable_reason, walk, within
 from tagger.stopping import Flag, Stop
-from tagger.tags import TagOptions, TagWriteError, read_genres, write_genres
+from tagger.tags import TagOptions, read_genres, write_genres
 
 #: Tag-stage failures that say "not now" rather than "not this file": retried on the next scan
 #: (and by the daemon, with backoff).
@@ -362,11 +362,11 @@ class Scanner:
                            reason="you reverted it; 'scan --retag-reverted' tags it again")
         status: Status = "done" if chosen else "abstained"
         if not within(path, self.roots):  # recorded as this file's failure: said once, not every scan
-            return self._tag_failure(path, action, chosen, status, None, TagWriteError(
+            return self._tag_failure(path, action, chosen, status, None, TagError(
                 path, "its real location is outside the library roots; not written", "outside-roots"))
         try:
             current = read_genres(path, self.options.tags)
-        except TagWriteError as e:
+        except TagError as e:
             return self._tag_failure(path, action, chosen, status, None, e)
         d = decide(current, chosen, self.options.policy, row.genres_written, row.genres_before,
                    key=self.config.selection.genres.same)
@@ -384,7 +384,7 @@ class Scanner:
         try:
             new_st = write_genres(path, d.new, self.options.tags, expect=st,
                                   roots=self.roots)
-        except TagWriteError as e:
+        except TagError as e:
             self.cache.drop_intent(path)
             return self._tag_failure(path, action, chosen, status, current, e)
         self.cache.finish_write(path, **values, genres_written=d.new, genres_before=before,
@@ -409,7 +409,7 @@ class Scanner:
         return {}
 
     def _tag_failure(self, path: str, action: Action, chosen: list[str], status: Status,
-                     current: list[str] | None, e: TagWriteError) -> Outcome:
+                     current: list[str] | None, e: TagError) -> Outcome:
         """A transient failure (busy, changed...) is retried by the next scan; any other is
         recorded as the file's failure, retried when the file changes."""
         if e.code in TRANSIENT:
@@ -433,7 +433,7 @@ def finish_interrupted_writes(cache: Cache, tags: TagOptions) -> list[Outcome]:
         try:
             now = read_genres(it.path, tags)
             st = os.stat(it.path)
-        except (TagWriteError, OSError):
+        except (TagError, OSError):
             cache.drop_intent(it.path)
             continue
         if same_genres(now, it.current):
@@ -474,7 +474,7 @@ def revert(roots: tuple[str, ...], cache: Cache, tags: TagOptions, dry_run: bool
         except OSError as e:
             outcomes.append(Outcome(path, "failed", error="missing", reason=e.strerror or str(e)))
             continue
-        except TagWriteError as e:
+        except TagError as e:
             outcomes.append(Outcome(path, "failed", error=e.code, reason=e.reason))
             continue
         if not same_genres(current, row.genres_written):
@@ -489,7 +489,7 @@ def revert(roots: tuple[str, ...], cache: Cache, tags: TagOptions, dry_run: bool
             checkpoint("after-intent")
             try:
                 st = write_genres(path, before, tags, expect=st, roots=real)
-            except TagWriteError as e:
+            except TagError as e:
                 cache.drop_intent(path)
                 outcomes.append(Outcome(path, "failed", error=e.code, reason=e.reason))
                 continue

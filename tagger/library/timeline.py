@@ -14,14 +14,10 @@ from tagger.analysis.features import HOP, N_FRAMES, SAMPLE_RATE
 from tagger.analysis.model.trained import trained_scores
 from tagger.analysis.taxonomy import genre_scores
 from tagger.cache import Cache
-from tagger.errors import TaggerError
+from tagger.errors import NoTimeline
 from tagger.library.scores import ScoreSource
 
 WINDOW_SECONDS = N_FRAMES * HOP / SAMPLE_RATE
-
-
-class NoTimeline(TaggerError):
-    """The file cannot be analysed (the reason says why)."""
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ most confident first; nothing but the genre changes. Writes go through :mod:`.sa
 crash at any moment leaves the file either as it was or wholly updated.
 """
 
+from tagger.errors import TagError
 from tagger.tags.api import read_album, read_genres, write_genres
-from tagger.tags.base import TagOptions, TagWriteError
+from tagger.tags.base import TagOptions
 
-__all__ = ["TagOptions", "TagWriteError", "read_album", "read_genres", "write_genres"]
+__all__ = ["TagError", "TagOptions", "read_album", "read_genres", "write_genres"]

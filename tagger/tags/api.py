@@ -27,11 +27,12 @@ from mutagen.oggspeex import OggSpeex
 from mutagen.oggvorbis import OggVorbis
 from mutagen.wave import WAVE
 
+from tagger.errors import TagError
 from tagger.formats.identity import audio_identity, located
 from tagger.formats.kinds import KINDS, UNSUPPORTED, extensions_of, format_name, mutagen_types
 from tagger.formats.sniff import sniff
 from tagger.tags import asf, id3, mp4, vorbis
-from tagger.tags.base import FormatModule, TagOptions, TagWriteError, unsafe
+from tagger.tags.base import FormatModule, TagOptions, unsafe
 from tagger.tags.id3 import raw_frames
 from tagger.tags.safe_write import replace_atomically
 
@@ -46,7 +47,7 @@ def _module(f: Any) -> FormatModule:
     if isinstance(f, ASF):
         return asf
     path = Path(getattr(f, "filename", "?"))
-    raise TagWriteError(path, f"not supported: {format_name(path, type(f).__name__)} (genre-tagger "
+    raise TagError(path, f"not supported: {format_name(path, type(f).__name__)} (genre-tagger "
                               "cannot write its tags yet)", "unsupported-format")
 
 
@@ -55,7 +56,7 @@ def _open(path: Path, for_write: bool = False) -> Any:
     content is not (a FLAC named .mp3), the format the content says is tried before giving up."""
     try:
         return _open_as(path, for_write)
-    except TagWriteError as e:
+    except TagError as e:
         if e.code not in ("bad-tags", "unsupported-format"):
             raise
         try:
@@ -71,10 +72,10 @@ def _open(path: Path, for_write: bool = False) -> Any:
             raise
         try:
             return _open_as(path, for_write, mutagen_types(kind))
-        except TagWriteError:
+        except TagError:
             if named_right:
                 raise e from None
-            raise TagWriteError(path, f"the extension {path.suffix or '(none)'} does not match the "
+            raise TagError(path, f"the extension {path.suffix or '(none)'} does not match the "
                                       f"content ({kind}), and its tags cannot be read as {kind} "
                                       "either", e.code) from None
 
@@ -87,21 +88,21 @@ def _open_as(path: Path, for_write: bool = False, options: list[Any] | None = No
     except mutagen.MutagenError as e:
         cause = e.args[0] if e.args else e
         if isinstance(cause, FileNotFoundError):
-            raise TagWriteError(path, "no such file", "missing") from None
+            raise TagError(path, "no such file", "missing") from None
         if isinstance(cause, PermissionError):
-            raise TagWriteError(path, "permission denied", "permission") from None
-        raise TagWriteError(path, f"its tags are damaged and cannot be read ({_words(e, path)})",
+            raise TagError(path, "permission denied", "permission") from None
+        raise TagError(path, f"its tags are damaged and cannot be read ({_words(e, path)})",
                             "bad-tags") from None
     except FileNotFoundError:
-        raise TagWriteError(path, "no such file", "missing") from None
+        raise TagError(path, "no such file", "missing") from None
     except PermissionError:
-        raise TagWriteError(path, "permission denied", "permission") from None
+        raise TagError(path, "permission denied", "permission") from None
     except Exception as e:  # mutagen raises whatever a malformed header makes it raise
-        raise TagWriteError(path, f"its tags are damaged and cannot be read ({_words(e, path)})",
+        raise TagError(path, f"its tags are damaged and cannot be read ({_words(e, path)})",
                             "bad-tags") from None
     if f is None:
         name = UNSUPPORTED.get(path.suffix.lower())
-        raise TagWriteError(path, f"not supported: {name} (genre-tagger cannot write its tags yet)"
+        raise TagError(path, f"not supported: {name} (genre-tagger cannot write its tags yet)"
                             if name else "not an audio format whose tags genre-tagger can write",
                             "unsupported-format")
     return f
@@ -131,7 +132,7 @@ def read_genres(path: str | Path, options: TagOptions | None = None) -> list[str
     try:
         return module.read(f, options or TagOptions())
     except Exception as e:
-        raise TagWriteError(path, f"its tags are damaged and cannot be read ({_words(e, path)})",
+        raise TagError(path, f"its tags are damaged and cannot be read ({_words(e, path)})",
                             "bad-tags") from None
 
 
@@ -229,7 +230,7 @@ def write_genres(path: str | Path, genres: list[str], options: TagOptions | None
                 return MP3(tmp, load_v1=False)  # see tagger.tags.id3.write
             return kind[0](tmp)
         except Exception as e:
-            raise TagWriteError(path, f"its tags are damaged and cannot be read ({_words(e, tmp)})",
+            raise TagError(path, f"its tags are damaged and cannot be read ({_words(e, tmp)})",
                                 "bad-tags") from None
 
     def edit(tmp: Path) -> None:
@@ -246,7 +247,7 @@ def write_genres(path: str | Path, genres: list[str], options: TagOptions | None
         try:
             with _Rewrite(tmp, "r+") as into:
                 module.write(reopen(tmp, for_write=True), genres, options, into)
-        except (TagWriteError, OSError):
+        except (TagError, OSError):
             raise
         except Exception as e:  # mutagen cannot serialise what it read (a size out of range...)
             raise unsafe(path, f"mutagen cannot write them back ({_words(e, tmp)})") from None

@@ -7,28 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Literal, Protocol
 
-from tagger.errors import Code, TaggerError
-
-
-class TagWriteError(TaggerError):
-    """A file's tags could not be read or written; the file is left as it was.
-
-    ``code`` is a short stable token stored in the cache and counted in summaries.
-    """
-
-    def __init__(self, path: str | Path, reason: str, code: Code = "tag-error") -> None:
-        super().__init__(f"{path}: {reason}")
-        self.path = str(path)
-        self.reason = reason
-        self.code = code
-
+from tagger.errors import TagError
 
 #: The prefix of every "we refused to rewrite this file" reason.
 UNSAFE = "cannot safely rewrite the tags: "
 
 
-def unsafe(path: str | Path, why: str) -> TagWriteError:
-    return TagWriteError(path, UNSAFE + why, "unsafe-rewrite")
+def unsafe(path: str | Path, why: str) -> TagError:
+    return TagError(path, UNSAFE + why, "unsafe-rewrite")
 
 
 #: A file with several names (hard links; the *arr way: a torrent's seed and the library):

@@ -46,8 +46,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tagger.errors import TagError
 from tagger.faults import checkpoint
-from tagger.tags.base import HardLinks, TagWriteError
+from tagger.tags.base import HardLinks
 
 TEMP_PREFIX = ".genre-tagger-"
 TEMP_SUFFIX = ".tmp"
@@ -61,16 +62,16 @@ _F_RDLCK, _F_UNLCK = 0, 2  # fcntl(2) lease types
 _F_SETLEASE = getattr(fcntl, "F_SETLEASE", 1024)
 
 
-def _explain(path: Path, e: OSError) -> TagWriteError:
+def _explain(path: Path, e: OSError) -> TagError:
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return TagWriteError(path, "the disk is full; the file was left as it was", "disk-full")
+        return TagError(path, "the disk is full; the file was left as it was", "disk-full")
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return TagWriteError(path, f"not allowed to write here ({e.strerror})", "read-only")
+        return TagError(path, f"not allowed to write here ({e.strerror})", "read-only")
     if e.errno == errno.ENOENT:
-        return TagWriteError(path, "the file vanished while being tagged", "missing")
+        return TagError(path, "the file vanished while being tagged", "missing")
     if e.errno in (errno.EAGAIN, errno.ENXIO):  # another's lease on it; a FIFO put in its place
-        return TagWriteError(path, "another program has the file open; left for later", "busy")
-    return TagWriteError(path, f"write failed: {e.strerror or e}", "write-error")
+        return TagError(path, "another program has the file open; left for later", "busy")
+    return TagError(path, f"write failed: {e.strerror or e}", "write-error")
 
 
 def _writable_bits(mode: int) -> bool:
@@ -298,9 +299,9 @@ def no_writers(path: Path, dir_fd: int | None = None) -> Iterator[os.stat_result
     """Hold ``path`` (a name in ``dir_fd``, not followed if a link, when given) while no process
     has it open for writing; yields its stat, taken inside.
 
-    Raises ``TagWriteError(code="busy")`` when someone is writing it.
+    Raises ``TagError(code="busy")`` when someone is writing it.
     """
-    busy = TagWriteError(path, "another program is still writing the file; left for later", "busy")
+    busy = TagError(path, "another program is still writing the file; left for later", "busy")
     flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
     fd = os.open(path, flags) if dir_fd is None else os.open(
         path.name, flags | os.O_NOFOLLOW, dir_fd=dir_fd)
@@ -330,7 +331,7 @@ def being_written(path: str | Path) -> bool:
     try:
         with no_writers(Path(path)):
             return False
-    except TagWriteError:
+    except TagError:
         return True
     except OSError:
         return False
@@ -394,14 +395,14 @@ def replace_atomically(path: Path, edit: Callable[[Path], None], keep_mtime: boo
         real = Path(os.path.realpath(path))
     except OSError:  # a folder on the way was swapped between realpath's lstat and readlink
         raise (_changed(path) if os.path.lexists(path) else
-               TagWriteError(path, "no such file", "missing")) from None
+               TagError(path, "no such file", "missing")) from None
     if roots is not None and not inside(str(real), roots):
-        raise TagWriteError(path, "its real location is outside the library roots; not written",
+        raise TagError(path, "its real location is outside the library roots; not written",
                             "outside-roots")
     try:
         dir_fd = open_folder(real.parent)
     except FileNotFoundError:
-        raise TagWriteError(path, "no such file", "missing") from None
+        raise TagError(path, "no such file", "missing") from None
     except OSError as e:
         if e.errno in (errno.ELOOP, errno.ENOTDIR):  # its folder became a link since
             raise _changed(path) from None
@@ -418,8 +419,8 @@ def replace_atomically(path: Path, edit: Callable[[Path], None], keep_mtime: boo
         os.close(dir_fd)
 
 
-def _changed(path: Path) -> TagWriteError:
-    return TagWriteError(path, "the file changed while it was being tagged; left for next time",
+def _changed(path: Path) -> TagError:
+    return TagError(path, "the file changed while it was being tagged; left for next time",
                          "changed")
 
 
@@ -430,21 +431,21 @@ def _replace_in(dir_fd: int, real: Path, path: Path, edit: Callable[[Path], None
     try:
         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except FileNotFoundError:
-        raise TagWriteError(path, "no such file", "missing") from None
+        raise TagError(path, "no such file", "missing") from None
     if stat.S_ISLNK(st.st_mode):
         raise _changed(path)  # it was a file when its link was resolved
     if not stat.S_ISREG(st.st_mode):
-        raise TagWriteError(path, "not a regular file", "not-a-file")
+        raise TagError(path, "not a regular file", "not-a-file")
     if expect is not None and changed_since(expect, st):
         raise _changed(path)
     if st.st_nlink > 1 and hard_links == "leave":
-        raise TagWriteError(path, f"hard-linked ({st.st_nlink} names): writing would split it; "
+        raise TagError(path, f"hard-linked ({st.st_nlink} names): writing would split it; "
                                   "left as it was (the hard_links setting)", "hard-linked")
     if not _writable_bits(st.st_mode) or not os.access(name, os.W_OK, dir_fd=dir_fd):
-        raise TagWriteError(path, "the file is read-only", "read-only")
+        raise TagError(path, "the file is read-only", "read-only")
     if not _writable_bits(os.fstat(dir_fd).st_mode) or not os.access(
             ".", os.W_OK | os.X_OK, dir_fd=dir_fd):
-        raise TagWriteError(path, "its folder is read-only (a new copy cannot be written there)",
+        raise TagError(path, "its folder is read-only (a new copy cannot be written there)",
                             "read-only")
     src = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
     try:
@@ -526,8 +527,8 @@ def _carry_over(src: int, dst: int, st: os.stat_result, path: Path) -> None:
             raise _no_modes(path, dst, "modes") from None
 
 
-def _no_modes(path: Path, fd: int, what: str) -> TagWriteError:
-    return TagWriteError(path, f"the file system here ({filesystem_of(fd)}) keeps no file {what}, "
+def _no_modes(path: Path, fd: int, what: str) -> TagError:
+    return TagError(path, f"the file system here ({filesystem_of(fd)}) keeps no file {what}, "
                                "so the rewritten file could not keep the original's; left as it was",
                          "filesystem")
 
@@ -555,21 +556,21 @@ def _carry_xattrs(src: int, dst: int, path: Path) -> None:
     except OSError as e:
         if e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
             return  # a file system without extended attributes: nothing to carry
-        raise TagWriteError(path, f"its extended attributes cannot be read ({e.strerror}); left as "
+        raise TagError(path, f"its extended attributes cannot be read ({e.strerror}); left as "
                                   "it was", "xattrs") from None
     for name, value in want.items():
         try:
             if name not in have or os.getxattr(dst, name) != value:
                 os.setxattr(dst, name, value)
         except OSError as e:
-            raise TagWriteError(path, f"its extended attribute {name} cannot be carried over to "
+            raise TagError(path, f"its extended attribute {name} cannot be carried over to "
                                       f"the rewritten file ({e.strerror}); left as it was",
                                 "xattrs") from None
     for name in have - set(want):
         try:
             os.removexattr(dst, name)
         except OSError as e:
-            raise TagWriteError(path, f"the rewritten file got an extended attribute ({name}) the "
+            raise TagError(path, f"the rewritten file got an extended attribute ({name}) the "
                                       f"original lacks and it cannot be removed ({e.strerror}); "
                                       "left as it was", "xattrs") from None
 
@@ -585,7 +586,7 @@ def _write_back(dir_fd: int, name: str, tmp: int, st: os.stat_result, path: Path
         if _fingerprint(os.fstat(dst)) != _fingerprint(st):
             raise _changed(path)
         if _writers_in_proc(st):  # ours is the only writer it may have
-            raise TagWriteError(path, "another program is still writing the file; left for later",
+            raise TagError(path, "another program is still writing the file; left for later",
                                 "busy")
         _copy(tmp, dst)
         os.ftruncate(dst, os.fstat(tmp).st_size)

@@ -17,14 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tagger.analysis.vocabulary import GenreMap
-from tagger.errors import TaggerError
+from tagger.errors import LabelError
 
 if TYPE_CHECKING:
     from tagger.cache import Cache
-
-
-class LabelError(TaggerError):
-    """The labels cannot be used as given (no such folder, an unreadable CSV, too few files)."""
 
 
 @dataclass(frozen=True)
@@ -224,8 +220,9 @@ def from_tags(roots: Iterable[str], cache: Cache, min_files: int,
     A file whose genres are exactly what genre-tagger last wrote says nothing (the cache knows
     what we wrote); one whose genres differ from ours was corrected by a person, and counts.
     """
+    from tagger.errors import TagError
     from tagger.library.policy import same_genres
-    from tagger.tags import TagOptions, TagWriteError, read_genres
+    from tagger.tags import TagOptions, read_genres
 
     files, problems, ours = [], [], 0
     for root in roots:
@@ -234,7 +231,7 @@ def from_tags(roots: Iterable[str], cache: Cache, min_files: int,
         for path in _audio_files(root):
             try:
                 genres = read_genres(path, TagOptions())
-            except TagWriteError as e:
+            except TagError as e:
                 problems.append(f"{path}: {e.reason}")
                 continue
             if not genres:

@@ -33,7 +33,7 @@ from tagger.analysis.model.trained import load as load_model
 from tagger.analysis.taxonomy import GENRES, genre_scores
 from tagger.analysis.vocabulary import GenreMap
 from tagger.cache import Cache
-from tagger.errors import TaggerError
+from tagger.errors import TrainingError
 from tagger.library.scores import ScoreSource
 from tagger.settings import Settings
 from tagger.training.labels import Labelled, LabelSet
@@ -47,10 +47,6 @@ from tagger.training.metrics import (
 )
 
 Say = Callable[[str], None]
-
-
-class TrainingError(TaggerError):
-    """Training cannot go on (too few usable files, ...); the message says why."""
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from tagger.analysis.model.catalog import MODELS, model_version
 from tagger.analysis.taxonomy import Selection
-from tagger.errors import TaggerError
+from tagger.errors import ModelFileError
 
 Float32Array = npt.NDArray[np.float32]
 Pooling = Literal["linear", "mean", "attention", "autopool"]
@@ -43,10 +43,6 @@ WEIGHTS: dict[Pooling, tuple[str, ...]] = {
                   "out/bias"),
     "autopool": ("hidden/kernel", "hidden/bias", "out/kernel", "out/bias", "autopool/alpha"),
 }
-
-
-class ModelFileError(TaggerError):
-    """A model file that cannot be used; the message says why in plain words."""
 
 
 def is_trained(model: str) -> bool:
