@@ -360,7 +360,8 @@ def scan(roots: tuple[str, ...], dry_run: bool, json_out: Path | None, retry_fai
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from tagger.library.albums import describe
-    from tagger.library.pipeline import UNSUPPORTED, Scanner, ScanOptions, resolve
+    from tagger.library.pipeline import Scanner, ScanOptions, resolve
+    from tagger.library.tagging import UNSUPPORTED
 
     settings = settings_from(kw)
     require_ffmpeg()
@@ -446,7 +447,7 @@ def scan(roots: tuple[str, ...], dry_run: bool, json_out: Path | None, retry_fai
 def revert(roots: tuple[str, ...], dry_run: bool, **kw: Any) -> None:
     """Put back the genres files under ROOTS had before genre-tagger changed them."""
     from tagger.library.pipeline import resolve
-    from tagger.library.pipeline import revert as do_revert
+    from tagger.library.tagging import revert as do_revert
 
     settings = settings_from(kw)
     with _open_cache(settings.cache_url) as cache:
@@ -533,8 +534,8 @@ def show(files: tuple[str, ...], as_json: bool, plot: Path | None, **kw: Any) ->
 def _decision_words(r: Any, now: list[str] | None, settings: Settings) -> str | None:
     """What genre-tagger did with the file, or why it left it alone, in words: the policy's
     decision on what the file carries now (what the next scan would do)."""
-    from tagger.library.pipeline import REVERTED
     from tagger.library.policy import IN_WORDS, decide, same_genres
+    from tagger.library.tagging import REVERTED
 
     if r.decision_key == REVERTED:
         return IN_WORDS["reverted"]
@@ -569,8 +570,8 @@ def _genres_now(path: str, settings: Settings) -> tuple[list[str] | None, str | 
 def _written_line(r: Any, now: list[str] | None, error: str | None) -> str:
     """``show``'s lines on the file's genres: what it carries now and, only where we wrote,
     what we wrote and what it had before us."""
-    from tagger.library.pipeline import REVERTED
     from tagger.library.policy import same_genres
+    from tagger.library.tagging import REVERTED
 
     genres_now = f"genres now: {_genres(now)}" if now is not None else \
         f"genres now: cannot be read ({display(error or '')})"

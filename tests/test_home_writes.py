@@ -205,7 +205,7 @@ def no_chmod(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
 
 def test_a_file_system_that_refuses_modes_is_named_and_the_refusal_is_permanent(
         originals: dict[str, Path], no_chmod: tuple[Path, Path]) -> None:
-    from tagger.library.pipeline import TRANSIENT
+    from tagger.library.tagging import TRANSIENT
 
     backing, mount = no_chmod
     shutil.copy2(originals["ogg"], backing / "a.ogg")

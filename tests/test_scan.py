@@ -21,8 +21,9 @@ from tagger.analysis.taxonomy import Selection
 from tagger.cache import Cache
 from tagger.cache.schema import SCHEMA_VERSION
 from tagger.errors import CacheUnavailable
-from tagger.library.pipeline import Scanner, ScanOptions, revert
+from tagger.library.pipeline import Scanner, ScanOptions
 from tagger.library.policy import decide
+from tagger.library.tagging import revert
 from tagger.tags import TagOptions, read_genres, write_genres
 
 # A low bar so that synthetic test music always gets a genre.

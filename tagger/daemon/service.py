@@ -37,8 +37,9 @@ from tagger.display import display
 from tagger.errors import CacheUnavailable, EnvironmentProblem
 from tagger.formats.identity import audio_identity
 from tagger.library.albums import album_of
-from tagger.library.pipeline import REVERTED, TRANSIENT, UNSUPPORTED, Hold, Outcome, Scanner, ScanOptions
+from tagger.library.pipeline import Hold, Scanner, ScanOptions
 from tagger.library.policy import IN_WORDS
+from tagger.library.tagging import REVERTED, TRANSIENT, UNSUPPORTED, Outcome
 from tagger.library.walk import unreadable_reason, walk
 from tagger.settings import Settings
 from tagger.stopping import Flag, on_signals

@@ -9,8 +9,10 @@ For each audio file under the roots, cheapest first:
    the cached scores are reused, nothing is decoded;
 3. otherwise the engine analyses it (in cross-track batches).
 
-Then the policy decides what to write, and the write is crash-safe. Every outcome is recorded in
-the cache, so an interrupted scan resumes where it stopped.
+Steps 2 and 3 are the score source's (:mod:`tagger.library.scores`); the tagger
+(:mod:`tagger.library.tagging`) then chooses, decides by policy and writes, crash-safely. Every
+outcome is recorded in the cache, so an interrupted scan resumes where it stopped. The scanner
+itself walks, settles what is unchanged, claims what it works on, and groups albums.
 """
 
 from __future__ import annotations
@@ -21,28 +23,28 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from tagger.analysis.config import EngineConfig
 from tagger.analysis.engine import Analysis, Failure
 from tagger.analysis.taxonomy import album_scores
-from tagger.cache import Cache, Intent, TrackRow
+from tagger.cache import Cache, TrackRow
 from tagger.cache.queue import Claims, WorkQueue
-from tagger.cache.store import StatEntry, Status
-from tagger.errors import Code, TagError
-from tagger.faults import checkpoint
-from tagger.formats.identity import audio_identity, trusted
+from tagger.cache.store import StatEntry
 from tagger.library.albums import album_of
-from tagger.library.policy import Policy, Why, decide, decision_key, same_genres
+from tagger.library.policy import Policy, decision_key
 from tagger.library.scores import Scored, ScoreSource, failure_key
-from tagger.library.walk import real_roots, unreadable_reason, walk, within
+from tagger.library.tagging import (
+    REVERTED,
+    UNSUPPORTED,
+    Outcome,
+    Tagger,
+    WriteOptions,
+    finish_interrupted_writes,
+)
+from tagger.library.walk import real_roots, unreadable_reason, walk
 from tagger.stopping import Flag, Stop
-from tagger.tags import TagOptions, read_genres, write_genres
-
-#: Tag-stage failures that say "not now" rather than "not this file": retried on the next scan
-#: (and by the daemon, with backoff).
-TRANSIENT: frozenset[Code] = frozenset({"busy", "changed", "timeout", "write-error", "disk-full",
-                                       "missing"})
+from tagger.tags import TagOptions
 
 
 @dataclass(frozen=True)
@@ -57,33 +59,6 @@ class ScanOptions:
     album: bool = False
     #: Tag files a person reverted (``revert``) again; otherwise no front door writes them.
     retag_reverted: bool = False
-
-
-#: The code of a file in a format whose tags genre-tagger cannot write ("not supported: FORMAT").
-UNSUPPORTED = "unsupported-format"
-
-#: The decision key of a file ``revert`` put back: the person's choice, left alone by every
-#: front door until they ask (``scan --retag-reverted``).
-REVERTED = "reverted"
-
-
-#: What happened to a file (or a folder the walk could not read) in a scan or revert.
-#: ``rescored``: a trained model decided from the audio's stored features (nothing decoded).
-Action = Literal["unchanged", "analysed", "reused", "rescored", "moved", "failed", "recovered",
-                 "unreadable", "reverted", "skipped"]
-
-
-@dataclass
-class Outcome:
-    path: str
-    action: Action
-    old: list[str] | None = None
-    new: list[str] | None = None
-    decision: Why | None = None
-    error: Code | None = None
-    reason: str | None = None
-    #: Album mode: the key of the album whose genre set the file got (``albums.describe``).
-    album: str | None = None
 
 
 #: Album mode: (album key, its files) -> True while more of it may still arrive.
@@ -131,6 +106,10 @@ class Scanner:
                                          self.model.version, options.album)
         self.failure_key = failure_key()
         self.scores = self.source.scores
+        o = options
+        self.tagger = Tagger(WriteOptions(o.policy, o.tags, o.dry_run, o.retag_reverted),
+                             self.model, engine_config.selection, cache, self.decision_key,
+                             lambda: self.roots)
 
     @property
     def roots(self) -> tuple[str, ...]:
@@ -264,7 +243,7 @@ class Scanner:
                 r = found.result
                 record(Outcome(r.path, "failed", error=r.code, reason=r.reason))
             else:
-                record(self._apply(found.path, found.result, found.action, found.stat))
+                record(self.tagger.apply(found.path, found.result, found.action, found.stat))
 
     def _mark_deleted(self, index: dict[str, StatEntry], seen: set[str]) -> int:
         """Rows under the roots whose file is gone (not merely unreadable) say so."""
@@ -339,166 +318,9 @@ class Scanner:
             return
         rows = [(m, m.result) for m in members if isinstance(m.result, TrackRow)]
         scores = album_scores([row.genre_scores for _, row in rows])
-        chosen = [g for g, _ in self.model.choose(scores, self.config.selection)]
+        chosen = self.tagger.choose(scores)
         for m, row in rows:
-            record(replace(self._apply(m.path, row, m.action, m.stat, chosen), album=key))
-
-    # --- writing -----------------------------------------------------------------------------
-
-    def _apply(self, path: str, row: TrackRow, action: Action, st: os.stat_result,
-               chosen: list[str] | None = None) -> Outcome:
-        """Choose genres from the cached scores (or take ``chosen``: its album's), let the
-        policy decide, write, record.
-
-        ``st`` is the file's stat when it was found: if the file differs from it when the new
-        copy is about to replace it, nothing is written (it changed after it was analysed).
-        """
-        if chosen is None:
-            chosen = [g for g, _ in self.model.choose(row.genre_scores, self.config.selection)]
-        if row.decision_key == REVERTED and not self.options.retag_reverted:
-            if not self.options.dry_run:  # its new stat, so it is not looked at again
-                self.cache.upsert(path, size=st.st_size, mtime_ns=st.st_mtime_ns)
-            return Outcome(path, action, decision="reverted",
-                           reason="you reverted it; 'scan --retag-reverted' tags it again")
-        status: Status = "done" if chosen else "abstained"
-        if not within(path, self.roots):  # recorded as this file's failure: said once, not every scan
-            return self._tag_failure(path, action, chosen, status, None, TagError(
-                path, "its real location is outside the library roots; not written", "outside-roots"))
-        try:
-            current = read_genres(path, self.options.tags)
-        except TagError as e:
-            return self._tag_failure(path, action, chosen, status, None, e)
-        d = decide(current, chosen, self.options.policy, row.genres_written, row.genres_before,
-                   key=self.config.selection.genres.same)
-        outcome = Outcome(path, action, old=current, new=d.new, decision=d.why)
-        if self.options.dry_run:
-            return outcome
-        values: dict[str, Any] = {"genres_chosen": chosen, "status": status, "error_code": None,
-                                  "error_reason": None, "decision_key": self.decision_key}
-        if d.new is None:
-            self.cache.upsert(path, **values, **self._tags_only_change(path, st, row))
-            return outcome
-        before = (row.genres_before or []) if row.genres_written is not None else current
-        self.cache.begin_write(Intent(path, current, before, d.new, self.decision_key))
-        checkpoint("after-intent")
-        try:
-            new_st = write_genres(path, d.new, self.options.tags, expect=st,
-                                  roots=self.roots)
-        except TagError as e:
-            self.cache.drop_intent(path)
-            return self._tag_failure(path, action, chosen, status, current, e)
-        self.cache.finish_write(path, **values, genres_written=d.new, genres_before=before,
-                                written_at=time.time(), size=new_st.st_size,
-                                mtime_ns=new_st.st_mtime_ns)
-        checkpoint("after-commit")
-        return outcome
-
-    @staticmethod
-    def _tags_only_change(path: str, st: os.stat_result, row: TrackRow) -> dict[str, int]:
-        """The file's stat now, if only its tags changed since it was found (its genres were
-        just read to decide, and its audio is the one analysed): a symlink whose target this
-        scan tagged under its real name. Anything else keeps the stat that was analysed."""
-        try:
-            now = os.stat(path)
-            if (now.st_size, now.st_mtime_ns) == (st.st_size, st.st_mtime_ns):
-                return {}
-            if trusted(row.audio_id) and audio_identity(path) == row.audio_id:
-                return {"size": now.st_size, "mtime_ns": now.st_mtime_ns}
-        except OSError:
-            pass
-        return {}
-
-    def _tag_failure(self, path: str, action: Action, chosen: list[str], status: Status,
-                     current: list[str] | None, e: TagError) -> Outcome:
-        """A transient failure (busy, changed...) is retried by the next scan; any other is
-        recorded as the file's failure, retried when the file changes."""
-        if e.code in TRANSIENT:
-            self.cache.upsert(path, genres_chosen=chosen, status=status, decision_key=None)
-        else:
-            self.cache.upsert(path, genres_chosen=chosen, status="failed", error_code=e.code,
-                              error_reason=e.reason, decision_key=self.decision_key)
-        return Outcome(path, action, old=current, error=e.code, reason=e.reason)
-
-
-def finish_interrupted_writes(cache: Cache, tags: TagOptions) -> list[Outcome]:
-    """Settle the tag writes a killed process left between its intent and its record.
-
-    The file shows whether the rename happened: still its genres from before the write, it did
-    not (the intent is dropped); anything else, it did (recorded as ours, with the genres from
-    before our first write, so ``revert`` restores them; a person's edit since is then seen as
-    one, as it would have been without the kill).
-    """
-    done = []
-    for it in cache.abandoned_intents():
-        try:
-            now = read_genres(it.path, tags)
-            st = os.stat(it.path)
-        except (TagError, OSError):
-            cache.drop_intent(it.path)
-            continue
-        if same_genres(now, it.current):
-            cache.drop_intent(it.path)
-            continue
-        if it.decision_key == REVERTED:  # a revert's: the originals are back, not ours
-            cache.finish_write(it.path, genres_written=None, genres_before=None,
-                               written_at=time.time(), size=st.st_size, mtime_ns=st.st_mtime_ns,
-                               decision_key=REVERTED)
-        else:
-            cache.finish_write(it.path, genres_written=it.new, genres_before=it.before,
-                               written_at=time.time(), size=st.st_size, mtime_ns=st.st_mtime_ns,
-                               decision_key=it.decision_key)
-        done.append(Outcome(it.path, "recovered", old=it.current, new=it.new, decision="write"))
-    return done
-
-
-def revert(roots: tuple[str, ...], cache: Cache, tags: TagOptions, dry_run: bool = False) -> list[Outcome]:
-    """Put back the genres files had before we wrote; skip files a person edited since.
-
-    ``roots`` match files below them by whole folder names, as given and as resolved (a
-    library scanned through a symlinked folder is reverted by its real path too). Each write
-    has its intent, as a scan's has; a reverted file is left alone by every front door until
-    the person asks again (:data:`REVERTED`).
-    """
-    if not dry_run:
-        finish_interrupted_writes(cache, tags)  # so every write we made can be put back
-    outcomes: list[Outcome] = []
-    real = real_roots(roots)
-    for row in cache.rows_under(tuple(os.path.abspath(r) for r in roots) + real, resolve=True):
-        if row.genres_written is None:
-            continue
-        path = row.path
-        before = row.genres_before or []
-        try:
-            st = os.stat(path)
-            current = read_genres(path, tags)
-        except OSError as e:
-            outcomes.append(Outcome(path, "failed", error="missing", reason=e.strerror or str(e)))
-            continue
-        except TagError as e:
-            outcomes.append(Outcome(path, "failed", error=e.code, reason=e.reason))
-            continue
-        if not same_genres(current, row.genres_written):
-            outcomes.append(Outcome(path, "skipped", old=current, decision="edited-since",
-                                    reason="a person changed its genres after we wrote them"))
-            continue
-        if not within(path, real):
-            outcomes.append(Outcome(path, "failed", error="outside-roots", reason="outside the roots"))
-            continue
-        if not dry_run:
-            cache.begin_write(Intent(path, current, before, before, REVERTED))
-            checkpoint("after-intent")
-            try:
-                st = write_genres(path, before, tags, expect=st, roots=real)
-            except TagError as e:
-                cache.drop_intent(path)
-                outcomes.append(Outcome(path, "failed", error=e.code, reason=e.reason))
-                continue
-            cache.finish_write(path, genres_written=None, genres_before=None,
-                               decision_key=REVERTED, size=st.st_size, mtime_ns=st.st_mtime_ns,
-                               written_at=time.time())
-            checkpoint("after-commit")
-        outcomes.append(Outcome(path, "reverted", old=current, new=before))
-    return outcomes
+            record(replace(self.tagger.apply(m.path, row, m.action, m.stat, chosen), album=key))
 
 
 def resolve(paths: tuple[str, ...]) -> tuple[str, ...]:
