@@ -19,21 +19,27 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from types import FrameType
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 from tagger import __version__
 from tagger.analysis.config import EngineConfig
 from tagger.analysis.engine import Failure, Prediction, Result
-from tagger.analysis.model.catalog import MODELS
 from tagger.analysis.model.trained import DEFAULT_POOLING, POOLINGS
 from tagger.display import display
 from tagger.errors import ConfigError, TaggerError
-from tagger.library.policy import POLICIES
-from tagger.settings import DEVICES, LOG_LEVELS, OBSERVERS, PRECISIONS, Settings, load_settings
+from tagger.settings import KEYS, Settings, load_settings
 from tagger.stopping import Flag, on_signals
-from tagger.tags.base import HARD_LINKS
+
+if TYPE_CHECKING:  # imported where used: every command starts without what others need
+    from rich.text import Text
+
+    from tagger.cache import Cache, TrackRow
+    from tagger.library.tagging import Outcome
+    from tagger.training.labels import LabelSet
+    from tagger.training.trainer import TrainOptions
 
 #: Genres chosen for a file, most confident first (empty: it abstained).
 Chosen = list[tuple[str, float]]
@@ -90,7 +96,7 @@ def require_ffmpeg() -> None:
         raise SetupProblem(display(str(e))) from None
 
 
-def error_text(path: str, reason: str) -> Any:
+def error_text(path: str, reason: str) -> Text:
     """``error PATH: REASON`` for a rich console: a Text, so no part is read as markup."""
     from rich.text import Text
 
@@ -118,71 +124,56 @@ def expand(paths: Sequence[str], on_error: Callable[[str, OSError], None] | None
             yield as_given(found)
 
 
-def _with(opts: list[Any]) -> Callable[[Any], Any]:
-    def decorate(f: Any) -> Any:
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _with(opts: Sequence[Callable[[F], F]]) -> Callable[[F], F]:
+    def decorate(f: F) -> F:
         for opt in reversed(opts):
             f = opt(f)
         return f
     return decorate
 
 
-_D = Settings()  # the defaults, shown in --help; an option not given leaves the setting to the
-# config file or the environment (every option defaults to None here)
 CONFIG = click.option(
     "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
     help="TOML settings [default: ~/.config/genre-tagger/config.toml, or "
          "/etc/genre-tagger/config.toml as root]; GENRE_TAGGER_<KEY> and options win over it.")
-DATABASE = click.option("--db", "database", default=None, metavar="URL",
-                        help="Cache database (any SQLAlchemy URL) [default: sqlite in "
-                             "~/.local/state/genre-tagger/].")
-POLICY = click.option("--policy", type=click.Choice(POLICIES), default=None,
-                      help=f"missing: only files without genres; merge: keep theirs, add ours; "
-                           f"overwrite: replace [default: {_D.policy}].")
-ENGINE = [
-    click.option("--model", default=None, metavar="NAME|FILE",
-                 help=f"A shipped model ({', '.join(sorted(MODELS))}) or a model file made by "
-                      f"'genre-tagger train' [default: {_D.model}]."),
-    click.option("--device", type=click.Choice(DEVICES), default=None,
-                 help=f"auto uses a GPU when the backend sees one [default: {_D.device}]."),
-    click.option("--batch-size", type=click.IntRange(1), default=None,
-                 help="Windows per model call [default: 16 on CPU, 256 on GPU]."),
-    click.option("--jobs", "-j", type=click.IntRange(1), default=None,
-                 help="Files decoded in parallel [default: up to 4 CPUs; every CPU when a GPU "
-                      "runs the model]."),
-    click.option("--budget", default=None,
-                 help="Windows analysed per track: 'auto' (a few, more while the top genre is "
-                      "still open), a number spread evenly, or 'all' for every window "
-                      f"[default: {_D.budget}]."),
-    click.option("--window-hop", type=click.FloatRange(0.1), default=None,
-                 help=f"Seconds between window starts (3 = no overlap) [default: {_D.window_hop:g}]."),
-    click.option("--precision", type=click.Choice(PRECISIONS), default=None,
-                 help="CPU arithmetic: auto, where the CPU computes bfloat16 natively, runs the "
-                      "timbral convolutions in int8 and the rest in bfloat16 (1.9x float32's "
-                      f"speed, same top genre); else float32 [default: {_D.precision}]."),
-    click.option("--top-k", type=click.IntRange(1), default=None,
-                 help=f"At most this many genres per file [default: {_D.top_k}]."),
-    click.option("--min-confidence", type=click.FloatRange(0, 1), default=None,
-                 help=f"Abstain when no genre scores at least this [default: {_D.min_confidence}]."),
-    click.option("--timeout", type=click.FloatRange(1), default=None,
-                 help=f"Seconds a file may take to decode [default: {_D.timeout:g}]."),
-]
-TAGS = [
-    click.option("--id3v23", is_flag=True, default=None,
-                 help="Write ID3v2.3 (genres joined) instead of keeping each file's version."),
-    click.option("--id3v24", is_flag=True, default=None,
-                 help="Write ID3v2.4 into ID3v2.3 files too (TagLib and MPD then see each "
-                      "genre, not one joined genre)."),
-    click.option("--id3-separator", default=None,
-                 help=f"How ID3v2.3 joins several genres [default: {_D.id3_separator!r}]."),
-    click.option("--keep-mtime/--no-keep-mtime", default=None,
-                 help="Keep the files' mtime when tagging (players that re-read only files whose "
-                      "mtime moved then never see the genres) [default: moved]."),
-    click.option("--hard-links", type=click.Choice(HARD_LINKS), default=None,
-                 help="A file with several names: leave it alone, split it (this name gets the "
-                      "new file), or write in place (every name sees it; not crash-safe) "
-                      f"[default: {_D.hard_links}]."),
-]
-engine_options = _with([CONFIG, *ENGINE])
+_TYPES = {"int": click.INT, "float": click.FLOAT}
+_METAVARS = {"model": "NAME|FILE", "database": "URL", "budget": "auto|all|N"}
+
+
+def setting_option(name: str) -> Callable[[F], F]:
+    """The option for one setting, made from its row in :data:`tagger.settings.SPEC`. It
+    defaults to None: an option not given leaves the setting to the config file or the
+    environment; its value is checked with the file's and the environment's, by
+    :func:`settings_from` (a wrong one exits 2 naming it)."""
+    key = KEYS[name]
+    assert key.flag, f"{name} is not a command-line setting"
+    d = key.default
+    shown = key.default_words or ("yes" if d is True else "no" if d is False else
+                                  repr(d) if isinstance(d, str) and not d.isalnum() else d)
+    said = key.help if key.help.split(":")[0] in key.choices else key.help[0].upper() + key.help[1:]
+    text = f"{said} [default: {shown}]."
+    decls = [key.flag, *([key.short] if key.short else []), name]
+    if key.kind == "bool":
+        if "/" in key.flag:  # --x/--no-x: click sees a flag (is_flag=False would refuse it)
+            return click.option(*decls, default=None, help=text)
+        return click.option(*decls, is_flag=True, default=None, help=text)
+    kind = click.Choice(key.choices) if key.choices else _TYPES.get(key.kind, click.STRING)
+    return click.option(*decls, type=kind, default=None, metavar=_METAVARS.get(name), help=text)
+
+
+def setting_options(*names: str) -> Callable[[F], F]:
+    """The options for these settings, in this order in --help."""
+    return _with([setting_option(n) for n in names])
+
+
+#: Which settings each kind of command takes as options (by name: the spec is the order).
+ANALYSIS = ("device", "batch_size", "jobs", "budget", "window_hop", "precision")
+ENGINE = ("model", *ANALYSIS, "top_k", "min_confidence", "timeout")
+TAGS = ("id3v23", "id3v24", "id3_separator", "keep_mtime", "hard_links")
+engine_options = _with([CONFIG, setting_options(*ENGINE)])
 
 
 def settings_from(kw: dict[str, Any], check_genres: bool = True, **more: Any) -> Settings:
@@ -196,7 +187,7 @@ def settings_from(kw: dict[str, Any], check_genres: bool = True, **more: Any) ->
         raise SetupProblem(f"configuration: {display(str(e))}") from None
 
 
-def genre_map_for_labels(settings: Settings, labels: Any) -> None:
+def genre_map_for_labels(settings: Settings, labels: LabelSet) -> None:
     """Training: the genre map must make sense for these labels (exit 2 if not)."""
     from tagger.settings import check_genre_map
 
@@ -313,11 +304,11 @@ def demo(keep: Path | None, as_json: bool, **kw: Any) -> None:
 # --- library commands: scan, revert, show, stats ------------------------------------------------
 
 
-library_options = _with([CONFIG, DATABASE, *TAGS])
-cache_options = _with([CONFIG, DATABASE])
+library_options = _with([CONFIG, setting_options("database", *TAGS)])
+cache_options = _with([CONFIG, setting_option("database")])
 
 
-def _open_cache(url: str | None) -> Any:
+def _open_cache(url: str | None) -> Cache:
     """The cache, or exit 2 with one line saying why it cannot be opened."""
     from tagger.cache import Cache
     from tagger.errors import CacheUnavailable
@@ -336,7 +327,7 @@ def _genres(genres: Sequence[str] | None, empty: str = "(none)") -> str:
 @main.command()
 @click.argument("roots", nargs=-1, required=True,
                 type=click.Path(exists=True, file_okay=False, readable=False))
-@POLICY
+@setting_option("policy")
 @click.option("--dry-run", is_flag=True, help="Print old -> new for each file; write nothing.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write a machine-readable report to this file.")
@@ -344,15 +335,13 @@ def _genres(genres: Sequence[str] | None, empty: str = "(none)") -> str:
               help="Analyse again the files that failed before, even if they did not change.")
 @click.option("--retag-reverted", is_flag=True,
               help="Tag again the files you reverted (no front door writes them otherwise).")
-@click.option("--album/--no-album", default=None,
-              help="One genre set per album (album and album artist tags, else the folder), "
-                   "from the mean of its tracks' scores [default: the config's album].")
+@setting_option("album")
 @click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
               help="Analyse on a Ray cluster (its head's address, 'auto' for one started on this "
                    "machine, 'local' to start one here); this machine keeps the cache and writes "
                    "the tags. Needs genre-tagger[cluster] on every machine.")
 @library_options
-@_with(ENGINE)
+@setting_options(*ENGINE)
 def scan(roots: tuple[str, ...], dry_run: bool, json_out: Path | None, retry_failed: bool,
          retag_reverted: bool, ray_address: str | None, **kw: Any) -> None:
     """Analyse every audio file under ROOTS and write genre tags per the policy."""
@@ -372,7 +361,7 @@ def scan(roots: tuple[str, ...], dry_run: bool, json_out: Path | None, retry_fai
     err = Console(stderr=True)
     stop = Flag()
 
-    def on_sigint(signum: int, frame: Any) -> None:
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
         # Only a flag and os.write: a handler may run inside any lock the main thread holds.
         if stop.is_set():
             raise KeyboardInterrupt
@@ -395,7 +384,7 @@ def scan(roots: tuple[str, ...], dry_run: bool, json_out: Path | None, retry_fai
 
             shown_album: list[str | None] = [None]
 
-            def on_outcome(o: Any) -> None:
+            def on_outcome(o: Outcome) -> None:
                 bar.advance(task)
                 if o.error == UNSUPPORTED:  # why it has no genres; not a failure
                     err.print(f"{display(o.path)}: {display(o.reason or o.error)}", highlight=False,
@@ -418,21 +407,7 @@ def scan(roots: tuple[str, ...], dry_run: bool, json_out: Path | None, retry_fai
             report = scanner.run(stop, on_total=lambda n: bar.update(task, total=n),
                                  on_outcome=on_outcome, on_wait=on_wait)
     signal.signal(signal.SIGINT, previous)
-    c = report.counts
-    fails = ", ".join(f"{k} {v}" for k, v in report.failures.most_common()) or "none"
-    files = sum(c[a] for a in ("unchanged", "analysed", "reused", "rescored", "moved", "failed"))
-    rescored = f", {c['rescored']} re-decided from stored features" if c["rescored"] else ""
-    unsupported = f"{c['unsupported']} not supported (their format); " if c["unsupported"] else ""
-    err.print(f"{'dry run: ' if dry_run else ''}{files} files: "
-              f"{c['analysed']} analysed, {c['reused'] + c['moved']} from the cache "
-              f"({c['moved']} moved){rescored}, {c['unchanged']} unchanged; {c['tagged']} "
-              f"{'would be ' if dry_run else ''}tagged, {c['abstained']} abstained, "
-              f"{sum(v for k, v in c.items() if k.startswith('left:'))} left as they were"
-              f"{_left_why(c)}; "
-              f"{unsupported}"
-              f"failed: {fails}"
-              f"{' (interrupted: run the same scan again to resume)' if report.interrupted else ''}",
-              highlight=False, markup=False, soft_wrap=True)
+    err.print(report.summary(dry_run), highlight=False, markup=False, soft_wrap=True)
     if json_out:
         json_out.write_text(as_json_text(report.as_dict()) + "\n", encoding="utf-8")
     if report.interrupted:
@@ -531,7 +506,7 @@ def show(files: tuple[str, ...], as_json: bool, plot: Path | None, **kw: Any) ->
     sys.exit(EXIT_FAILED if missing else EXIT_OK)
 
 
-def _decision_words(r: Any, now: list[str] | None, settings: Settings) -> str | None:
+def _decision_words(r: TrackRow, now: list[str] | None, settings: Settings) -> str | None:
     """What genre-tagger did with the file, or why it left it alone, in words: the policy's
     decision on what the file carries now (what the next scan would do)."""
     from tagger.library.policy import IN_WORDS, decide, same_genres
@@ -550,12 +525,6 @@ def _decision_words(r: Any, now: list[str] | None, settings: Settings) -> str | 
     return f"not written yet: the next scan writes {_genres(d.new)}"
 
 
-def _left_why(counts: Any) -> str:
-    """`` (has-genre 29, same 3)``: why files were left alone (``show FILE`` says it in words)."""
-    left = [(k.removeprefix("left:"), v) for k, v in counts.items() if k.startswith("left:") and v]
-    return f" ({', '.join(f'{k} {v}' for k, v in sorted(left))})" if left else ""
-
-
 def _genres_now(path: str, settings: Settings) -> tuple[list[str] | None, str | None]:
     """(the file's genres now, None), or (None, why they cannot be read)."""
     from tagger.errors import TagError
@@ -567,7 +536,7 @@ def _genres_now(path: str, settings: Settings) -> tuple[list[str] | None, str | 
         return None, e.reason
 
 
-def _written_line(r: Any, now: list[str] | None, error: str | None) -> str:
+def _written_line(r: TrackRow, now: list[str] | None, error: str | None) -> str:
     """``show``'s lines on the file's genres: what it carries now and, only where we wrote,
     what we wrote and what it had before us."""
     from tagger.library.policy import same_genres
@@ -721,7 +690,7 @@ def _still_ours(written: list[tuple[str, list[str]]], settings: Settings) -> dic
             "genres": dict(sorted(genres.items(), key=lambda kv: (-kv[1], kv[0])))}
 
 
-def _stats_plot(decided: list[tuple[str, list[str], dict[str, float]]], out: Path,
+def _stats_plot(decided: Sequence[tuple[str, list[str], dict[str, float]]], out: Path,
                 settings: Settings) -> None:
     from collections import Counter
 
@@ -752,10 +721,10 @@ TRAIN = [
     click.option("--min-files", type=click.IntRange(1), default=10, show_default=True,
                  help="Genres with fewer files are left out (and listed)."),
 ]
-train_options = _with([CONFIG, DATABASE, *TRAIN, *ENGINE[1:7]])
+train_options = _with([CONFIG, setting_option("database"), *TRAIN, setting_options(*ANALYSIS)])
 
 
-def _train_options(kw: dict[str, Any]) -> Any:
+def _train_options(kw: dict[str, Any]) -> TrainOptions:
     from tagger.training.trainer import TrainOptions
 
     return TrainOptions(pooling=kw.pop("pooling") or DEFAULT_POOLING, epochs=kw.pop("epochs"),
@@ -766,7 +735,7 @@ def _say(text: str) -> None:
     click.echo(display(text), err=True)
 
 
-def _report_labels(labels: Any) -> None:
+def _report_labels(labels: LabelSet) -> None:
     from collections import Counter
 
     counts = Counter(g for f in labels.files for g in f.genres)
@@ -847,14 +816,9 @@ def evaluate(labels: str, model_path: str | None, folds: int | None, test_share:
     from tagger.analysis.model.runner import require_keras
     from tagger.analysis.model.trained import load as load_model
     from tagger.training import labels as label_sources
-    from tagger.training.metrics import confusion_text, group_split, per_class_text, summary_text
-    from tagger.training.trainer import (
-        cross_validate,
-        evaluate_model,
-        evaluate_split,
-        features_for,
-        main_labels,
-    )
+    from tagger.training.metrics import confusion_text, per_class_text, summary_text
+    from tagger.training.trainer import evaluate as judge
+    from tagger.training.trainer import features_for
 
     if model_path is None:  # folds and splits train heads; a trained model is NumPy's
         require_keras("train")
@@ -874,20 +838,9 @@ def evaluate(labels: str, model_path: str | None, folds: int | None, test_share:
         genre_map_for_labels(settings, found)
         _report_labels(found)
         data, base = features_for(found, settings, cache, _say)
-    spreads: list[dict[str, float] | None]
-    if model_path:
-        reports = evaluate_model(load_model(model_path), data, settings.genres)
-        spreads = [None] * len(reports)
-    elif folds:
-        pooled = cross_validate(data, folds, base, options, _say)
-        reports, spreads = [r for r, _ in pooled], [s for _, s in pooled]
-    else:
-        train_idx, test_idx = group_split(main_labels(data.files), [f.group for f in data.files],
-                                          test_share, options.seed)
-        _say(f"split: {len(train_idx)} songs to train, {len(test_idx)} to test "
-             f"(no artist, album or folder on both sides)")
-        reports = evaluate_split(data, train_idx, test_idx, base, options, _say)
-        spreads = [None] * len(reports)
+    judged = judge(data, base, options, _say, load_model(model_path) if model_path else None,
+                   settings.genres, folds, test_share)
+    reports, spreads = [r for r, _ in judged], [s for _, s in judged]
     for r, spread in zip(reports, spreads):
         click.echo(summary_text(r, spread))
     click.echo("")
@@ -917,17 +870,8 @@ def evaluate(labels: str, model_path: str | None, folds: int | None, test_share:
 @main.command()
 @click.argument("roots", nargs=-1, type=click.Path(exists=True, file_okay=False))
 @CONFIG
-@POLICY
-@click.option("--observer", type=click.Choice(OBSERVERS), default=None)
-@click.option("--settle", "settle_seconds", type=click.FloatRange(0), default=None,
-              help="Seconds a file's size and mtime must stay unchanged before it is analysed.")
-@DATABASE
-@click.option("--device", type=click.Choice(DEVICES), default=None)
-@click.option("--model", default=None, metavar="NAME|FILE",
-              help="A shipped model or a model file made by 'genre-tagger train'.")
-@click.option("--log-level", type=click.Choice(LOG_LEVELS), default=None)
-@click.option("--album/--no-album", default=None,
-              help="One genre set per album, decided once its files have all settled.")
+@setting_options("policy", "observer", "settle_seconds", "database", "device", "model",
+                 "log_level", "album")
 def watch(roots: tuple[str, ...], config_path: Path | None, **flags: Any) -> None:
     """Watch music folders and tag new or changed files (the daemon systemd runs)."""
     stop, reload = Flag(), Flag()  # first: a signal during the start-up is kept, not fatal
@@ -953,7 +897,7 @@ def watch(roots: tuple[str, ...], config_path: Path | None, **flags: Any) -> Non
     sys.exit(rc)
 
 
-def _status_cache(url: str | None, as_json: bool) -> Any:
+def _status_cache(url: str | None, as_json: bool) -> Cache:
     """The cache for ``status``, which only looks: a SQLite database that is not there is not
     created (an empty one would say "never ran" while a daemon may be tagging without its
     memory); none, or a damaged one, is said in plain words (exit 2)."""
@@ -992,21 +936,17 @@ def status(as_json: bool, **kw: Any) -> None:
     """What the daemon is doing: state, queue, throughput, failures, last errors."""
     import datetime
     import socket
-    import time
 
     from sqlalchemy.exc import SQLAlchemyError
 
-    from tagger.cache.queue import DaemonState, WorkQueue, running
+    from tagger.cache.queue import overview
     from tagger.cache.store import default_url, is_damaged, sqlite_file
     from tagger.errors import first_line
 
     settings = settings_from(kw)
     try:
         with _status_cache(settings.cache_url, as_json) as cache:
-            docs = list(DaemonState(cache).all().values())
-            queued = len(WorkQueue(cache))
-            summary = cache.summary()
-            errors = cache.last_errors(5)
+            info = overview(cache, settings.status_seconds)
     except SQLAlchemyError as problem:  # it opened, then a page read was damaged
         path = sqlite_file(settings.cache_url or default_url())
         if path is not None and is_damaged(problem):
@@ -1014,28 +954,8 @@ def status(as_json: bool, **kw: Any) -> None:
                            as_json)
         raise SetupProblem("cannot read the cache database: "
                                  f"{display(first_line(problem))}") from None
-    now = time.time()
-    # A daemon on another machine (a shared PostgreSQL cache) is alive while it keeps publishing.
-    live = [d for d in docs if running(d, now, max(180.0, 3 * settings.status_seconds))]
     here = socket.gethostname()
-    today = time.strftime("%Y-%m-%d")
-    daemons = [{"host": d["host"], "pid": d["pid"], "roots": d.get("roots", []),
-                "watched": d.get("watched", {}),
-                "up_seconds": int(now - d.get("started_at", now)), "processed": d.get("processed", 0),
-                "files_per_minute": round(d.get("processed", 0) / max(now - d.get("started_at", now),
-                                                                       1e-9) * 60, 2)}
-               for d in live]
-    info = {"state": "running" if live else "not running" if docs else "never ran", "cache": "ok",
-            "pid": daemons[0]["pid"] if daemons else None,
-            "roots": sorted({r for d in daemons for r in d["roots"]})
-            or (docs[0].get("roots", []) if docs else []), "queue": queued,
-            "processed": sum(d["processed"] for d in daemons),
-            # every run of today, on every machine, killed ones too
-            "processed_today": sum(d.get("processed_today", 0) for d in docs
-                                   if d.get("processed_day") == today),
-            "files_per_minute": round(sum(d["files_per_minute"] for d in daemons), 2)
-            if daemons else None,
-            "daemons": daemons, "failures": summary["failures"], "last_errors": errors}
+    daemons = info["daemons"]
     if as_json:
         click.echo(as_json_text(info))
         return
@@ -1051,13 +971,13 @@ def status(as_json: bool, **kw: Any) -> None:
     else:
         click.echo(f"daemon: {info['state']}" + (f" {who(daemons[0])}" if daemons else ""))
     if info["roots"]:
-        ways = {k: sum(d["watched"].get(k, 0) for d in daemons) for k in ("inotify", "polling")}
+        ways = info["watched"]
         how = (f" ({ways['inotify']} folders by inotify, {ways['polling']} by polling)"
                if any(ways.values()) else "")
         click.echo(f"watching: {', '.join(display(r) for r in info['roots'])}{how}")
-    click.echo(f"queue: {queued} files; processed today: {info['processed_today']}"
+    click.echo(f"queue: {info['queue']} files; processed today: {info['processed_today']}"
                + (f"; {info['files_per_minute']} files/min since start" if daemons else ""))
-    if summary["failures"]:
-        click.echo("failures: " + ", ".join(f"{k} {v}" for k, v in summary["failures"].items()))
-    for e in errors:
+    if info["failures"]:
+        click.echo("failures: " + ", ".join(f"{k} {v}" for k, v in info["failures"].items()))
+    for e in info["last_errors"]:
         click.echo(f"  {display(e['path'])}: {display(e['reason'] or e['code'] or '')}")

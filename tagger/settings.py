@@ -11,9 +11,10 @@ later. Files: ``/etc/genre-tagger/config.toml`` for the system service,
 
 from __future__ import annotations
 
+import json
 import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -110,36 +111,138 @@ class Settings:
         return self.database or None
 
 
-_FIELDS = {f.name: f for f in fields(Settings)}
-_CHOICES: dict[str, tuple[str, ...]] = {"policy": POLICIES, "device": DEVICES,
-                                        "precision": PRECISIONS, "hard_links": HARD_LINKS,
-                                        "observer": OBSERVERS, "log_level": LOG_LEVELS}
-_KIND = {"roots": "roots", "top_k": "int", "batch_size": "int", "jobs": "int", "budget": "budget",
-         "batch_files": "int", "min_confidence": "float", "window_hop": "float",
-         "timeout": "float", "settle_seconds": "float", "poll_seconds": "float",
-         "status_seconds": "float", "id3v23": "bool", "id3v24": "bool", "keep_mtime": "bool",
-         "album": "bool"}
-#: (check, what it must be) per key, beyond its type.
-_RANGES: dict[str, tuple[Any, str]] = {
-    "top_k": (lambda v: v >= 1, "at least 1"),
-    "min_confidence": (lambda v: 0.0 <= v <= 1.0, "between 0 and 1"),
-    "batch_size": (lambda v: v >= 0, "0 (automatic) or more"),
-    "jobs": (lambda v: v >= 0, "0 (automatic) or more"),
-    "budget": (lambda v: v == "auto" or v >= 0,
-               "'auto', a whole number of windows, or 'all' (or 0) for every window"),
-    "window_hop": (lambda v: v >= 0.1, "at least 0.1 seconds"),
-    "timeout": (lambda v: v >= 1, "at least 1 second"),
-    "settle_seconds": (lambda v: v >= 0, "0 or more"),
-    "poll_seconds": (lambda v: v > 0, "more than 0"),
-    "batch_files": (lambda v: v >= 1, "at least 1"),
-    "status_seconds": (lambda v: v > 0, "more than 0"),
-}
+#: How a key's value is read: its type, or a special form (``roots``: folders; ``budget``:
+#: auto / all / N; ``model``: a name or a model file; ``genres``: the [genres] table).
+Kind = Literal["str", "int", "float", "bool", "roots", "budget", "model", "genres"]
+
+
+@dataclass(frozen=True)
+class Key:
+    """One setting, described once. The config file's key, the ``GENRE_TAGGER_<KEY>`` variable,
+    the commands' option (:func:`tagger.cli.setting_options`), the beets plugin's key, the
+    checks and the README's settings block (:func:`toml_block`, kept equal by a test) are all
+    made from it, so a new setting is one row here and one field of :class:`Settings`."""
+
+    name: str
+    kind: Kind
+    help: str  # what it does, in one phrase: the option's help and the README's comment
+    choices: tuple[str, ...] = ()
+    check: Callable[[Any], bool] | None = None  # beyond its kind
+    must: str = ""  # what ``check`` asks, in words
+    flag: str | None = None  # the commands' option (``--keep-mtime/--no-keep-mtime``); None: none
+    short: str | None = None  # its one-letter form
+    beets: str | None = None  # the beets plugin's name for it (None: not a plugin key)
+    default_words: str | None = None  # the default said in words where the value says little
+    example: str | None = None  # the README's value where the default is empty
+
+    @property
+    def env(self) -> str:
+        return f"{ENV_PREFIX}{self.name.upper()}"
+
+    @property
+    def default(self) -> Any:
+        return _DEFAULTS[self.name]
+
+
+_DEFAULTS = {f.name: getattr(Settings(), f.name) for f in fields(Settings)}
+SPEC: tuple[Key, ...] = (
+    Key("roots", "roots", "folders to watch (environment: separated by ':')",
+        example='["/srv/music"]'),
+    Key("policy", "str", "missing: only files without genres; merge: keep theirs, add ours; "
+        "overwrite: replace", POLICIES, flag="--policy"),
+    Key("top_k", "int", "at most this many genres per file", check=lambda v: v >= 1,
+        must="at least 1", flag="--top-k", beets="count"),
+    Key("min_confidence", "float", "abstain when no genre scores at least this",
+        check=lambda v: 0.0 <= v <= 1.0, must="between 0 and 1", flag="--min-confidence",
+        beets="min_confidence"),
+    Key("model", "model", f"a shipped model ({', '.join(sorted(MODELS))}) or a model file made "
+        "by 'genre-tagger train'", flag="--model", beets="model"),
+    Key("device", "str", "auto uses a GPU when the backend sees one", DEVICES, flag="--device",
+        beets="device"),
+    Key("batch_size", "int", "windows per model call; 0: 16 on CPU, 256 on GPU",
+        check=lambda v: v >= 0, must="0 (automatic) or more", flag="--batch-size",
+        beets="batch_size"),
+    Key("budget", "budget", "windows per track: 'auto' (a few, more while the top genre is still "
+        "open), a number spread evenly, or 'all' (or 0) for every window",
+        check=lambda v: v == "auto" or v >= 0,
+        must="'auto', a whole number of windows, or 'all' (or 0) for every window",
+        flag="--budget", beets="budget"),
+    Key("precision", "str", "CPU arithmetic: auto runs int8 + bfloat16 where the CPU computes "
+        "bfloat16 natively (1.9x float32's speed, same top genre), else float32", PRECISIONS,
+        flag="--precision", beets="precision"),
+    Key("jobs", "int", "files decoded in parallel; 0: up to 4 CPUs, every CPU when a GPU runs "
+        "the model", check=lambda v: v >= 0, must="0 (automatic) or more", flag="--jobs",
+        short="-j", beets="jobs"),
+    Key("window_hop", "float", "seconds between window starts (3: no overlap)",
+        check=lambda v: v >= 0.1, must="at least 0.1 seconds", flag="--window-hop"),
+    Key("timeout", "float", "seconds a file may take to decode", check=lambda v: v >= 1,
+        must="at least 1 second", flag="--timeout"),
+    Key("id3v23", "bool", "write ID3v2.3 (genres joined with id3_separator) instead of keeping "
+        "each file's version", flag="--id3v23"),
+    Key("id3v24", "bool", "write ID3v2.4 into v2.3 files too: TagLib and MPD then see each genre, "
+        "not one joined genre (README: \"What your player shows\")", flag="--id3v24"),
+    Key("id3_separator", "str", "how ID3v2.3 joins several genres", flag="--id3-separator"),
+    Key("keep_mtime", "bool", "keep the files' mtime when tagging (players that re-read only "
+        "files whose mtime moved then never see the genres)",
+        flag="--keep-mtime/--no-keep-mtime"),
+    Key("hard_links", "str", "a file with several names: leave it alone, split it (this name gets "
+        "the new file), or write in place (every name sees it; not crash-safe)", HARD_LINKS,
+        flag="--hard-links"),
+    Key("observer", "str", "auto: polling on network and FUSE file systems, inotify elsewhere",
+        OBSERVERS, flag="--observer"),
+    Key("settle_seconds", "float", "seconds a file's size and mtime must stay unchanged before "
+        "it is analysed", check=lambda v: v >= 0, must="0 or more", flag="--settle"),
+    Key("poll_seconds", "float", "the polling observer's interval", check=lambda v: v > 0,
+        must="more than 0"),
+    Key("batch_files", "int", "files per worker batch (bounds memory and the SIGTERM wait)",
+        check=lambda v: v >= 1, must="at least 1"),
+    Key("database", "str", "the cache: any SQLAlchemy URL", flag="--db", beets="cache_db",
+        default_words="SQLite in ~/.local/state/genre-tagger/"),
+    Key("log_level", "str", "the daemon's log level", LOG_LEVELS, flag="--log-level"),
+    Key("status_seconds", "float", "how often the daemon logs a summary line",
+        check=lambda v: v > 0, must="more than 0"),
+    Key("album", "bool", "one genre set per album (album and album artist tags, else the "
+        "folder), from the mean of its tracks' scores; the daemon decides once its files have "
+        "all settled", flag="--album/--no-album"),
+    Key("genres", "genres", "your vocabulary: see \"Your words\" (a SIGHUP re-decides from the "
+        "cache)"),
+)
+KEYS = {k.name: k for k in SPEC}
+if set(KEYS) != set(_DEFAULTS):  # pragma: no cover (a setting added to one and not the other)
+    raise AssertionError(f"settings without a spec row: {set(_DEFAULTS) ^ set(KEYS)}")
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    return repr(value)
+
+
+def toml_block() -> str:
+    """Every setting with its default and what it does, as the README shows them."""
+    lines = []
+    for k in SPEC:
+        if k.kind == "genres":
+            lines.append(f"\n{'[genres]':<24} # {k.help}")
+            continue
+        value = k.example or _toml(k.default)
+        words = f" (empty: {k.default_words})" if k.default == "" and k.default_words else ""
+        choices = f"{' | '.join(k.choices)}: " if k.choices and ":" not in k.help else ""
+        lines.append(f"{k.name} = {value}".ljust(24) + f" # {choices}{k.help}{words}")
+    return "\n".join(lines) + "\n"
+
+
+def beets_keys() -> dict[str, Key]:
+    """The beets plugin's keys that are genre-tagger settings: its name -> the setting."""
+    return {k.beets: k for k in SPEC if k.beets}
 
 
 def _coerce(key: str, value: Any) -> Any:
     """``value`` as the key's type; ValueError says what it must be."""
-    kind = _KIND.get(key, "str")
-    if key == "genres":
+    kind = KEYS[key].kind
+    if kind == "genres":
         return parse_genre_map(value, parent_tree())
     if kind == "roots":
         items = value.split(":") if isinstance(value, str) else value
@@ -152,7 +255,7 @@ def _coerce(key: str, value: Any) -> Any:
         if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
             return value.lower() in ("1", "true", "yes", "on")
         raise ValueError("true or false")
-    if key == "model" and isinstance(value, str) and value not in MODELS:
+    if kind == "model" and isinstance(value, str) and value not in MODELS:
         # A trained model file (genre-tagger train): absolute, so the daemon finds it too.
         if not value.strip():
             raise ValueError(f"one of {', '.join(MODELS)}, or a model file made by "
@@ -202,21 +305,21 @@ def build_settings(values: Mapping[str, Any], where: Mapping[str, str] | None = 
         where = {**where, "keep_mtime": where.get("touch", "settings")}
     for key, raw in values.items():
         origin = where.get(key, "settings")
-        if key not in _FIELDS:
-            raise ConfigError(f"{origin}: unknown key '{key}' (known: {', '.join(sorted(_FIELDS))})")
+        if key not in KEYS:
+            raise ConfigError(f"{origin}: unknown key '{key}' (known: {', '.join(sorted(KEYS))})")
+        spec = KEYS[key]
         try:
             value = _coerce(key, raw)
         except ValueError as e:
             if key == "genres":  # the map's own messages name the key and say why
                 raise ConfigError(f"{origin}: [genres]: {e}") from None
             raise ConfigError(f"{origin}: '{key}' must be {e}, not {raw!r}") from None
-        if key in _CHOICES and value not in _CHOICES[key]:
-            raise ConfigError(f"{origin}: '{key}' must be one of {', '.join(_CHOICES[key])}, "
+        if spec.choices and value not in spec.choices:
+            raise ConfigError(f"{origin}: '{key}' must be one of {', '.join(spec.choices)}, "
                               f"not {raw!r}")
-        check = _RANGES.get(key)
-        if check and not check[0](value):
-            raise ConfigError(f"{origin}: '{key}' must be {check[1]}, not {raw!r}")
-        if key == "model" and value not in MODELS:
+        if spec.check and not spec.check(value):
+            raise ConfigError(f"{origin}: '{key}' must be {spec.must}, not {raw!r}")
+        if spec.kind == "model" and value not in MODELS:
             from tagger.analysis.model.trained import load
             from tagger.errors import ModelFileError
 
@@ -276,10 +379,10 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
         for key, value in data.items():
             values[key], where[key] = value, str(path)
     environ = os.environ if env is None else env
-    for key in _FIELDS:
-        raw = environ.get(f"{ENV_PREFIX}{key.upper()}")
+    for k in SPEC:
+        raw = environ.get(k.env)
         if raw is not None:
-            values[key], where[key] = raw, f"${ENV_PREFIX}{key.upper()}"
+            values[k.name], where[k.name] = raw, f"${k.env}"
     for key, value in (overrides or {}).items():
         if value is not None:
             values[key], where[key] = value, "command line"
@@ -305,13 +408,18 @@ def check_genre_map(settings: Settings, labels: Iterable[str] | None = None,
 
 __all__ = [
     "DEVICES",
+    "KEYS",
     "LOG_LEVELS",
     "OBSERVERS",
     "PRECISIONS",
+    "SPEC",
     "ConfigError",
+    "Key",
     "Settings",
+    "beets_keys",
     "build_settings",
     "check_genre_map",
     "default_path",
     "load_settings",
+    "toml_block",
 ]

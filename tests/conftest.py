@@ -59,7 +59,20 @@ def audio_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def engine() -> Iterator[object]:
+    """The one engine most tests share (loaded once: 2-3 s): the CPU, the adaptive budget, and
+    the scan tests' low bar (:data:`scanning.LOW_BAR`)."""
+    from scanning import LOW_BAR
+
+    from tagger.analysis.config import EngineConfig
+    from tagger.analysis.engine import Engine
+
+    yield Engine(EngineConfig(device="cpu", selection=LOW_BAR))
+
+
+@pytest.fixture(scope="session")
 def engine_full() -> Iterator[object]:
+    """An engine that scores every window (no budget), for the tests of windows and pooling."""
     from tagger.analysis.config import EngineConfig
     from tagger.analysis.engine import Engine
 

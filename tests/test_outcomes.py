@@ -10,28 +10,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from scanning import scanner
 from tagfiles import make_tagged
 
-from tagger.analysis.config import EngineConfig
 from tagger.analysis.engine import Engine
-from tagger.analysis.taxonomy import Selection
 from tagger.cache import Cache
 from tagger.formats.identity import audio_identity
-from tagger.library.pipeline import Scanner, ScanOptions
 from tagger.tags import read_genres
 
 REPO = Path(__file__).resolve().parent.parent
-SEL = Selection(min_confidence=0.01)
-
-
-@pytest.fixture(scope="module")
-def engine() -> Engine:
-    return Engine(EngineConfig(device="cpu", selection=SEL))
-
-
-def scan(lib: Path, cache: Cache, engine: Engine, **kw: object) -> Scanner:
-    return Scanner(ScanOptions(roots=(str(lib),), **kw), engine.config, cache, engine)  # type: ignore[arg-type]
+scan = scanner
 
 
 def test_a_copy_of_a_failed_file_gets_its_own_outcome(tmp_path: Path, engine: Engine) -> None:

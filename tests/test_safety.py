@@ -20,12 +20,12 @@ from pathlib import Path
 
 import mutagen
 import pytest
+from scanning import LOW_BAR as SEL
 from tagfiles import make_tagged, stream_md5
 from test_daemon import Daemon, _no_daemon_left_behind, query, tagged, wait_until  # noqa: F401
 
 from tagger.analysis.config import EngineConfig
 from tagger.analysis.engine import Engine
-from tagger.analysis.taxonomy import Selection
 from tagger.cache import Cache
 from tagger.errors import TagError
 from tagger.faults import CHECKPOINTS
@@ -36,12 +36,6 @@ from tagger.tags import read_genres, write_genres
 from tagger.tags.safe_write import YOUNG_SECONDS, _writers_in_proc, being_written, is_temp_name
 
 REPO = Path(__file__).resolve().parent.parent
-SEL = Selection(min_confidence=0.01)
-
-
-@pytest.fixture(scope="module")
-def engine() -> Engine:
-    return Engine(EngineConfig(device="cpu", selection=SEL))
 
 
 def sha(path: Path) -> str:

@@ -11,13 +11,15 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
+import scanning
+from scanning import LOW_BAR as SEL
 from tagfiles import make_tagged
 
 from tagger.analysis.config import EngineConfig
 from tagger.analysis.engine import Engine
-from tagger.analysis.taxonomy import Selection
 from tagger.cache import Cache
 from tagger.cache.schema import SCHEMA_VERSION
 from tagger.errors import CacheUnavailable
@@ -27,12 +29,6 @@ from tagger.library.tagging import revert
 from tagger.tags import TagOptions, read_genres, write_genres
 
 # A low bar so that synthetic test music always gets a genre.
-SEL = Selection(min_confidence=0.01)
-
-
-@pytest.fixture(scope="module")
-def engine() -> Engine:
-    return Engine(EngineConfig(device="cpu", selection=SEL))
 
 
 @pytest.fixture
@@ -48,10 +44,8 @@ def library(tmp_path: Path) -> Path:
     return lib
 
 
-def scanner(lib: Path, db: Path, engine: Engine, **kw: object) -> Scanner:
-    cfg = engine.config if "model" not in kw else EngineConfig(model=str(kw.pop("model")), selection=SEL)
-    return Scanner(ScanOptions(roots=(str(lib),), **kw), cfg, Cache(f"sqlite:///{db}"),  # type: ignore[arg-type]
-                   engine if cfg is engine.config else None)
+def scanner(lib: Path, db: Path, engine: Engine, **kw: Any) -> Scanner:
+    return scanning.scanner(lib, Cache(f"sqlite:///{db}"), engine, **kw)
 
 
 def test_first_scan_tags_then_rescan_is_free(library: Path, tmp_path: Path, engine: Engine) -> None:

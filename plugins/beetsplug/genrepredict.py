@@ -57,9 +57,8 @@ class GenrePredictPlugin(BeetsPlugin):
 
     def __init__(self) -> None:
         super().__init__()
-        from tagger.settings import Settings
+        from tagger.settings import beets_keys
 
-        d = Settings()  # genre-tagger's defaults: one place for both
         self.config.add({
             "auto": True,  # predict during `beet import`
             # one genre set per album, for import and genre-predict alike (genre-tagger's key;
@@ -68,15 +67,9 @@ class GenrePredictPlugin(BeetsPlugin):
             "force": False,  # replace genres a person set
             "keep_existing": False,  # with force: keep theirs first, add ours after
             "pretend": False,
-            "count": d.top_k,  # at most this many genres
-            "min_confidence": d.min_confidence,  # abstain below this
-            "model": d.model,
-            "device": d.device,
-            "budget": d.budget,  # windows per track: auto, a number, or 0 for every window
-            "precision": d.precision,  # auto: int8 + bfloat16 where the CPU has bfloat16
-            "batch_size": d.batch_size,  # 0: the device's default
-            "jobs": d.jobs,  # 0: up to 4 CPUs, every CPU with a GPU
-            "cache_db": d.database,  # genre-tagger's cache URL; empty: its default (shared with scan)
+            # genre-tagger's settings, under lastgenre's names where it has them (count) and
+            # cache_db for the cache: the names, defaults and checks are genre-tagger's spec
+            **{theirs: key.default for theirs, key in beets_keys().items()},
             "raw_tags": 5,  # how many raw model tags to keep in genre_raw
             "separator": ", ",  # joins genres into `genre` on beets < 2.7
             "genres": {},  # genre-tagger's [genres] map: rename, aliases, exclude, include, parents
@@ -93,12 +86,9 @@ class GenrePredictPlugin(BeetsPlugin):
     def _settings(self) -> Any:
         """beets' config mapped onto genre-tagger's one settings object (checked the same way)."""
         from tagger.errors import ConfigError
-        from tagger.settings import build_settings
+        from tagger.settings import beets_keys, build_settings
 
-        keys = {"count": "top_k", "min_confidence": "min_confidence", "model": "model",
-                "device": "device", "precision": "precision", "budget": "budget",
-                "batch_size": "batch_size", "jobs": "jobs",
-                "cache_db": "database"}
+        keys = {theirs: key.name for theirs, key in beets_keys().items()}
         values = {ours: self.config[theirs].get() for theirs, ours in keys.items()}
         where = {ours: f"beets config genrepredict.{theirs}" for theirs, ours in keys.items()}
         if genre_map := self.config["genres"].get():

@@ -32,7 +32,7 @@ from tagger.analysis.extract import TrackWindows, extract_windows, more_windows
 from tagger.analysis.model.mil import mean_by_track
 from tagger.analysis.model.resolved import Model, open_model
 from tagger.analysis.model.runner import window_scorer
-from tagger.errors import MACHINE_ERRNOS, AudioError, Code, EnvironmentProblem
+from tagger.errors import MACHINE_ERRNOS, AudioError, Code, EnvironmentProblem, ModelFileError
 
 log = logging.getLogger(__name__)
 
@@ -186,10 +186,12 @@ _Job = Future[TrackWindows | Failure] | Future[tuple["_Track", TrackWindows | No
 class Engine:
     """Holds the loaded model; reuse one engine for many files."""
 
-    def __init__(self, config: EngineConfig | None = None) -> None:
+    def __init__(self, config: EngineConfig | None = None, model: Model | None = None) -> None:
         self.config = config or EngineConfig()
-        #: The model (a trained head runs on its base's features, with a fixed budget).
-        self.model: Model = open_model(self.config.model)
+        #: The model (a trained head runs on its base's features, with a fixed budget): the one
+        #: given (a score source's, read once: a model file rewritten since is not mixed in), else
+        #: the one the config names.
+        self.model: Model = model or open_model(self.config.model)
         self.config = self.model.config(self.config)
         base = self.model.base
         #: Long-lived decoder children for the windows' seeks, shared by the decoding threads.
@@ -316,7 +318,9 @@ class Engine:
         bag = unpack(stored)
         raw = {t: float(s) for t, s in zip(tags, song)}
         genres = self.model.scores(bag, raw)
-        assert genres is not None, "a fresh analysis on the model's own base always answers"
+        if genres is None:  # its own base's features: only a model file at odds with itself
+            raise ModelFileError(f"{self.model.name}: the model cannot score the features of "
+                                 f"its own base network ({self.model.base}); train it again")
         return Prediction(
             path=track.windows.path,
             genre_scores=genres,

@@ -279,3 +279,39 @@ class DaemonState:
         with self.cache.engine.begin() as conn:
             conn.execute(delete(daemons).where(and_(daemons.c.updated_at < day_start,
                                                     daemons.c.id != self.owner)))
+
+
+def overview(cache: Cache, status_seconds: float, now: float | None = None) -> dict[str, Any]:
+    """What ``status`` shows (and ``status --json`` prints): the daemons that run now, on any
+    machine sharing the cache (alive while they keep publishing: within 3 summary intervals,
+    at least 3 minutes), their roots, folders watched each way and throughput; the queue; the
+    files processed today by every run, killed ones too; failures by reason; the last errors.
+    Read-only: it takes nothing from the queue."""
+    import time
+
+    now = time.time() if now is None else now
+    docs = list(DaemonState(cache).all().values())
+    summary = cache.summary()
+    live = [d for d in docs if running(d, now, max(180.0, 3 * status_seconds))]
+    today = time.strftime("%Y-%m-%d", time.localtime(now))
+    daemons = []
+    for d in live:
+        up = max(now - d.get("started_at", now), 1e-9)
+        daemons.append({"host": d["host"], "pid": d["pid"], "roots": d.get("roots", []),
+                        "watched": d.get("watched", {}), "up_seconds": int(up),
+                        "processed": d.get("processed", 0),
+                        "files_per_minute": round(d.get("processed", 0) / up * 60, 2)})
+    return {"state": "running" if live else "not running" if docs else "never ran", "cache": "ok",
+            "pid": daemons[0]["pid"] if daemons else None,
+            "roots": sorted({r for d in daemons for r in d["roots"]})
+            or (docs[0].get("roots", []) if docs else []),
+            "queue": len(WorkQueue(cache)),
+            "processed": sum(d["processed"] for d in daemons),
+            "processed_today": sum(d.get("processed_today", 0) for d in docs
+                                   if d.get("processed_day") == today),
+            "files_per_minute": round(sum(d["files_per_minute"] for d in daemons), 2)
+            if daemons else None,
+            "watched": {k: sum(d["watched"].get(k, 0) for d in daemons)
+                        for k in ("inotify", "polling")},
+            "daemons": daemons, "failures": summary["failures"],
+            "last_errors": cache.last_errors(5)}

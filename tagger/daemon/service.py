@@ -164,6 +164,9 @@ class Daemon:
             log.error("cannot analyse now: %s; the batch stays queued, retrying in %d s",
                       display(str(e)), MACHINE_RETRY_SECONDS)
             self.queue.release()  # a daemon sharing the queue may do it meanwhile
+            # an engine that met the machine's fault (a lost GPU, a dead decoder pool) is not
+            # trusted again: the next batch loads a new one
+            self._scanner = None
             return time.monotonic() + MACHINE_RETRY_SECONDS
         return pause
 

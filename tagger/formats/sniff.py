@@ -21,13 +21,15 @@ _MPEG_BITRATES = {  # kbit/s by (MPEG-1?, layer), index 1..14
 _MPEG_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
 
 
-def id3v2_size(head: bytes) -> int:
+def id3v2_size(head: bytes, synchsafe: bool = False) -> int:
     """The bytes a leading ID3v2 tag takes (header, body, footer) from its 10-byte header; 0
-    when ``head`` does not start one. The size bytes are read as stored, high bits and all: the
-    audio identity has always read them so, and cached identities must not move."""
+    when ``head`` does not start one. By default the size bytes are read as stored, high bits
+    and all: the audio identity has always read them so, and cached identities must not move;
+    ``synchsafe`` reads them as the standard says (7 bits each), which sniffing always did."""
     if len(head) < 10 or head[:3] != b"ID3":
         return 0
-    size = (head[6] << 21) | (head[7] << 14) | (head[8] << 7) | head[9]
+    m = 0x7F if synchsafe else 0xFF
+    size = ((head[6] & m) << 21) | ((head[7] & m) << 14) | ((head[8] & m) << 7) | (head[9] & m)
     return 10 + size + (10 if head[5] & 0x10 else 0)
 
 
@@ -84,5 +86,5 @@ def sniff(path: Path) -> str | None:
         if head[:3] != b"ID3" or len(head) < 10:
             return sniff_bytes(head)
         # An ID3v2 tag: what follows it decides (nearly always MP3; sometimes FLAC or AAC).
-        fh.seek(id3v2_size(head))
+        fh.seek(id3v2_size(head, synchsafe=True))
         return sniff_bytes(fh.read(4096)) or "MP3"

@@ -84,6 +84,27 @@ class ScanReport:
             names = {"write": "tagged", "abstain": "abstained"}
             self.counts[names.get(o.decision, f"left:{o.decision}")] += 1
 
+    def summary(self, dry_run: bool = False) -> str:
+        """The scan's last line: what became of every file, why files were left alone
+        (``has-genre 29, same 3``: ``show FILE`` says it in words), and the failures by reason."""
+        c = self.counts
+        fails = ", ".join(f"{k} {v}" for k, v in self.failures.most_common()) or "none"
+        files = sum(c[a] for a in ("unchanged", "analysed", "reused", "rescored", "moved",
+                                   "failed"))
+        left = sorted((k.removeprefix("left:"), v) for k, v in c.items()
+                      if k.startswith("left:") and v)
+        why = f" ({', '.join(f'{k} {v}' for k, v in left)})" if left else ""
+        rescored = f", {c['rescored']} re-decided from stored features" if c["rescored"] else ""
+        unsupported = (f"{c['unsupported']} not supported (their format); "
+                       if c["unsupported"] else "")
+        return (f"{'dry run: ' if dry_run else ''}{files} files: "
+                f"{c['analysed']} analysed, {c['reused'] + c['moved']} from the cache "
+                f"({c['moved']} moved){rescored}, {c['unchanged']} unchanged; {c['tagged']} "
+                f"{'would be ' if dry_run else ''}tagged, {c['abstained']} abstained, "
+                f"{sum(v for _, v in left)} left as they were{why}; {unsupported}"
+                f"failed: {fails}"
+                f"{' (interrupted: run the same scan again to resume)' if self.interrupted else ''}")
+
     def as_dict(self) -> dict[str, Any]:
         return {"counts": dict(self.counts), "failures": dict(self.failures),
                 "interrupted": self.interrupted, "seconds": round(self.seconds, 3),

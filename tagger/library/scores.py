@@ -157,7 +157,7 @@ class ScoreSource:
     @property
     def engine(self) -> Analysis:
         if self._engine is None:
-            self._engine = Engine(self.config)
+            self._engine = Engine(self.config, self.model)
         return self._engine
 
     @property

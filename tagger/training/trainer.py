@@ -11,7 +11,7 @@ import os
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -89,16 +89,12 @@ def features_for(labels: LabelSet, settings: Settings, cache: Cache,
     """The labelled files' bags under the settings' base model (analysing what the cache
     lacks), and that model's name. Files that cannot be analysed are said and left out."""
     model = open_model(settings.model)
-    base = model.base  # a head learns from the shipped model's features...
-    # ...with the budget a trained head gets (not the adaptive rule's, which stops once the
-    # shipped model's top genre is settled)
-    config = replace(model.config(settings.engine_config()), model=base)
-    data = gather(labels, config, cache, say)
+    data = gather(labels, model.learning_config(settings.engine_config()), cache, say)
     for path, reason in data.failures:
         say(f"error {path}: {reason}")
     if data.failures:
         say(f"{len(data.failures)} files could not be analysed and are left out")
-    return data, base
+    return data, model.base
 
 
 def _targets(files: Sequence[Labelled], classes: list[str]) -> Float32Array:
@@ -359,3 +355,20 @@ def cross_validate(data: Bags, folds: int, base: str, options: TrainOptions,
         out.append((pooled, spread))
     return out
 
+
+def evaluate(data: Bags, base: str, options: TrainOptions, say: Say,
+             model: TrainedModel | None = None, genre_map: GenreMap | None = None,
+             folds: int | None = None,
+             test_share: float = 0.25) -> list[tuple[Report, dict[str, float] | None]]:
+    """What ``evaluate`` reports, each with its spread over folds (None from one split): a
+    trained ``model`` judged on every song; else heads trained and judged by grouped ``folds``,
+    else on one grouped split holding out ``test_share`` of the songs."""
+    if model is not None:
+        return [(r, None) for r in evaluate_model(model, data, genre_map)]
+    if folds:
+        return [(r, s) for r, s in cross_validate(data, folds, base, options, say)]
+    train_idx, test_idx = group_split(main_labels(data.files), [f.group for f in data.files],
+                                      test_share, options.seed)
+    say(f"split: {len(train_idx)} songs to train, {len(test_idx)} to test "
+        "(no artist, album or folder on both sides)")
+    return [(r, None) for r in evaluate_split(data, train_idx, test_idx, base, options, say)]

@@ -72,9 +72,13 @@ class Model:
         """``config`` as this model runs it. The adaptive budget stops once the base model's top
         genre is settled; a trained head decides from features, so it gets a fixed budget
         (features cached by an adaptive scan hold the windows that scan took)."""
-        if self.trained and isinstance(config.budget, AdaptiveBudget):
-            return replace(config, budget=FIXED_BUDGET)
-        return config
+        return _fixed_budget(config) if self.trained else config
+
+    def learning_config(self, config: EngineConfig) -> EngineConfig:
+        """``config`` as a head learns from it: the base network's features, with the fixed
+        budget a trained head gets whichever model the setting names (the adaptive rule would
+        stop once the shipped model's top genre is settled, which says nothing of new labels)."""
+        return _fixed_budget(replace(config, model=self.base))
 
     def vocabulary(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """The genres this model can name, and other genre names its training labels had (left
@@ -84,6 +88,12 @@ class Model:
                     tuple(self.trained.meta.get("training", {}).get("vocabulary", ())))
         # Every shipped genre is a known word, so one map serves all shipped models.
         return genres_of(get_model(self.name).tags), genre_names()
+
+
+def _fixed_budget(config: EngineConfig) -> EngineConfig:
+    if isinstance(config.budget, AdaptiveBudget):
+        return replace(config, budget=FIXED_BUDGET)
+    return config
 
 
 def open_model(name: str) -> Model:
