@@ -16,7 +16,8 @@ import pytest
 from conftest import FORMATS, ffmpeg_encode, music_like
 
 from tagger.analysis.config import EngineConfig
-from tagger.analysis.decode import _run, check_decoder, decode, decode_segments
+from tagger.analysis.decode import check_decoder, decode, decode_segments
+from tagger.analysis.decode.children import run
 from tagger.analysis.engine import Engine, Failure
 from tagger.analysis.extract import extract_windows
 from tagger.analysis.features import SAMPLE_RATE, plan_windows
@@ -172,7 +173,7 @@ def test_timeout_stops_the_decoder(good: dict[str, Path]) -> None:
 def test_a_crashing_decoder_does_not_take_us_down(tmp_path: Path) -> None:
     crash = [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"]
     with pytest.raises(DecoderCrashed, match="SIGSEGV"):
-        _run(crash, tmp_path / "x.mp3", 10)
+        run(crash, tmp_path / "x.mp3", 10)
 
 
 def test_silent_and_tiny_files(tmp_path: Path) -> None:

@@ -37,7 +37,7 @@ from tagger.display import display
 from tagger.errors import CacheUnavailable, EnvironmentProblem
 from tagger.formats.identity import audio_identity
 from tagger.library.albums import album_of
-from tagger.library.pipeline import Hold, Scanner, ScanOptions
+from tagger.library.pipeline import Hold, Scanner, ScanOptions, gone_under
 from tagger.library.policy import IN_WORDS
 from tagger.library.tagging import REVERTED, TRANSIENT, UNSUPPORTED, Outcome
 from tagger.library.walk import unreadable_reason, walk
@@ -245,10 +245,8 @@ class Daemon:
             else:
                 self.queue.put(path, "reconcile")
             n += 1
-        for path in list(index):
-            if path.startswith(tuple(t.rstrip(os.sep) + os.sep for t in tops)) \
-                    and not os.path.exists(path):
-                self._deleted(path)
+        for path in gone_under(index, tops):  # the scan's rule: gone, not merely unreadable
+            self._deleted(path)
         return n
 
     def _enqueue_if_changed(self, path: str) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -63,6 +63,25 @@ class ScanOptions:
 
 #: Album mode: (album key, its files) -> True while more of it may still arrive.
 Hold = Callable[[str, list[str]], bool]
+
+
+def gone_under(index: Mapping[str, StatEntry], tops: Iterable[str],
+               seen: Container[str] = frozenset()) -> list[str]:
+    """The paths the cache knows under ``tops`` (not marked deleted, not ``seen`` by a walk just
+    now) whose file is gone: not there at all. A path that cannot be looked at now (a folder
+    without permission, a mount that went away) is not called deleted: its history stays."""
+    prefixes = tuple(os.path.join(os.path.abspath(t), "") for t in tops)
+    gone = []
+    for path, known in index.items():
+        if known.status == "deleted" or path in seen or not path.startswith(prefixes):
+            continue
+        try:
+            os.lstat(path)
+        except FileNotFoundError:
+            gone.append(path)
+        except OSError:
+            continue
+    return gone
 
 
 @dataclass
@@ -267,20 +286,11 @@ class Scanner:
                 record(self.tagger.apply(found.path, found.result, found.action, found.stat))
 
     def _mark_deleted(self, index: dict[str, StatEntry], seen: set[str]) -> int:
-        """Rows under the roots whose file is gone (not merely unreadable) say so."""
-        prefixes = tuple(os.path.join(os.path.abspath(r), "") for r in self.options.roots)
-        gone = 0
-        for path, known in index.items():
-            if known.status == "deleted" or path in seen or not path.startswith(prefixes):
-                continue
-            try:
-                os.lstat(path)
-            except FileNotFoundError:
-                self.cache.upsert(path, status="deleted")
-                gone += 1
-            except OSError:
-                continue
-        return gone
+        """Rows under the roots whose file is gone say so."""
+        gone = gone_under(index, self.options.roots, seen)
+        for path in gone:
+            self.cache.upsert(path, status="deleted")
+        return len(gone)
 
     # --- one genre set per album -----------------------------------------------------------------
 
