@@ -118,3 +118,14 @@ def test_the_readme_beets_block_shows_the_plugins_keys_with_genre_taggers_defaul
     for theirs, key in beets_keys().items():
         want = key.default if key.default != "" else ""
         assert shown[theirs] == want or str(shown[theirs]) == str(want), theirs
+
+
+def test_the_readme_module_map_names_every_module() -> None:
+    """The README's module map is the newcomer's index: a module it does not name is lost."""
+    text = README.read_text()
+    table = text[text.index("### Module map"):text.index("### Tests and benchmarks")]
+    package = README.parent / "tagger"
+    missing = [str(p.relative_to(package.parent)) for p in sorted(package.rglob("*.py"))
+               if p.name != "__init__.py" and f"`{p.stem}.py`" not in table
+               and f"/{p.stem}.py`" not in table]
+    assert not missing, f"not in the README's module map: {missing}"
