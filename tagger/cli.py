@@ -349,15 +349,12 @@ def scan(roots: tuple[str, ...], dry_run: bool, json_out: Path | None, retry_fai
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from tagger.library.albums import describe
-    from tagger.library.pipeline import Scanner, ScanOptions, resolve
+    from tagger.library.pipeline import resolve
     from tagger.library.tagging import UNSUPPORTED
+    from tagger.services import scanner as new_scanner
 
     settings = settings_from(kw)
     require_ffmpeg()
-    options = ScanOptions(roots=resolve(roots), policy=settings.policy, dry_run=dry_run,
-                          tags=settings.tag_options(), retry_failed=retry_failed,
-                          retag_reverted=retag_reverted,
-                          album=settings.album)
     err = Console(stderr=True)
     stop = Flag()
 
@@ -375,7 +372,8 @@ def scan(roots: tuple[str, ...], dry_run: bool, json_out: Path | None, retry_fai
             from tagger.analysis.remote import RayEngine
 
             remote = RayEngine(settings.engine_config(), ray_address)
-        scanner = Scanner(options, settings.engine_config(), cache, remote)
+        scanner = new_scanner(settings, cache, remote, roots=resolve(roots), dry_run=dry_run,
+                              retry_failed=retry_failed, retag_reverted=retag_reverted)
         with Progress(TextColumn("{task.description}"), BarColumn(),
                       TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn(),
                       console=err, disable=not err.is_terminal, transient=True,
@@ -564,6 +562,7 @@ def _show_plot(files: tuple[str, ...], out: Path, settings: Settings, fresh: boo
     from tagger import plots
     from tagger.errors import NoTimeline
     from tagger.library.timeline import timeline
+    from tagger.services import score_source
 
     if len(files) != 1:
         raise click.UsageError("--plot draws one file at a time")
@@ -575,7 +574,7 @@ def _show_plot(files: tuple[str, ...], out: Path, settings: Settings, fresh: boo
         raise click.UsageError(f"{display(files[0])}: no such file")
     with _open_cache(settings.cache_url) as cache:
         try:
-            t = timeline(path, settings.engine_config(), cache, fresh=fresh)
+            t = timeline(path, score_source(settings, cache), fresh=fresh)
         except NoTimeline as e:
             click.echo(f"error {display(str(e))}", err=True)
             return EXIT_FAILED

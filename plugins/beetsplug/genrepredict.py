@@ -109,12 +109,12 @@ class GenrePredictPlugin(BeetsPlugin):
         """genre-tagger's score source: the same cache-then-engine loop as ``scan`` (identity
         reuse, duplicates analysed once, the engine loaded only if something needs analysing)."""
         from tagger.cache import Cache
-        from tagger.library.scores import ScoreSource
+        from tagger.services import score_source
 
         settings = self._settings()
         if self._cache is None:
             self._cache = Cache(settings.cache_url)
-        return ScoreSource(settings.engine_config(), self._cache, self._engine)
+        return score_source(settings, self._cache, self._engine)
 
     def _key(self, album: bool) -> str:
         """What a decision depends on (policy, selection, model, map, album mode), as

@@ -37,10 +37,11 @@ from tagger.display import display
 from tagger.errors import CacheUnavailable, EnvironmentProblem
 from tagger.formats.identity import audio_identity
 from tagger.library.albums import album_of
-from tagger.library.pipeline import Hold, Scanner, ScanOptions, gone_under
+from tagger.library.pipeline import Hold, Scanner, gone_under
 from tagger.library.policy import IN_WORDS
 from tagger.library.tagging import REVERTED, TRANSIENT, UNSUPPORTED, Outcome
 from tagger.library.walk import unreadable_reason, walk
+from tagger.services import scanner
 from tagger.settings import Settings
 from tagger.stopping import Flag, on_signals
 from tagger.tags.safe_write import being_written
@@ -221,10 +222,7 @@ class Daemon:
         return self._scanner
 
     def _new_scanner(self, engine: Analysis | None) -> Scanner:
-        cfg = self.config
-        return Scanner(ScanOptions(roots=cfg.roots, policy=cfg.policy, tags=cfg.tag_options(),
-                                   album=cfg.album),
-                       cfg.engine_config(), self.cache, engine)
+        return scanner(self.config, self.cache, engine)
 
     def reconcile(self, folders: list[str] | None = None) -> int:
         """Queue every file (under ``folders``, by default the roots) not settled in the cache:

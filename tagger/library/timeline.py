@@ -7,13 +7,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tagger.analysis.config import EngineConfig
 from tagger.analysis.embedding import instances
 from tagger.analysis.engine import Failure
 from tagger.analysis.features import HOP, N_FRAMES, SAMPLE_RATE
 from tagger.analysis.model.trained import trained_scores
 from tagger.analysis.taxonomy import genre_scores
-from tagger.cache import Cache
 from tagger.errors import NoTimeline
 from tagger.library.scores import ScoreSource
 
@@ -30,17 +28,15 @@ class Timeline:
     unit: str  # "window" or "segment" (a trained model scores groups of windows)
 
 
-def timeline(path: str, config: EngineConfig, cache: Cache, limit: int = 6,
-             fresh: bool = False) -> Timeline:
-    """The file's scores window by window under ``config``'s model, and the genres its song
+def timeline(path: str, source: ScoreSource, limit: int = 6, fresh: bool = False) -> Timeline:
+    """The file's scores window by window under ``source``'s model, and the genres its song
     scores choose (at most ``limit`` genres drawn, the chosen ones first)."""
-    source = ScoreSource(config, cache)
     model = source.model
     got = source.timeline(path, fresh)
     if isinstance(got, Failure):
         raise NoTimeline(f"{path}: {got.reason}")
     centres = got.starts + WINDOW_SECONDS / 2
-    sel = config.selection
+    sel = source.config.selection
     if model.trained is not None:  # the head scores each stored segment as a song of its own
         times = instances(centres[:, None].astype(np.float32), len(got.bag))[:, 0]
         per = [trained_scores(model.trained, got.bag[i:i + 1]) for i in range(len(got.bag))]
