@@ -2,6 +2,7 @@
 """Training benchmark: which features, which pooling, and how long it all takes.
 
     python bench/bench_train.py [--data /tmp/bench-train] [--per-style 30] [--seconds 30]
+    python bench/bench_train.py --only-shift   # table 3 alone (about 25 min on 2 cores)
 
 Labelled songs are rendered with mma + fluidsynth (tests/labelled.py): TRAIN styles for training,
 new songs of the same styles for testing (another seed, MP3), and HELD-OUT styles the models never
@@ -15,7 +16,11 @@ Tables printed:
    each model abstains on (it cannot be right there: abstaining is the right answer);
 2. time to extract features per track, to train on 200 / 1,000 / 5,000 songs (1,000 and 5,000
    are the real bags resampled with noise: the time depends on the size, not the music), and to
-   re-decide 10,000 stored tracks with a new model (read from the cache, unpack, head, choose).
+   re-decide 10,000 stored tracks with a new model (read from the cache, unpack, head, choose);
+3. under shift (bench/bench_shift.py): every head, and the levers (stored vs float features,
+   mid-end vs every feature, hinge vs logistic), on new songs played with other instruments and
+   recorded otherwise, in both directions, beside the same instruments; needs Debian's
+   fluid-soundfont-gm and musescore-general-soundfont-small.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
 
@@ -144,9 +150,21 @@ def main() -> None:
                     help="songs per style in the few-labels, short-songs regime")
     ap.add_argument("--fresh", action="store_true",
                     help="extract features again even if an earlier run kept them")
+    ap.add_argument("--shift-data", type=Path,
+                    default=Path(tempfile.gettempdir()) / "bench-shift")
+    ap.add_argument("--shift-per-style", type=int, default=24)
+    ap.add_argument("--runs", type=int, default=3, help="runs (seed, draw) per row of table 3")
+    ap.add_argument("--only-shift", action="store_true", help="table 3 alone")
+    ap.add_argument("--shift-seeds", type=int, default=0,
+                    help="move every seed of table 3's sets (a held-out run: other songs)")
+    ap.add_argument("--heads", help="table 3's rows starting with these (comma-separated)")
     args = ap.parse_args()
 
     t0 = time.perf_counter()
+    if args.only_shift:
+        shifted(args)
+        print(f"\nbench total {time.perf_counter() - t0:.0f} s")
+        return
     sets = render(args.data, args.per_style, args.seconds)
     print(f"songs: {len(sets['train'])} train, {len(sets['test'])} new songs of the same styles, "
           f"{len(sets['held_out'])} of held-out styles (rendered in {time.perf_counter() - t0:.0f} s)")
@@ -265,7 +283,29 @@ def main() -> None:
         secs = time.perf_counter() - t
         print(f"| re-decide 10,000 stored tracks with a new model (read, unpack, head, choose) | "
               f"{secs:.1f} s ({10_000 / secs:.0f} tracks/s) |")
+    shifted(args)
     print(f"\nbench total {time.perf_counter() - t0:.0f} s")
+
+
+def shifted(args: argparse.Namespace) -> None:
+    """Table 3 (bench/bench_shift.py), when the other instrument sets are installed."""
+    import bench_shift
+    from labelled import FLUID, MUSESCORE
+
+    missing = [f for f in (FLUID, MUSESCORE) if not Path(f).exists()]
+    if missing:
+        print(f"\n3. Under shift: skipped, {', '.join(missing)} missing (apt install "
+              "fluid-soundfont-gm musescore-general-soundfont-small)")
+        return
+    t = time.perf_counter()
+    songs = bench_shift.render(args.shift_data, args.shift_per_style, args.seconds,
+                               args.shift_seeds)
+    cfg = EngineConfig(device="cpu", budget=FIXED_BUDGET)
+    scorer = window_scorer("musicnn", "cpu", features=True)
+    feats = bench_shift.features(args.shift_data, songs, scorer, cfg)
+    print(f"\nshifted sets: {', '.join(f'{n} {len(s)}' for n, s in songs.items())} songs "
+          f"(rendered and analysed in {time.perf_counter() - t:.0f} s)")
+    bench_shift.table(songs, feats, args.runs, args.heads)
 
 
 if __name__ == "__main__":

@@ -710,10 +710,11 @@ def _stats_plot(decided: Sequence[tuple[str, list[str], dict[str, float]]], out:
 
 TRAIN = [
     click.option("--pooling", type=click.Choice(POOLINGS), default=None,
-                 help=f"How a song's windows are pooled [default: {DEFAULT_POOLING}, "
-                      "chosen by bench/bench_train.py]."),
+                 help=f"The head and how it pools a song's windows [default: {DEFAULT_POOLING}"
+                      ": a linear SVM on the mid-end features, chosen by bench/bench_train.py; "
+                      "the others are Keras MIL heads]."),
     click.option("--epochs", type=click.IntRange(1), default=200, show_default=True,
-                 help="At most this many epochs (training stops earlier when the validation "
+                 help="Keras heads: at most this many epochs (training stops earlier when the validation "
                       "loss stops improving)."),
     click.option("--seed", type=int, default=0, show_default=True,
                  help="The same seed and labels give the same model."),
@@ -762,13 +763,12 @@ def _report_labels(labels: LabelSet) -> None:
 def train(labels: tuple[str, ...], out: str, from_tags: bool, **kw: Any) -> None:
     """Train a model on your labels: a folder with one sub-folder per genre, a CSV
     (path,genres; ';' between genres), or --from-tags ROOT... ."""
-    from tagger.analysis.model.runner import require_keras
     from tagger.training import labels as label_sources
-    from tagger.training.trainer import features_for
+    from tagger.training.trainer import features_for, require_learner
     from tagger.training.trainer import train as do_train
 
-    require_keras("train")  # before minutes of decoding, not after
     options = _train_options(kw)
+    require_learner(options.pooling)  # before minutes of decoding, not after
     min_files = kw.pop("min_files")
     settings = settings_from(kw, check_genres=False)  # checked against the labels, below
     if not labels:
@@ -812,16 +812,15 @@ def evaluate(labels: str, model_path: str | None, folds: int | None, test_share:
     """Measure a model on labelled songs: accuracy, balanced accuracy, macro-F1, per-genre
     scores and a confusion matrix, next to two baselines on the same songs."""
     from tagger import plots
-    from tagger.analysis.model.runner import require_keras
     from tagger.analysis.model.trained import load as load_model
     from tagger.training import labels as label_sources
     from tagger.training.metrics import confusion_text, per_class_text, summary_text
     from tagger.training.trainer import evaluate as judge
-    from tagger.training.trainer import features_for
+    from tagger.training.trainer import features_for, require_learner
 
-    if model_path is None:  # folds and splits train heads; a trained model is NumPy's
-        require_keras("train")
     options = _train_options(kw)
+    if model_path is None:  # folds and splits train heads; a trained model is NumPy's
+        require_learner(options.pooling)
     min_files = kw.pop("min_files")
     # The map is checked against the labels (and a trained model's genres), below.
     settings = settings_from(kw, check_genres=False, **({"model": model_path} if model_path else {}))

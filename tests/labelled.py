@@ -6,6 +6,10 @@ comparisons, never for claims about real music (see the field notes).
 Each song varies key, tempo, chord progression, groove variant and soundfont; its "artist" (the
 group a split keeps on one side) is a soundfont and tempo band, written into the file's tags when
 ``artists`` is asked for.
+
+A *shifted* set differs from a training set in what real libraries differ in (issue 25): other
+instruments (``fonts``: another soundfont), and with ``chain`` each song its own recording chain:
+encoder and bitrate, loudness, EQ and sample rate (:func:`chain_for`).
 """
 
 from __future__ import annotations
@@ -41,6 +45,20 @@ PROGRESSIONS = (
     ("F", "Bb", "C7", "F"), ("G", "Em", "C", "D7"),
 )
 SOUNDFONTS = ("/usr/share/sounds/sf2/TimGM6mb.sf2", "/usr/share/sounds/sf2/FluidR3_GM.sf2")
+#: Instrument sets for shifted sets: Debian's timgm6mb-soundfont (6 MB, what CI installs),
+#: fluid-soundfont-gm (FluidR3, 145 MB) and musescore-general-soundfont-small (39 MB, SF3).
+TIMGM = "/usr/share/sounds/sf2/TimGM6mb.sf2"
+FLUID = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
+MUSESCORE = "/usr/share/sounds/sf3/MuseScore_General_Lite.sf3"
+#: A recording chain's choices: container and codec arguments (encoder and bitrate).
+ENCODERS = {
+    "mp3-96": ("mp3", ["-c:a", "libmp3lame", "-b:a", "96k"]),
+    "mp3-v2": ("mp3", ["-c:a", "libmp3lame", "-q:a", "2"]),
+    "ogg-q3": ("ogg", ["-c:a", "libvorbis", "-q:a", "3"]),
+    "m4a-128": ("m4a", ["-c:a", "aac", "-b:a", "128k"]),
+    "flac": ("flac", ["-c:a", "flac"]),
+    "opus-64": ("opus", ["-c:a", "libopus", "-b:a", "64k"]),
+}
 
 
 def available() -> bool:
@@ -55,12 +73,40 @@ class Song:
     artist: str
 
 
-def render(out: Path, genre: str, seconds: float, rng: random.Random, fmt: str = "wav") -> str:
-    """One song of ``genre`` at ``out`` (without suffix); returns its artist."""
+@dataclass(frozen=True)
+class Chain:
+    """How one song was recorded and encoded after it was played."""
+
+    encoder: str  # a key of ENCODERS
+    gain_db: float  # loudness
+    bass_db: float  # EQ: a shelf at 120 Hz
+    treble_db: float  # EQ: a shelf at 6 kHz
+    rate: int  # the sample rate it was played and encoded at
+
+    def filters(self) -> str:
+        return (f"volume={self.gain_db:.1f}dB,bass=g={self.bass_db:.1f}:f=120,"
+                f"treble=g={self.treble_db:.1f}:f=6000,alimiter=limit=0.97")
+
+
+def chain_for(rng: random.Random) -> Chain:
+    """A random recording chain: any encoder, -12..+4 dB, +-8 dB of bass and treble, one of
+    four sample rates: wider than one library's, narrower than a studio's worst."""
+    return Chain(rng.choice(sorted(ENCODERS)), round(rng.uniform(-12, 4), 1),
+                 round(rng.uniform(-8, 8), 1), round(rng.uniform(-8, 8), 1),
+                 rng.choice((22050, 32000, 44100, 48000)))
+
+
+def render(out: Path, genre: str, seconds: float, rng: random.Random, fmt: str = "wav",
+           fonts: tuple[str, ...] | None = None, chain: Chain | None = None) -> Song:
+    """One song of ``genre`` at ``out`` (without suffix, the format's added): played with one of
+    ``fonts`` (else any of SOUNDFONTS here), then through ``chain`` if given (its own encoder,
+    else ``fmt``). Its artist is its soundfont and tempo band."""
     lo, hi = TEMPO[genre]
     tempo = rng.randint(lo, hi)
-    fonts = [s for s in SOUNDFONTS if Path(s).exists()]
-    font = rng.choice(fonts)
+    usable = [s for s in (fonts or SOUNDFONTS) if Path(s).exists()]
+    if not usable:
+        raise FileNotFoundError(f"none of the soundfonts {fonts or SOUNDFONTS} is installed")
+    font = rng.choice(usable)
     prog = rng.choice(PROGRESSIONS)
     bars = max(2, round(seconds * tempo / 60 / 4))
     lines = [f"Tempo {tempo}", f"Transpose {rng.randint(-5, 6)}",
@@ -70,21 +116,31 @@ def render(out: Path, genre: str, seconds: float, rng: random.Random, fmt: str =
         src, mid, wav = Path(tmp, "s.mma"), Path(tmp, "s.mid"), Path(tmp, "s.wav")
         src.write_text("\n".join(lines) + "\n")
         subprocess.run(["mma", "-f", str(mid), str(src)], check=True, capture_output=True)
-        subprocess.run(["fluidsynth", "-ni", "-g", "0.7", "-F", str(wav), "-r", "22050", font,
+        rate = chain.rate if chain else 22050
+        subprocess.run(["fluidsynth", "-ni", "-g", "0.7", "-F", str(wav), "-r", str(rate), font,
                         str(mid)], check=True, capture_output=True)
-        target = out.with_suffix(f".{fmt}")
-        if fmt == "wav":
+        band = "fast" if tempo >= (lo + hi) / 2 else "slow"
+        if chain is not None:
+            ext, codec = ENCODERS[chain.encoder]
+            target = out.with_suffix(f".{ext}")
+            subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(wav), "-t", str(seconds + 1),
+                            "-af", chain.filters(), "-ar", str(48000 if ext == "opus" else rate),
+                            *codec, str(target)], check=True)
+        elif fmt == "wav":
+            target = out.with_suffix(".wav")
             shutil.move(str(wav), target)
         else:
+            target = out.with_suffix(f".{fmt}")
             subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(wav), "-t", str(seconds + 1),
                             str(target)], check=True)
-    band = "fast" if tempo >= (lo + hi) / 2 else "slow"
-    return f"{genre} {Path(font).stem} {band}"
+    return Song(target, genre, f"{genre} {Path(font).stem} {band}")
 
 
 def render_set(root: Path, genres: list[str], per_genre: int, seconds: float = 12.0,
-               seed: int = 0, fmt: str = "wav", artists: bool = False) -> list[Song]:
-    """GTZAN layout under ``root``: ``root/<genre>/<genre>-<n>.<fmt>``."""
+               seed: int = 0, fmt: str = "wav", artists: bool = False,
+               fonts: tuple[str, ...] | None = None, shifted: bool = False) -> list[Song]:
+    """GTZAN layout under ``root``: ``root/<genre>/<genre>-<n>.<fmt>``; ``fonts``: the
+    instrument sets to draw from; ``shifted``: each song through its own recording chain."""
     rng = random.Random(seed)
     songs = []
     for genre in genres:
@@ -92,11 +148,11 @@ def render_set(root: Path, genres: list[str], per_genre: int, seconds: float = 1
         folder.mkdir(parents=True, exist_ok=True)
         for n in range(per_genre):
             base = folder / f"{genre.lower().replace(' ', '')}-{n:04d}"
-            artist = render(base, genre, seconds, rng, fmt)
-            path = base.with_suffix(f".{fmt}")
+            chain = chain_for(rng) if shifted else None
+            song = render(base, genre, seconds, rng, fmt, fonts, chain)
             if artists:
-                tag_artist(path, artist)
-            songs.append(Song(path, genre, artist))
+                tag_artist(song.path, song.artist)
+            songs.append(song)
     return songs
 
 

@@ -77,7 +77,7 @@ def test_analysis_is_offline_and_works_without_openvino(songs: list[Path], tmp_p
         assert a["genres"][0]["genre"] == c["genres"][0]["genre"]
 
 
-CORE = "for m in ('keras', 'tensorflow', 'jax'): sys.modules[m] = None"
+CORE = "for m in ('keras', 'tensorflow', 'jax', 'sklearn'): sys.modules[m] = None"
 
 
 def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:

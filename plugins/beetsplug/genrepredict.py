@@ -338,7 +338,7 @@ class GenrePredictPlugin(BeetsPlugin):
         from tagger.display import display
         from tagger.errors import TaggerError
         from tagger.training.labels import label_set
-        from tagger.training.trainer import TrainOptions, features_for, train
+        from tagger.training.trainer import TrainOptions, features_for, require_learner, train
 
         if not opts.out:
             raise ui.UserError("genre-train needs --out MODEL")  # type: ignore[attr-defined]
@@ -347,8 +347,11 @@ class GenrePredictPlugin(BeetsPlugin):
         def say(text: str) -> None:
             self._log.info("{}", display(text))
 
+        options = TrainOptions(pooling=opts.pooling or DEFAULT_POOLING, epochs=opts.epochs,
+                               seed=opts.seed)
         files, ours = self._labelled(list(lib.items(args)))
         try:
+            require_learner(options.pooling)  # before any decoding
             labels = label_set(files, opts.min_files, [], settings.genres)
             say(f"{len(labels.files)} items with genres a person set ({ours} carry ours, unused)"
                 + ("; left out (too few items): "
@@ -356,8 +359,6 @@ class GenrePredictPlugin(BeetsPlugin):
             if self._cache is None:
                 self._cache = Cache(settings.cache_url)
             data, base = features_for(labels, settings, self._cache, say)
-            options = TrainOptions(pooling=opts.pooling or DEFAULT_POOLING, epochs=opts.epochs,
-                                   seed=opts.seed)
             model = train(data, base, options, opts.out, say, f"beets library {lib.path!r}",
                           labels.vocabulary)
         except TaggerError as e:

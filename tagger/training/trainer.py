@@ -7,6 +7,7 @@ the new files.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from collections import Counter
@@ -21,6 +22,7 @@ from tagger.analysis.config import EngineConfig
 from tagger.analysis.embedding import unpack
 from tagger.analysis.model.catalog import model_version
 from tagger.analysis.model.resolved import open_model
+from tagger.analysis.model.runner import require_keras
 from tagger.analysis.model.trained import (
     DEFAULT_POOLING,
     Float32Array,
@@ -33,7 +35,7 @@ from tagger.analysis.model.trained import load as load_model
 from tagger.analysis.taxonomy import GENRES, genre_scores
 from tagger.analysis.vocabulary import GenreMap
 from tagger.cache import Cache
-from tagger.errors import TrainingError
+from tagger.errors import EnvironmentProblem, TrainingError, install_hint
 from tagger.library.scores import ScoreSource
 from tagger.settings import Settings
 from tagger.training.labels import Labelled, LabelSet
@@ -73,6 +75,21 @@ class Bags:
     def subset(self, idx: Sequence[int]) -> Bags:
         return Bags([self.files[i] for i in idx], [self.bags[i] for i in idx],
                     [self.raw[i] for i in idx])
+
+
+def require_learner(pooling: Pooling) -> None:
+    """Say what to install before any work starts: the default head learns with scikit-learn,
+    the Keras heads with Keras and TensorFlow (all in the ``train`` extra)."""
+    if pooling != "svm":
+        require_keras("train")
+        return
+    try:
+        found = importlib.util.find_spec("sklearn") is not None
+    except ValueError:  # in sys.modules as None: made unimportable on purpose
+        found = False
+    if not found:
+        raise EnvironmentProblem("training needs scikit-learn, which the core install leaves "
+                                 f"out: {install_hint('train')}")
 
 
 def gather(labels: LabelSet, config: EngineConfig, cache: Cache, say: Say) -> Bags:
@@ -128,9 +145,43 @@ def main_labels(files: Sequence[Labelled]) -> list[str]:
 
 def fit_model(data: Bags, classes: list[str], multi_label: bool, options: TrainOptions,
               say: Say) -> tuple[dict[str, Float32Array], np.ndarray, dict[str, Any]]:
-    """A head on ``data``: weights (with the scaling), per-class thresholds, and a summary
-    (validation curve and scores). Training holds out whole groups to stop early and fit the
-    thresholds; with too few groups it trains on everything, thresholds stay at their defaults."""
+    """A head on ``data``: weights (with the scaling), per-class thresholds, and a summary.
+
+    The default (``svm``) needs no early stopping: it cross-validates over whole groups of
+    every song (:mod:`tagger.training.margin`). The Keras heads hold out whole groups to stop
+    early and fit the thresholds; with too few groups they train on everything and the
+    thresholds stay at their defaults."""
+    if options.pooling == "svm":
+        return _fit_svm(data, classes, multi_label, options, say)
+    return _fit_keras(data, classes, multi_label, options, say)
+
+
+def _fit_svm(data: Bags, classes: list[str], multi_label: bool, options: TrainOptions,
+             say: Say) -> tuple[dict[str, Float32Array], np.ndarray, dict[str, Any]]:
+    from tagger.training import margin
+
+    y = _targets(data.files, classes)
+    kind = "several labels per song" if multi_label else "one label per song"
+    say(f"training a linear SVM head on the mid-end features: {len(data.files)} songs, "
+        f"{len(classes)} classes ({kind})")
+    arrays, oof, summary = margin.fit(data.bags, y, _weights(y), main_labels(data.files),
+                                      [f.group for f in data.files], multi_label, options.seed,
+                                      say)
+    thresholds = margin.thresholds(oof, y, multi_label)
+    if oof is not None:
+        say(f"  thresholds (from held-out groups) "
+            f"{', '.join(f'{c} {t:.2f}' for c, t in zip(classes, thresholds))}")
+        for line in validation_warnings(classes, y, thresholds, multi_label,
+                                        "the choice of C and the thresholds"):
+            say(f"  note: {line}")
+    elif not multi_label:
+        say("  note: every threshold is 0.00: the model never abstains; whenever a genre is the "
+            "most likely one, it is written")
+    return arrays, thresholds, summary
+
+
+def _fit_keras(data: Bags, classes: list[str], multi_label: bool, options: TrainOptions,
+               say: Say) -> tuple[dict[str, Float32Array], np.ndarray, dict[str, Any]]:
     from tagger.training import head
 
     groups = [f.group for f in data.files]
@@ -180,14 +231,16 @@ THRESHOLD_SONGS = 3
 
 
 def validation_warnings(classes: Sequence[str], truth: np.ndarray, thresholds: np.ndarray,
-                        multi_label: bool) -> list[str]:
-    """What a person should know about a small validation set, in words: too few songs in all,
-    genres with too few to fit a threshold, and what a threshold of 0.00 means."""
+                        multi_label: bool, resting: str = "the best epoch and the thresholds",
+                        ) -> list[str]:
+    """What a person should know about a small validation set, in words: too few songs in all
+    (``resting``: what was chosen on them), genres with too few to fit a threshold, and what a
+    threshold of 0.00 means."""
     out = []
     n = len(truth)
     if n < VALIDATION_SONGS:
         out.append(f"only {n} songs were held out for validation (fewer than "
-                   f"{VALIDATION_SONGS}): the best epoch and the thresholds rest on too little "
+                   f"{VALIDATION_SONGS}): {resting} rest on too little "
                    "to trust; label more songs, and measure with 'evaluate --folds 5'")
     thin = [c for c, k in zip(classes, truth.sum(axis=0)) if k < THRESHOLD_SONGS]
     if thin:

@@ -32,6 +32,22 @@ BACKEND_UNITS = 200
 FEATURES = 2 * (TIMBRAL_FILTERS * len(TIMBRAL_KERNELS) + TEMPORAL_FILTERS * len(TEMPORAL_KERNELS)
                 + 3 * MIDEND_FILTERS)
 BN_EPSILON = 1e-3  # tf.compat.v1.layers.batch_normalization's default
+#: Channels before the mid end: the timbral and temporal front ends' (561).
+FRONTEND_CHANNELS = TIMBRAL_FILTERS * len(TIMBRAL_KERNELS) + TEMPORAL_CHANNELS
+
+
+def midend_features(dims: int) -> list[int] | None:
+    """Where the mid end's pooled features (max and mean of its 192 channels) lie in a bag of
+    ``dims`` features (:data:`FEATURES` per network, side by side, max and mean interleaved
+    per channel); None when ``dims`` is not whole networks.
+
+    Deeper than the front end's, they hear rhythm and texture more than timbre: a linear SVM on
+    them alone kept 0.88-0.89 of new songs played with other instruments where one on every
+    feature kept 0.84-0.86 (bench/bench_train.py's "Under shift", issue 25)."""
+    if dims <= 0 or dims % FEATURES:
+        return None
+    first, last = 2 * FRONTEND_CHANNELS, 2 * (FRONTEND_CHANNELS + 3 * MIDEND_FILTERS)
+    return [n * FEATURES + i for n in range(dims // FEATURES) for i in range(first, last)]
 
 #: Every weight-bearing layer of one network, in the order musicnn's graph creates them: the
 #: names in the weight files (``weights.set_network_weights`` maps them onto the layers).
