@@ -63,8 +63,14 @@ def render(data: Path, per_style: int, seconds: float,
            seeds: int = 0) -> dict[str, list[tuple[str, str, str]]]:
     """Every set's songs (path, style, artist), rendered once (two at a time) and kept."""
     kept = data / "songs.json"
+    asked = {"per_style": per_style, "seconds": seconds, "seeds": seeds}
     if kept.exists():
         songs: dict[str, list[tuple[str, str, str]]] = json.loads(kept.read_text())
+        made = songs.pop("_params", None)  # type: ignore[call-overload]
+        if made is not None and made != asked:
+            raise SystemExit(f"{data} holds songs made with {made}, not {asked}: "
+                             "give another --shift-data")
+        print(f"using the songs kept in {data} ({made or 'parameters not recorded'})")
         return songs
     todo = [(data, n, i, s, seconds, c) for n, c in sets(per_style, seeds).items()
             for i, s in enumerate(STYLES)]
@@ -74,7 +80,7 @@ def render(data: Path, per_style: int, seconds: float,
     for job, got in zip(todo, done):
         songs.setdefault(job[1], []).extend(got)
     data.mkdir(parents=True, exist_ok=True)
-    kept.write_text(json.dumps(songs))
+    kept.write_text(json.dumps({**songs, "_params": asked}))
     return songs
 
 

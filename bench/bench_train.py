@@ -263,8 +263,11 @@ def main() -> None:
                     for i in idx], [train.raw[i] for i in idx])
         t = time.perf_counter()
         _, _, summary = fit_model(big, classes, False, TrainOptions(DEFAULT_POOLING, seed=0), quiet)
-        print(f"| train {article} {DEFAULT_POOLING} head on {n} songs ({summary.get('best_epoch', '?')} best "
-              f"epoch of {len(summary['curve'])}) | {time.perf_counter() - t:.1f} s |")
+        how = (f"{summary.get('best_epoch', '?')} best epoch of {len(summary['curve'])}"
+               if "curve" in summary else
+               f"C {summary['C']:g} by {summary.get('folds', 0)}-fold grouped cross-validation")
+        print(f"| train {article} {DEFAULT_POOLING} head on {n} songs ({how}) | "
+              f"{time.perf_counter() - t:.1f} s |")
     # re-decide 10,000 stored tracks with a new model
     arrays, thr, _ = fit_model(train, classes, False, TrainOptions(DEFAULT_POOLING, seed=0), quiet)
     model = TrainedModel("bench", "bench@0", {"classes": classes, "thresholds": thr.tolist(),

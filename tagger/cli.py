@@ -716,7 +716,7 @@ TRAIN = [
     click.option("--epochs", type=click.IntRange(1), default=200, show_default=True,
                  help="Keras heads: at most this many epochs (training stops earlier when the validation "
                       "loss stops improving)."),
-    click.option("--seed", type=int, default=0, show_default=True,
+    click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
                  help="The same seed and labels give the same model."),
     click.option("--min-files", type=click.IntRange(1), default=10, show_default=True,
                  help="Genres with fewer files are left out (and listed)."),

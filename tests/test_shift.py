@@ -76,3 +76,30 @@ def test_the_default_head_keeps_songs_played_with_other_instruments(
     print(f"shifted: svm {svm:.3f} (answered {answered:.0%}, top-1 {top1:.3f}), autopool "
           f"{autopool:.3f} (answered {a_answered:.0%}, top-1 {a_top1:.3f})")
     assert svm >= BOUND, (svm, autopool)
+
+
+def test_the_default_head_says_when_its_folds_cannot_judge_and_never_tags_every_song() -> None:
+    """One group per genre (one artist each): holding a group out leaves its genre without
+    songs, so the folds cannot choose C; the head says so and keeps the defaults. With several
+    genres per song, no threshold is 0.00 (that would write the genre on every song)."""
+    from tagger.training import margin
+
+    rng = np.random.default_rng(0)
+    n, dims = 30, 3012
+    bags = [(rng.normal(size=(3, dims)) + i % 3).astype(np.float32) for i in range(n)]
+    y = np.zeros((n, 3), np.float32)
+    y[np.arange(n), np.arange(n) % 3] = 1
+    main = [str(i % 3) for i in range(n)]
+    said: list[str] = []
+    _, oof, summary = margin.fit(bags, y, np.ones(n, np.float32), main,
+                                 [f"artist:{i % 3}" for i in range(n)], False, 0, said.append)
+    assert oof is None and summary["validation_songs"] == 0
+    assert any("too few to cross-validate" in s for s in said), said
+    assert margin.thresholds(oof, y, False).tolist() == [0.0] * 3
+
+    several = y.copy()
+    several[::4, 1] = 1
+    _, oof, summary = margin.fit(bags, several, np.ones(n, np.float32), main,
+                                 [f"file:{i}" for i in range(n)], True, 0, said.append)
+    assert oof is not None and summary["folds"] == 5
+    assert min(margin.thresholds(oof, several, True)) > 0.0

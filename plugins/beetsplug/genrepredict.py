@@ -342,6 +342,8 @@ class GenrePredictPlugin(BeetsPlugin):
 
         if not opts.out:
             raise ui.UserError("genre-train needs --out MODEL")  # type: ignore[attr-defined]
+        if not 0 <= opts.seed < 2**32:
+            raise ui.UserError(f"--seed {opts.seed}: a seed is 0 to 4294967295")  # type: ignore[attr-defined]
         settings = self._settings()
 
         def say(text: str) -> None:

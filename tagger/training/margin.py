@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -101,9 +102,29 @@ def _balanced(margins: F64, y: Float32Array, main: Sequence[str]) -> float:
     return float(np.mean(per))
 
 
+@dataclass(frozen=True)
+class OutOfFold:
+    """Probabilities for the songs some fold held out, each from a model that never saw its
+    group: ``probs[i]`` is song ``index[i]``'s."""
+
+    probs: F64
+    index: list[int]
+
+
+def _judgeable(folds: list[list[int]], y: Float32Array) -> list[list[int]]:
+    """The folds whose held-out genres all have songs on the training side: a fold holding out
+    a genre's only group (one artist per genre) can only be wrong, and says nothing about C."""
+    out = []
+    for test in folds:
+        train = np.setdiff1d(np.arange(len(y)), test)
+        if np.all(y[train].sum(axis=0)[y[test].sum(axis=0) > 0] > 0):
+            out.append(test)
+    return out
+
+
 def fit(bags: Sequence[Float32Array], y: Float32Array, w: Float32Array, main: Sequence[str],
         groups: Sequence[str], multi_label: bool, seed: int, say: Callable[[str], None],
-        midend: bool = True) -> tuple[dict[str, Float32Array], F64 | None, dict[str, Any]]:
+        midend: bool = True) -> tuple[dict[str, Float32Array], OutOfFold | None, dict[str, Any]]:
     """The head's arrays, its out-of-fold probabilities (None with too few groups to hold any
     out) and a summary (C per fold score, the temperature, the folds). ``midend``: only the mid
     end's features (every feature otherwise: the benchmark's comparison)."""
@@ -117,10 +138,13 @@ def fit(bags: Sequence[Float32Array], y: Float32Array, w: Float32Array, main: Se
     n_groups = len(set(groups))
     summary: dict[str, Any] = {"head": "linear SVM", "features": "mid-end" if len(keep) < dims
                                else "all", "train_songs": len(bags)}
-    oof: F64 | None = None
+    oof: OutOfFold | None = None
     temperature, c = 3.0, DEFAULT_C
-    if n_groups >= MIN_GROUPS:
-        folds = [f for f in group_folds(main, groups, min(FOLDS, n_groups), seed) if f]
+    folds = (_judgeable([f for f in group_folds(main, groups, min(FOLDS, n_groups), seed) if f], y)
+             if n_groups >= MIN_GROUPS else [])
+    if len(folds) >= 2:
+        held = sorted(i for f in folds for i in f)
+        yh, mainh = y[held], [main[i] for i in held]
         scores, margins = {}, {}
         for cand in CS:
             m = np.zeros_like(y, dtype=np.float64)
@@ -128,18 +152,25 @@ def fit(bags: Sequence[Float32Array], y: Float32Array, w: Float32Array, main: Se
                 train = np.setdiff1d(np.arange(len(x)), test)
                 coef, bias = _fit(x[train], y[train], w[train], cand, seed)
                 m[test] = x[test] @ coef + bias
-            scores[cand], margins[cand] = _balanced(m, y, main), m
+            scores[cand], margins[cand] = _balanced(m[held], yh, mainh), m[held]
         c = max(CS, key=lambda k: (scores[k], -k))  # ties: the more regularised
-        losses = [_loss(_act(t * margins[c], multi_label), y, multi_label) for t in TEMPERATURES]
-        temperature = float(TEMPERATURES[int(np.argmin(losses))])
-        oof = _act(temperature * margins[c], multi_label)
+        losses = [_loss(_act(t * margins[c], multi_label), yh, multi_label) for t in TEMPERATURES]
+        at = int(np.argmin(losses))
+        temperature = float(TEMPERATURES[at])
+        oof = OutOfFold(_act(temperature * margins[c], multi_label), held)
         say(f"  C by {len(folds)}-fold grouped cross-validation (balanced accuracy): "
             + ", ".join(f"{k:g} {v:.3f}" for k, v in scores.items()) + f" -> C {c:g}")
+        if at in (0, len(TEMPERATURES) - 1):
+            say(f"  note: the held-out songs set the temperature at the end of its range "
+                f"({temperature:g}): the scores' sizes mean little; label more groups")
         summary.update(folds=len(folds), cv={f"{k:g}": round(v, 4) for k, v in scores.items()},
-                       validation_songs=len(bags))
+                       validation_songs=len(held))
     else:
-        say(f"  only {n_groups} groups (artists, albums or folders): too few to cross-validate; "
-            f"C {c:g}, and the thresholds keep their defaults")
+        why = (f"only {n_groups} groups (artists, albums or folders)" if n_groups < MIN_GROUPS
+               else "each genre's songs share too few groups (holding one out leaves its genre "
+                    "without songs)")
+        say(f"  {why}: too few to cross-validate; C {c:g}, and the thresholds keep their "
+            "defaults")
         summary["validation_songs"] = 0
     coef, bias = _fit(x, y, w, c, seed)
     kernel = np.zeros((dims, y.shape[1]))
@@ -151,14 +182,16 @@ def fit(bags: Sequence[Float32Array], y: Float32Array, w: Float32Array, main: Se
     return arrays, oof, summary
 
 
-def thresholds(oof: F64 | None, y: Float32Array, multi_label: bool) -> Float32Array:
+def thresholds(oof: OutOfFold | None, y: Float32Array, multi_label: bool) -> Float32Array:
     """Per-class thresholds from the out-of-fold probabilities (held-out groups), else the
     defaults: 0.5 with several labels per song, 0 (never abstain) with one.
 
-    The lowest threshold that does best there, not the middle of those that do: held-out
-    groups of the person's own labels are surer than new songs recorded otherwise, and the
-    middle made the head abstain on 12-25 % of the shifted test songs it would have got right
-    (tests/test_shift.py)."""
+    With one label per song, the lowest threshold that does best there, not the middle of those
+    that do: held-out groups of the person's own labels are surer than new songs recorded
+    otherwise, and the middle made the head abstain on 12-25 % of the shifted test songs it
+    would have got right (tests/test_shift.py). With several, the middle: there a threshold of
+    0.00 would say the genre of every song."""
     if oof is None:
         return np.full(y.shape[1], 0.5 if multi_label else 0.0, np.float32)
-    return np.asarray(best_thresholds(oof, y, multi_label, lowest=True), np.float32)
+    return np.asarray(best_thresholds(oof.probs, y[oof.index], multi_label,
+                                      lowest=not multi_label), np.float32)

@@ -171,7 +171,7 @@ def _fit_svm(data: Bags, classes: list[str], multi_label: bool, options: TrainOp
     if oof is not None:
         say(f"  thresholds (from held-out groups) "
             f"{', '.join(f'{c} {t:.2f}' for c, t in zip(classes, thresholds))}")
-        for line in validation_warnings(classes, y, thresholds, multi_label,
+        for line in validation_warnings(classes, y[oof.index], thresholds, multi_label,
                                         "the choice of C and the thresholds"):
             say(f"  note: {line}")
     elif not multi_label:
@@ -247,10 +247,13 @@ def validation_warnings(classes: Sequence[str], truth: np.ndarray, thresholds: n
         default = "0.50" if multi_label else "0.00"
         out.append(f"too few validation songs (under {THRESHOLD_SONGS}) to fit a threshold for "
                    f"{', '.join(thin)}: they keep {default}")
-    if not multi_label and any(float(t) == 0.0 for t in thresholds):
-        zero = [c for c, t in zip(classes, thresholds) if float(t) == 0.0]
+    zero = [c for c, t in zip(classes, thresholds) if float(t) == 0.0]
+    if zero and not multi_label:
         out.append(f"a threshold of 0.00 ({', '.join(zero)}) means the model never abstains "
                    "for that genre: whenever it is the most likely one, it is written")
+    elif zero:
+        out.append(f"a threshold of 0.00 ({', '.join(zero)}) with several genres per song "
+                   "means that genre is written on every song: label more songs of it")
     return out
 
 
