@@ -32,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tagger.analysis.model.network import midend_features
-from tagger.analysis.model.trained import Float32Array
+from tagger.analysis.model.trained import Float32Array, sigmoid, softmax
 from tagger.training.metrics import best_thresholds, group_folds
 
 #: Regularisation tried by cross-validation (larger: a tighter fit to the training songs).
@@ -78,12 +78,9 @@ def _fit(x: F64, y: Float32Array, w: Float32Array, c: float, seed: int) -> tuple
 
 
 def _act(z: F64, multi_label: bool) -> F64:
-    if multi_label:
-        out: F64 = 1.0 / (1.0 + np.exp(-z))
-        return out
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    soft: F64 = e / e.sum(axis=1, keepdims=True)
-    return soft
+    """The forward pass's own activation (a sigmoid per genre, or a softmax over them)."""
+    out: F64 = sigmoid(z) if multi_label else softmax(z, 1)
+    return out
 
 
 def _loss(probs: F64, y: Float32Array, multi_label: bool) -> float:

@@ -7,7 +7,6 @@ the new files.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 from collections import Counter
@@ -22,7 +21,7 @@ from tagger.analysis.config import EngineConfig
 from tagger.analysis.embedding import unpack
 from tagger.analysis.model.catalog import model_version
 from tagger.analysis.model.resolved import open_model
-from tagger.analysis.model.runner import require_keras
+from tagger.analysis.model.runner import installed, require_keras
 from tagger.analysis.model.trained import (
     DEFAULT_POOLING,
     Float32Array,
@@ -83,11 +82,7 @@ def require_learner(pooling: Pooling) -> None:
     if pooling != "svm":
         require_keras("train")
         return
-    try:
-        found = importlib.util.find_spec("sklearn") is not None
-    except ValueError:  # in sys.modules as None: made unimportable on purpose
-        found = False
-    if not found:
+    if not installed("sklearn"):
         raise EnvironmentProblem("training needs scikit-learn, which the core install leaves "
                                  f"out: {install_hint('train')}")
 

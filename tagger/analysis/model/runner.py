@@ -50,7 +50,7 @@ KERAS_FOR = {"gpu": "analysis on a GPU needs Keras with JAX or TensorFlow",
 
 
 def keras_available() -> bool:
-    return _installed("keras") and (_installed("tensorflow") or _installed("jax"))
+    return installed("keras") and (installed("tensorflow") or installed("jax"))
 
 
 def require_keras(purpose: str) -> None:
@@ -72,7 +72,7 @@ def configure_backend(device: Device, purpose: str = "gpu") -> None:
     require_keras(purpose)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-    if "KERAS_BACKEND" not in os.environ and not _installed("tensorflow") and _installed("jax"):
+    if "KERAS_BACKEND" not in os.environ and not installed("tensorflow") and installed("jax"):
         os.environ["KERAS_BACKEND"] = "jax"  # a GPU box with JAX alone: Keras would fail on TF
     if device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
@@ -82,7 +82,7 @@ def configure_backend(device: Device, purpose: str = "gpu") -> None:
             import keras  # noqa: F401
 
 
-def _installed(module: str) -> bool:
+def installed(module: str) -> bool:
     try:
         return importlib.util.find_spec(module) is not None
     except ValueError:  # in sys.modules as None: made unimportable on purpose

@@ -104,13 +104,13 @@ class TrainedModel:
         return [(c, p) for c, p in ranked if p >= thr[c]][:max(sel.top_k, 1)]
 
 
-def _softmax(x: npt.NDArray[Any], axis: int) -> npt.NDArray[Any]:
+def softmax(x: npt.NDArray[Any], axis: int) -> npt.NDArray[Any]:
     e = np.exp(x - x.max(axis=axis, keepdims=True))
     out: npt.NDArray[Any] = e / e.sum(axis=axis, keepdims=True)
     return out
 
 
-def _sigmoid(x: npt.NDArray[Any]) -> npt.NDArray[Any]:
+def sigmoid(x: npt.NDArray[Any]) -> npt.NDArray[Any]:
     out: npt.NDArray[Any] = 1.0 / (1.0 + np.exp(-x))
     return out
 
@@ -126,7 +126,7 @@ def forward(pooling: Pooling, w: Mapping[str, Float32Array], x: Float32Array, ma
     m = mask.astype(np.float64)[..., None]
 
     def act(z: npt.NDArray[Any]) -> npt.NDArray[Any]:
-        return _sigmoid(z) if multi_label else _softmax(z, -1)
+        return sigmoid(z) if multi_label else softmax(z, -1)
 
     if pooling in ("linear", "svm"):  # the mean, one dense layer (an SVM's margins, scaled)
         z = (xs * m).sum(1) / np.maximum(m.sum(1), 1.0)
@@ -135,14 +135,14 @@ def forward(pooling: Pooling, w: Mapping[str, Float32Array], x: Float32Array, ma
         h = np.maximum(xs @ w["hidden/kernel"] + w["hidden/bias"], 0.0)
         if pooling == "attention":
             score = (np.tanh(h @ w["attention/v"]) @ w["attention/w"])[..., 0]
-            a = _softmax(np.where(mask > 0, score, -1e9), 1)[..., None]
+            a = softmax(np.where(mask > 0, score, -1e9), 1)[..., None]
             out = act((a * h).sum(1) @ w["out/kernel"] + w["out/bias"])
         else:
             p = act(h @ w["out/kernel"] + w["out/bias"])  # per-instance probabilities
             if pooling == "mean":
                 out = (p * m).sum(1) / np.maximum(m.sum(1), 1.0)
             else:  # autopool: per class, softmax(alpha * p) over instances weights their p
-                weights = _softmax(np.where(m > 0, w["autopool/alpha"] * p, -1e9), 1)
+                weights = softmax(np.where(m > 0, w["autopool/alpha"] * p, -1e9), 1)
                 out = (weights * p).sum(1)
                 if not multi_label:
                     out = out / out.sum(-1, keepdims=True)
