@@ -370,8 +370,10 @@ def scan(roots: tuple[str, ...], dry_run: bool, json_out: Path | None, retry_fai
         remote = None
         if ray_address:
             from tagger.analysis.remote import RayEngine
+            from tagger.library.learned import resolve as in_use
 
-            remote = RayEngine(settings.engine_config(), ray_address)
+            # the model in use (learning's, if it switched) goes to the cluster's actors
+            remote = RayEngine(in_use(settings, cache).settings.engine_config(), ray_address)
         scanner = new_scanner(settings, cache, remote, roots=resolve(roots), dry_run=dry_run,
                               retry_failed=retry_failed, retag_reverted=retag_reverted)
         with Progress(TextColumn("{task.description}"), BarColumn(),
@@ -613,10 +615,13 @@ def stats(as_json: bool, plot: Path | None, **kw: Any) -> None:
         if not plot.name or plot.is_dir():
             raise click.UsageError(f"--plot needs a file name, not {display(str(plot)) or 'nothing'}")
         plots.require()
+    from tagger.library.learned import describe
+
     with _open_cache(settings.cache_url) as cache:
         s = cache.summary()
         written = cache.written()
         decided = list(cache.decided())
+        s["model"] = describe(cache, settings)
     s.update(_still_ours(written, settings))
     # What stats --plot draws: the genres chosen for every analysed file, those left alone too.
     s["chosen"] = dict(Counter(g for _, chosen, _ in decided for g in chosen).most_common())
@@ -631,6 +636,7 @@ def stats(as_json: bool, plot: Path | None, **kw: Any) -> None:
                    "them into this cache")
         return
     click.echo(f"{total} files known: " + ", ".join(f"{v} {k}" for k, v in sorted(s["by_status"].items())))
+    _model_lines(s["model"])
     click.echo(f"{s['tagged']} carry genres written by genre-tagger")
     if s["changed_since"]:
         click.echo(f"{s['changed_since']} carry other genres now: a person (or another program) "
@@ -648,6 +654,17 @@ def stats(as_json: bool, plot: Path | None, **kw: Any) -> None:
                    "--plot draws): " + ", ".join(f"{g} {n}" for g, n in list(s["chosen"].items())[:20]))
     if s["failures"]:
         click.echo("failures: " + ", ".join(f"{k} {v}" for k, v in s["failures"].items()))
+
+
+def _model_lines(model: dict[str, Any]) -> None:
+    """Which model is in use and why (``status`` and ``stats``)."""
+    click.echo(f"model: {display(str(model['model']))} ({display(str(model['why']))})")
+    learning = "on" if model["learn"] else "off"
+    if "last_look" in model:
+        learning += f"; last looked {display(str(model['last_look']))}"
+    click.echo(f"learning: {learning}")
+    if "last_candidate" in model:
+        click.echo(f"last candidate: {display(str(model['last_candidate']))}")
 
 
 def _still_ours(written: list[tuple[str, list[str]]], settings: Settings) -> dict[str, Any]:
@@ -862,6 +879,51 @@ def evaluate(labels: str, model_path: str | None, folds: int | None, test_share:
     sys.exit(EXIT_FAILED if failed else EXIT_OK)
 
 
+@main.command()
+@click.argument("roots", nargs=-1, type=click.Path(exists=True, file_okay=False))
+@click.option("--back", "go_back", is_flag=True,
+              help="Return to the model in use before the last switch (and re-decide the files).")
+@library_options
+@setting_options("policy", "model", "learn_margin", *ANALYSIS)
+def learn(roots: tuple[str, ...], go_back: bool, **kw: Any) -> None:
+    """Learn your genres from the ones people set in the library under ROOTS (never the ones
+    genre-tagger wrote), from stored analyses; switch to the new model only when it is right
+    more often on songs it never saw, then re-decide genre-tagger's own genres. The daemon
+    does the same by itself with learn = true."""
+    from tagger.training import learning
+    from tagger.training.trainer import require_learner
+
+    settings = settings_from(kw, roots=list(roots) or None)
+    if not settings.roots:
+        raise click.UsageError("name the library's folders (genre-tagger learn /srv/music) or "
+                               "set roots in the config")
+    if not go_back:
+        if settings.policy == "overwrite":
+            raise SetupProblem("learning needs policy 'missing' or 'merge': 'overwrite' replaces "
+                               "the genres people set, which learning learns from")
+        require_learner("svm", "learn")
+    require_ffmpeg()  # re-deciding after a switch analyses the files never analysed
+    with _open_cache(settings.cache_url) as cache:
+        done = learning.back(settings, cache) if go_back else learning.learn(settings, cache, _say)
+        click.echo(display(done.said))
+        if done.result in ("switched", "back"):
+            _redecide(settings, cache)
+    sys.exit(EXIT_FAILED if done.result in ("busy", "stopped") else EXIT_OK)
+
+
+def _redecide(settings: Settings, cache: Cache) -> None:
+    """After a switch: every file under the roots decided again under the model now in use,
+    from the stored analyses (the policy keeps a person's genres)."""
+    from tagger.services import scanner
+
+    def changed(o: Outcome) -> None:
+        if o.decision == "write" and o.new is not None:
+            click.echo(f"{display(o.path)}: {_genres(o.old)} -> {_genres(o.new)}")
+
+    report = scanner(settings, cache).run(on_outcome=changed)
+    _say(report.summary())
+
+
 # --- the daemon: watch, status ------------------------------------------------------------------
 
 
@@ -869,7 +931,7 @@ def evaluate(labels: str, model_path: str | None, folds: int | None, test_share:
 @click.argument("roots", nargs=-1, type=click.Path(exists=True, file_okay=False))
 @CONFIG
 @setting_options("policy", "observer", "settle_seconds", "database", "device", "model",
-                 "log_level", "album")
+                 "log_level", "album", "learn")
 def watch(roots: tuple[str, ...], config_path: Path | None, **flags: Any) -> None:
     """Watch music folders and tag new or changed files (the daemon systemd runs)."""
     stop, reload = Flag(), Flag()  # first: a signal during the start-up is kept, not fatal
@@ -940,11 +1002,15 @@ def status(as_json: bool, **kw: Any) -> None:
     from tagger.cache.queue import overview
     from tagger.cache.store import default_url, is_damaged, sqlite_file
     from tagger.errors import first_line
+    from tagger.library.learned import describe
 
     settings = settings_from(kw)
     try:
         with _status_cache(settings.cache_url, as_json) as cache:
             info = overview(cache, settings.status_seconds)
+            info["model"] = describe(cache, settings)
+            # the daemons' own setting (their config may not be this command's)
+            info["model"]["learn"] = settings.learn or any(d["learn"] for d in info["daemons"])
     except SQLAlchemyError as problem:  # it opened, then a page read was damaged
         path = sqlite_file(settings.cache_url or default_url())
         if path is not None and is_damaged(problem):
@@ -975,6 +1041,7 @@ def status(as_json: bool, **kw: Any) -> None:
         click.echo(f"watching: {', '.join(display(r) for r in info['roots'])}{how}")
     click.echo(f"queue: {info['queue']} files; processed today: {info['processed_today']}"
                + (f"; {info['files_per_minute']} files/min since start" if daemons else ""))
+    _model_lines(info["model"])
     if info["failures"]:
         click.echo("failures: " + ", ".join(f"{k} {v}" for k, v in info["failures"].items()))
     for e in info["last_errors"]:

@@ -16,6 +16,7 @@ machine, or what a person gave it.
     +-- ModelFileError          a model file cannot be used
     +-- LabelError              training labels cannot be used as given
     +-- TrainingError           training cannot go on
+    |   +-- LearningMoved       learning: another decision was recorded meanwhile
     +-- NoTimeline              ``show --plot``: the file cannot be analysed
 
 ``code`` is a short stable token (stored in the cache, counted in summaries); ``str(error)`` is
@@ -178,6 +179,11 @@ class LabelError(TaggerError):
 
 class TrainingError(TaggerError):
     """Training cannot go on (too few usable files, ...); the message says why."""
+
+
+class LearningMoved(TrainingError):
+    """Another learning decision was recorded for the setting since a round looked (a ``learn
+    --back``, or another process): the round's own is not recorded."""
 
 
 class NoTimeline(TaggerError):

@@ -87,6 +87,12 @@ class Settings:
     batch_files: int = 8  # files per worker batch: bounds memory and the SIGTERM wait
     log_level: LogLevel = "info"
     status_seconds: float = 60.0  # how often a summary line is logged
+    # --- learning (tagger.training.learning)
+    learn: bool = False  # the daemon learns from the genres people set, and switches when better
+    learn_seconds: float = 86400.0  # how often the daemon looks at the labels again
+    #: How much more often (share of held-out songs) a candidate must be right to replace the
+    #: model in use: with the few dozen songs a person labels, one song moves it by 0.02-0.05.
+    learn_margin: float = 0.05
 
     def selection(self) -> Selection:
         return Selection(top_k=self.top_k, min_confidence=self.min_confidence, genres=self.genres)
@@ -204,6 +210,14 @@ SPEC: tuple[Key, ...] = (
     Key("album", "bool", "one genre set per album (album and album artist tags, else the "
         "folder), from the mean of its tracks' scores; the daemon decides once its files have "
         "all settled", flag="--album/--no-album"),
+    Key("learn", "bool", "the daemon learns a model from the genres people set and uses it "
+        "when it is better on songs it never saw (see \"The library teaches it\")",
+        flag="--learn/--no-learn"),
+    Key("learn_seconds", "float", "how often the daemon looks at the labels again (it learns "
+        "only when they changed)", check=lambda v: v > 0, must="more than 0"),
+    Key("learn_margin", "float", "how much more often a learnt model must be right than the one "
+        "in use (share of held-out songs)", check=lambda v: 0.0 <= v < 1.0,
+        must="at least 0 and below 1", flag="--margin"),
     Key("genres", "genres", "your vocabulary: see \"Your words\" (a SIGHUP re-decides from the "
         "cache)"),
 )
@@ -333,6 +347,10 @@ def build_settings(values: Mapping[str, Any], where: Mapping[str, str] | None = 
     if settings.id3v23 and settings.id3v24:
         raise ConfigError(f"{where.get('id3v24', 'settings')}: 'id3v23' and 'id3v24' ask for "
                           "two ID3 versions: set one")
+    if settings.learn and settings.policy == "overwrite":
+        raise ConfigError(f"{where.get('learn', 'settings')}: 'learn' needs policy 'missing' or "
+                          "'merge': 'overwrite' replaces the genres people set, which learning "
+                          "learns from")
     if check_genres:  # against the model: a typo is said now, not never matched
         check_genre_map(settings, where=where.get("genres", "settings"))
     if require_roots:

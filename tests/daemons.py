@@ -60,9 +60,9 @@ class Daemon:
             caps = "-dac_override,-dac_read_search"
             args = ["setpriv", f"--inh-caps={caps}", f"--bounding-set={caps}", *args]
         args = [*prefix, *args]
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO),
-                   GENRE_TAGGER_MIN_CONFIDENCE="0.01", XDG_CONFIG_HOME=str(db.parent / "no-config"),
-                   **(env or {}))
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO),
+               "GENRE_TAGGER_MIN_CONFIDENCE": "0.01",
+               "XDG_CONFIG_HOME": str(db.parent / "no-config"), **(env or {})}
         self.log = log
         with open(log, "ab") as out:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -96,6 +96,18 @@ def query(db: Path, sql: str) -> list[tuple]:  # type: ignore[type-arg]
         return []
     finally:
         con.close()
+
+
+def pg_query(url: str, statement: str) -> list[tuple]:  # type: ignore[type-arg]
+    """``query`` on a PostgreSQL cache (a SQLAlchemy URL)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(statement))]
+    finally:
+        engine.dispose()
 
 
 def tagged(db: Path) -> dict[str, int]:

@@ -166,3 +166,26 @@ def test_import_and_genre_predict_follow_one_album_rule(beets, album: str) -> No
         assert len({r[1] for r in rows()}) == 1
         beet("genre-predict", "-f")
         assert rows() == imported
+
+
+def test_genres_the_plugin_wrote_are_genre_taggers_in_the_shared_cache(beets) -> None:  # type: ignore[no-untyped-def]
+    """Whoever writes the file (the import, ``genre-predict``, ``beet write``), the cache
+    learns what the plugin's genres look like in it: learning never takes them for a person's,
+    and a person's edit in beets afterwards is theirs."""
+    from tagger.cache import Cache
+    from tagger.training.labels import person_genres
+
+    beet, rows = beets["beet"], beets["rows"]
+    beet("import", str(beets["src"]))
+    with Cache(f"sqlite:///{beets['cache']}") as cache:
+        for path, genres, *_ in rows():
+            row = cache.get(path)
+            assert row is not None and row.genres_written == read_genres(path), (path, row)
+            assert "; ".join(read_genres(path)) == genres  # what beets shows, the file holds
+            assert person_genres(read_genres(path), row.genres_written, row.genres_before) == []
+    flac = next(r[0] for r in rows() if r[0].endswith(".flac"))
+    beet("modify", "-y", f"path:{flac}", "genres=Blues")  # beets writes the person's edit
+    with Cache(f"sqlite:///{beets['cache']}") as cache:
+        row = cache.get(flac)
+        assert row is not None and read_genres(flac) == ["Blues"]
+        assert person_genres(["Blues"], row.genres_written, row.genres_before) == ["Blues"]

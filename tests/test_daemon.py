@@ -14,7 +14,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemons import REPO, Daemon, copy_slowly, no_daemon_left_behind, query, tagged, wait_until, wav_bytes
+from daemons import (
+    REPO,
+    Daemon,
+    copy_slowly,
+    no_daemon_left_behind,
+    pg_query,
+    query,
+    tagged,
+    wait_until,
+    wav_bytes,
+)
 
 from tagger.errors import ConfigError
 from tagger.formats.identity import audio_identity
@@ -197,7 +207,8 @@ def test_schema_v1_database_is_migrated(tmp_path: Path) -> None:
     with Cache(f"sqlite:///{db}") as c:
         # v1 -> v2 (queue, daemon, analyses) -> v3 (write intents) -> v4 (stored features)
         # -> v5 (album keys, window timelines) -> v6 (queue claims, one state per daemon)
-        assert c.schema_version == 6
+        # -> v7 (learning's decisions)
+        assert c.schema_version == 7
         assert c.count_features("any") == 0
         row = c.get("/m/a.flac")
         assert row is not None and row.analyses == 1 and row.album_key is None  # kept, not dropped
@@ -232,17 +243,6 @@ def test_files_analysed_but_not_yet_tagged_are_finished_after_a_restart(lib) -> 
     assert wait_until(lambda: len(tagged(db)) == 3, 120), log.read_text()
     assert d.stop() == 0
     assert set(tagged(db).values()) == {1}  # finished from the cache, not analysed again
-
-
-def pg_query(url: str, statement: str) -> list[tuple]:  # type: ignore[type-arg]
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(text(statement))]
-    finally:
-        engine.dispose()
 
 
 def test_daemons_sharing_a_postgresql_queue_analyse_each_file_once(lib, postgres) -> None:  # type: ignore[no-untyped-def]

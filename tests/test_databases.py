@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tagger.cache import Cache
+from tagger.cache.learning import Decisions
 from tagger.cache.queue import LEASE, DaemonState, WorkQueue, running
 from tagger.cache.schema import SCHEMA_VERSION
 from tagger.cache.store import Intent, StoredFeatures
@@ -330,7 +331,8 @@ def test_a_version_5_database_is_migrated(db_url: str) -> None:
     is_pg = db_url.startswith("postgresql")
     statements = ["ALTER TABLE queue DROP COLUMN claimed_by", "ALTER TABLE queue DROP COLUMN claimed_at",
                   "ALTER TABLE intents DROP COLUMN owner",
-                  "DROP TABLE daemons", "UPDATE meta SET value = '5' WHERE key = 'schema_version'",
+                  "DROP TABLE daemons", "DROP TABLE learning",
+                  "UPDATE meta SET value = '5' WHERE key = 'schema_version'",
                   "INSERT INTO tracks (path, status, size, mtime_ns, analyses) "
                   "VALUES ('/m/a.flac', 'done', 10, 20, 1)",
                   "INSERT INTO queue (path, reason, enqueued_at, not_before, attempts) "
@@ -348,6 +350,7 @@ def test_a_version_5_database_is_migrated(db_url: str) -> None:
         assert WorkQueue(c).take(5) == ["/m/b.flac"]  # queued before: claimable now
         c.upsert("/m/a.flac", mtime_ns=time.time_ns(), decision_key="k" * 500)
         assert c.get("/m/a.flac").decision_key == "k" * 500  # type: ignore[union-attr]
+        assert Decisions(c).latest("musicnn") is None  # v7: learning's decisions
 
 
 def test_each_daemon_publishes_its_own_state(db_url: str) -> None:
@@ -380,6 +383,25 @@ def test_a_cache_that_cannot_be_opened_says_why(kind: str, postgres: object) -> 
     url = postgres.url("no_such_database")  # type: ignore[attr-defined]
     with pytest.raises(CacheUnavailable, match="cannot open the cache database"):
         Cache(url)
+
+
+LEARNER = """
+import sys, time
+from tagger.cache import Cache
+from tagger.cache.learning import Decisions
+start, url = float(sys.argv[1]), sys.argv[2]
+with Cache(url) as c:
+    time.sleep(max(0.0, start - time.time()))
+    print("took" if Decisions(c).claim() is None else "busy")
+"""
+
+
+def test_learners_started_together_one_takes_the_lease(db_url: str) -> None:
+    """``genre-tagger learn`` and daemons on one cache: exactly one learns at a time."""
+    with Cache(db_url):
+        pass
+    outs = [o.strip() for o in children(LEARNER, [[db_url]] * 4)]
+    assert sorted(outs) == ["busy", "busy", "busy", "took"], outs
 
 
 def test_claims_on_a_sqlite_without_returning(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from conftest import ffmpeg_encode, music_like
+from daemons import REPO
 
 GUARD = """
 import socket, sys
@@ -121,3 +122,23 @@ def test_the_core_install_runs_every_everyday_command_and_says_what_else_to_inst
         r = _cli(tmp_path, *args)
         assert r.returncode == 2 and 'pip install ".[train]"' in r.stderr, (args, r.stderr)
         assert "Traceback" not in r.stderr
+    # learning names its own, smaller extra (scikit-learn without TensorFlow); going back needs
+    # nothing more
+    r = _cli(tmp_path, "learn", str(music), "--db", db)
+    assert r.returncode == 2 and 'pip install ".[learn]"' in r.stderr, r.stderr
+    r = _cli(tmp_path, "learn", str(music), "--back", "--db", db)
+    assert r.returncode == 0 and "nothing to go back from" in r.stdout, r.stderr
+    # a daemon told to learn without scikit-learn says so, and goes on tagging
+    from daemons import Daemon, tagged, wait_until
+
+    ddb = tmp_path / "daemon.sqlite"
+    daemon = Daemon(music, ddb, tmp_path / "daemon.log",
+                    env={"GENRE_TAGGER_LEARN": "true",
+                         "PYTHONPATH": os.pathsep.join([str(tmp_path / "core-site"), str(REPO)])})
+    try:
+        said = (tmp_path / "daemon.log").read_text
+        assert wait_until(lambda: "learning needs scikit-learn" in said(), 120), said()
+        assert 'pip install ".[learn]"' in said() and "Traceback" not in said()
+        assert len(tagged(ddb)) == len(songs), said()
+    finally:
+        assert daemon.stop() == 0

@@ -14,6 +14,7 @@ genre_confidence:0.5..`` works) and ``genre_raw`` the strongest raw model tags.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -283,8 +284,36 @@ class GenrePredictPlugin(BeetsPlugin):
             return
         if store:
             item.try_sync(write=write, move=False)
+            if write:
+                self._remember(item)
 
     # --- beets hooks ---------------------------------------------------------------------------
+
+    def _remember(self, item: Item) -> None:
+        """beets has just written an item's tags (``genre-predict``, an import): when they
+        carry our genres, the cache genre-tagger shares learns what the file now holds, as a
+        write of its own. Its learning then never takes them for a person's genres, and
+        ``genre-tagger revert`` can put back what was there before. (Called where the plugin
+        has the write done; beets' own ``after_write`` event cannot be used: beets refuses a
+        plugin's listener while that plugin's command runs.)"""
+        from tagger.formats.identity import audio_identity
+        from tagger.tags import read_genres
+
+        if item.get("genre_source") != SOURCE or item.get("genre_predicted") is None:
+            return
+        if self._split(item.get("genre_predicted")) != self._existing(item):
+            return  # a person changed them in beets since: theirs now
+        file = os.fsdecode(util.syspath(item.path))
+        try:
+            self._source()  # the cache, opened once
+            known = {} if self._cache.get(file) is not None else {
+                # imported: analysed under the path it came from; its audio says which
+                "audio_id": audio_identity(file)}
+            self._cache.upsert(file, genres_written=read_genres(file),
+                               genres_before=self._split(item.get("genre_before")),
+                               written_at=time.time(), **known)
+        except Exception as e:  # a hook of ours never fails beets' own write
+            self._log.warning("{}: cannot record the genres written: {}", file, e)
 
     def commands(self) -> list[ui.Subcommand]:
         cmd = ui.Subcommand("genre-predict", help="predict genres from the audio itself")
@@ -411,8 +440,11 @@ class GenrePredictPlugin(BeetsPlugin):
             return
         self._changed_tasks.discard(id(task))
         beets_writes = getattr(task, "apply", False) or task.choice_flag == Action.RETAG
-        if config["import"]["write"].get(bool) and not beets_writes:
-            for item in task.imported_items():
+        if not config["import"]["write"].get(bool):
+            return
+        for item in task.imported_items():
+            if not beets_writes:
                 item.try_write()
+            self._remember(item)  # written by beets before this event, or just now
 
 

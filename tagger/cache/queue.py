@@ -299,6 +299,7 @@ def overview(cache: Cache, status_seconds: float, now: float | None = None) -> d
         up = max(now - d.get("started_at", now), 1e-9)
         daemons.append({"host": d["host"], "pid": d["pid"], "roots": d.get("roots", []),
                         "watched": d.get("watched", {}), "up_seconds": int(up),
+                        "learn": bool(d.get("learn", False)),
                         "processed": d.get("processed", 0),
                         "files_per_minute": round(d.get("processed", 0) / up * 60, 2)})
     return {"state": "running" if live else "not running" if docs else "never ran", "cache": "ok",

@@ -106,13 +106,39 @@ features = Table(
     Column("timeline", LargeBinary),  # v5: raw scores window by window (embedding.pack_timeline)
 )
 
+#: v7: what learning decided (``genre-tagger learn``, the daemon with ``learn = true``): one row
+#: per decision, never changed afterwards. The model in use for a ``model`` setting is the one
+#: the newest row of that setting names (``in_use``: a row whose candidate it is; NULL: the
+#: setting's own model), so going back is one more row, and every earlier model is kept.
+learning = Table(
+    "learning", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("created_at", Float, nullable=False),
+    Column("setting", Text, nullable=False),  # the ``model`` setting it was learned against
+    Column("decision", String(16), nullable=False),  # switched | kept | back
+    Column("in_use", Integer),  # the row whose candidate is in use after it; NULL: the setting's
+    Column("previous", Integer),  # the same, before it
+    Column("version", Text),  # the candidate's model version (its file's name and hash)
+    Column("data", LargeBinary),  # the candidate's model file, byte for byte
+    Column("current_version", Text),  # the model it was compared with (in use then)
+    Column("songs", Integer),  # labelled songs the candidate learnt from
+    Column("compared", Integer),  # held-out songs both were judged on
+    Column("current_right", Float), Column("candidate_right", Float),  # share judged right
+    Column("current_answered", Float), Column("candidate_answered", Float),
+    Column("margin", Float),  # how much better the candidate had to be
+    Column("digest", Text),  # the labels it learnt from (unchanged labels: nothing to learn)
+    Column("trained_on", Text),  # JSON: its songs (audio and labels): not judged on them again
+    Column("why", Text, nullable=False),  # the decision in words
+    Column("decided_by", Text),  # the process (tagger.cache.owners) or the command
+)
+
 meta = Table(
     "meta", metadata,
     Column("key", String(40), primary_key=True),
     Column("value", Text),
 )
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 #: The advisory lock's key on PostgreSQL (any constant that is ours).
 _MIGRATION_LOCK = 0x67656E7265
 
@@ -166,9 +192,14 @@ def _v5_to_v6(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE intents ALTER COLUMN decision_key TYPE TEXT"))
 
 
+def _v6_to_v7(conn: Connection) -> None:
+    learning.create(conn, checkfirst=True)
+
+
 #: MIGRATIONS[n] takes a database at version n to version n + 1.
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {0: _v0_to_v1, 1: _v1_to_v2, 2: _v2_to_v3,
-                                                       3: _v3_to_v4, 4: _v4_to_v5, 5: _v5_to_v6}
+                                                       3: _v3_to_v4, 4: _v4_to_v5, 5: _v5_to_v6,
+                                                       6: _v6_to_v7}
 
 
 def current_version(conn: Connection) -> int:

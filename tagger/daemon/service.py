@@ -8,6 +8,12 @@ Work: one worker (this thread) takes at most ``batch_files`` queued paths at a t
 through the same scanner as ``genre-tagger scan`` (cache fast path, identity reuse, engine,
 policy, crash-safe writes). Memory is bounded by the batch, whatever the queue length.
 
+Learning (``learn = true``): when the queue is empty and ``learn_seconds`` have passed since the
+last look, a thread runs one round of :func:`tagger.training.learning.learn` (minutes at most:
+stored features only); the worker notices a switch (its own, or one made by ``genre-tagger
+learn`` or ``learn --back`` on any machine sharing the cache) within seconds and re-decides the
+library from the cache.
+
 Signals: SIGTERM/SIGINT finish the batch in hand and exit 0 (the bound is one batch: with the
 defaults, 8 files, about 15 s on a 2-core CPU; the unit allows 90 s); SIGHUP re-reads the config.
 Their handlers only set a :class:`~tagger.stopping.Flag` (no lock: safe in any burst).
@@ -26,17 +32,18 @@ from collections.abc import Callable
 from sqlalchemy.exc import SQLAlchemyError
 
 from tagger.analysis.engine import Analysis
-from tagger.analysis.model.resolved import open_model
 from tagger.cache import Cache, TrackRow
+from tagger.cache.learning import Decisions
 from tagger.cache.owners import HEARTBEAT, process_id
 from tagger.cache.queue import DaemonState, WorkQueue
 from tagger.cache.store import is_damaged
 from tagger.daemon.notify import notify, watchdog_interval
 from tagger.daemon.watcher import Handler, Settler, Watchers
 from tagger.display import display
-from tagger.errors import CacheUnavailable, EnvironmentProblem
+from tagger.errors import CacheUnavailable, EnvironmentProblem, ModelFileError
 from tagger.formats.identity import audio_identity
 from tagger.library.albums import album_of
+from tagger.library.learned import resolve
 from tagger.library.pipeline import Hold, Scanner, gone_under
 from tagger.library.policy import IN_WORDS
 from tagger.library.tagging import REVERTED, TRANSIENT, UNSUPPORTED, Outcome
@@ -52,6 +59,13 @@ log = logging.getLogger("genre-tagger")
 CACHE_LOST_EXIT = 75
 #: After a machine's problem (ffmpeg gone, out of memory) the worker waits this long.
 MACHINE_RETRY_SECONDS = 60
+#: How often the worker asks the cache whether learning switched the model (one indexed query).
+MODEL_CHECK_SECONDS = 2.0
+#: While another process learns (the lease is taken), look again after this long.
+LEARN_BUSY_SECONDS = 60.0
+#: At SIGTERM a learning round is asked to stop; the daemon waits this long for it (a fold of a
+#: large library may take longer: its lease then lapses, and nothing half-decided is recorded).
+LEARN_STOP_SECONDS = 10.0
 
 
 
@@ -73,6 +87,11 @@ class Daemon:
         self.settler = Settler(self.config.settle_seconds)
         self.watchers: Watchers | None = None
         self._scanner: Scanner | None = None
+        #: The learning decision whose model the scanner uses (None: the setting's own).
+        self.in_use: int | None = None
+        self._learner: threading.Thread | None = None
+        self._learn_not_before = 0.0
+        self._next_model_check = 0.0
         self.processed = 0
         self.failed = 0
         self.day = time.strftime("%Y-%m-%d")
@@ -93,7 +112,7 @@ class Daemon:
         self.state.forget_before(_start_of_today())
         self.state.set(state="running", pid=os.getpid(), started_at=self.started,
                        roots=list(self.config.roots), processed=0, failed=0, heartbeat=time.time(),
-                       watched=self._watchers().counts,
+                       watched=self._watchers().counts, learn=self.config.learn,
                        processed_day=self.day, processed_today=0)
         log.info("watching %s; %d files queued at start-up", ", ".join(map(display, self.config.roots)),
                  queued)
@@ -127,8 +146,10 @@ class Daemon:
             notify("STOPPING=1")
             if self.watchers is not None:
                 self.watchers.stop()
-            self.stop.set()  # ends the heartbeat
+            self.stop.set()  # ends the heartbeat and a learning round
             beat.join(timeout=5)
+            if self._learner is not None:
+                self._learner.join(timeout=LEARN_STOP_SECONDS)
             if self.lost is None:  # a lost cache gets nothing more: it is not ours now
                 self.queue.release()
                 self.state.set(state="stopped", stopped_at=time.time())
@@ -148,6 +169,10 @@ class Daemon:
         problem, a pause)."""
         if self.reload.is_set():
             self._reload()
+        if time.monotonic() >= self._next_model_check:
+            self._next_model_check = time.monotonic() + MODEL_CHECK_SECONDS
+            self._model_check()
+            self._maybe_learn()
         unwatched = self._watchers().check()
         if unwatched:  # what arrived there before its poller started
             self.reconcile(unwatched)
@@ -188,16 +213,32 @@ class Daemon:
         except Exception as e:
             log.error("SIGHUP: keeping the old configuration: %s", display(str(e)))
             return
+        if self._adopt(new):
+            log.info("SIGHUP: configuration re-read")
+
+    def _adopt(self, new: Settings) -> bool:
+        """Work under ``new`` settings (and the model in use for them): a new scanner, keeping
+        the loaded engine when the model and its run config are unchanged; every file decided
+        again (from the cache) when what decisions depend on changed. False: the model in use
+        cannot be had (its file cannot be written), and nothing changed."""
         roots_changed = new.roots != self.config.roots or new.observer != self.config.observer
         old = self.scanner
-        engine = old.loaded_engine
-        if engine is not None and (new.engine_config() != self.config.engine_config()
-                                   or engine.model.version != open_model(new.model).version):
-            # model (or a model file retrained in place), device, batch size, budget...: loaded
-            # anew when needed
-            engine = None
+        try:
+            in_use = resolve(new, self.cache)
+            fresh = scanner(in_use.settings, self.cache)
+            engine = old.loaded_engine
+            if engine is not None and fresh.config == old.config \
+                    and engine.model.version == fresh.model.version:
+                fresh = scanner(in_use.settings, self.cache, engine)
+            # else the model (or a model file retrained in place), device, batch size,
+            # budget...: loaded anew when needed
+        except ModelFileError as e:
+            log.error("keeping the model in use: %s", display(str(e)))
+            return False
         self.config = new
-        self._scanner = self._new_scanner(engine)
+        self.in_use = in_use.switch.id if in_use.switch is not None else None
+        self._scanner = fresh
+        self.state.set(learn=new.learn)
         self.settler.settle = new.settle_seconds
         logging.getLogger().setLevel(new.log_level.upper())
         if roots_changed:
@@ -205,10 +246,58 @@ class Daemon:
             self._start_observers()
             self.state.set(roots=list(new.roots), watched=self._watchers().counts)
         if roots_changed or self.scanner.decision_key != old.decision_key:
-            # a new genre map, policy, album mode...: every file is decided again (from the
-            # cache: nothing is analysed again)
+            # a new model, genre map, policy, album mode...: every file is decided again
+            # (from the cache: nothing is analysed again)
             self.reconcile()
-        log.info("SIGHUP: configuration re-read")
+        return True
+
+    # --- learning ------------------------------------------------------------------------------
+
+    def _model_check(self) -> None:
+        """Learning switched (or went back) since the scanner was built: adopt the model."""
+        last = Decisions(self.cache).latest(self.config.model)
+        want = last.in_use if last is not None else None
+        if want == self.in_use or last is None:
+            return
+        if self._adopt(self.config):
+            log.info("model: now %s (%s)", self.scanner.model.version, display(last.why))
+        else:  # its file cannot be written here: said once a minute, not every check
+            self._next_model_check = time.monotonic() + MACHINE_RETRY_SECONDS
+
+    def _maybe_learn(self) -> None:
+        """Start a learning round when learning is on, the library is quiet (nothing queued or
+        settling), none is running, and ``learn_seconds`` have passed since the last look (by
+        any process sharing the cache)."""
+        if not self.config.learn or (self._learner is not None and self._learner.is_alive()):
+            return
+        if time.time() < self._learn_not_before or len(self.settler) or len(self.queue):
+            return
+        look = Decisions(self.cache).last_look(self.config.model)
+        if look is not None and time.time() - float(look["at"]) < self.config.learn_seconds:
+            return
+        self._learner = threading.Thread(target=self._learn, args=(self.config,), name="learn",
+                                         daemon=True)
+        self._learner.start()
+
+    def _learn(self, settings: Settings) -> None:
+        from tagger.training.learning import learn
+
+        try:
+            done = learn(settings, self.cache, lambda text: log.info("%s", display(text)),
+                         self.stop)
+        except EnvironmentProblem as e:  # scikit-learn not installed: said once per period
+            log.error("learning: %s", display(str(e)))
+            Decisions(self.cache).looked(settings.model, f"cannot learn: {e}")
+            return
+        except Exception as e:  # a round that fails must not end the daemon
+            log.exception("learning failed: %s", display(str(e)))
+            with contextlib.suppress(Exception):
+                Decisions(self.cache).looked(settings.model, f"failed: {e}")
+            return
+        if done.result == "busy":  # not again every few seconds while the other one works
+            self._learn_not_before = time.time() + min(LEARN_BUSY_SECONDS,
+                                                       settings.learn_seconds)
+        log.info("learning: %s", display(done.said))
 
     # --- queueing ------------------------------------------------------------------------------
 
@@ -222,7 +311,12 @@ class Daemon:
         return self._scanner
 
     def _new_scanner(self, engine: Analysis | None) -> Scanner:
-        return scanner(self.config, self.cache, engine)
+        """A scanner under the settings, with the model in use for them (learning's, if it
+        switched)."""
+        in_use = resolve(self.config, self.cache)
+        made = scanner(in_use.settings, self.cache, engine)
+        self.in_use = in_use.switch.id if in_use.switch is not None else None
+        return made
 
     def reconcile(self, folders: list[str] | None = None) -> int:
         """Queue every file (under ``folders``, by default the roots) not settled in the cache:

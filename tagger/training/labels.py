@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -213,15 +214,34 @@ def from_csv(path: str, min_files: int, genre_map: GenreMap | None = None) -> La
     return label_set(files, min_files, problems, genre_map)
 
 
+def _parts(genres: Iterable[str]) -> list[str]:
+    """Genres with joined values taken apart (``Rock, Jazz`` as a program that writes one
+    joined value wrote it, beets before 2.7 among them), as keys."""
+    return [label_key(p) for g in genres for p in re.split(r"[;,/]", g) if label_key(p)]
+
+
+def person_genres(current: list[str], written: list[str] | None,
+                  before: list[str] | None) -> list[str]:
+    """The genres a person set on a file (pure).
+
+    Its genres, unless they are what genre-tagger last wrote (the cache knows; joined or one
+    by one), then the ones it held before our first write (``merge`` kept them in front of
+    ours; ``missing`` wrote only files without). A person's correction of ours counts, less the
+    genres of ours it left in place: correcting the first of "Jazz; Pop; Country" to Tango says
+    Tango, not that Pop and Country were right.
+    """
+    if written is None:
+        return list(current)
+    if _parts(current) == _parts(written):
+        return list(before or [])
+    ours = set(_parts(written)) - set(_parts(before or []))
+    return [g for g in current if not set(_parts([g])) <= ours]
+
+
 def from_tags(roots: Iterable[str], cache: Cache, min_files: int,
               genre_map: GenreMap | None = None) -> LabelSet:
-    """The genres in the files' tags that a person set.
-
-    A file whose genres are exactly what genre-tagger last wrote says nothing (the cache knows
-    what we wrote); one whose genres differ from ours was corrected by a person, and counts.
-    """
+    """The genres in the files' tags that a person set (:func:`person_genres`)."""
     from tagger.errors import TagError
-    from tagger.library.policy import same_genres
     from tagger.tags import TagOptions, read_genres
 
     files, problems, ours = [], [], 0
@@ -237,10 +257,11 @@ def from_tags(roots: Iterable[str], cache: Cache, min_files: int,
             if not genres:
                 continue
             row = cache.get(path)
-            if row is not None and row.genres_written is not None and same_genres(
-                    genres, row.genres_written):
-                ours += 1
-                continue
+            if row is not None:
+                genres = person_genres(genres, row.genres_written, row.genres_before)
+                if not genres:
+                    ours += 1
+                    continue
             files.append(Labelled(path, tuple(genres), group_of(path, genres=genres)))
     if ours:
         problems.append(f"{ours} files carry the genres genre-tagger wrote: not used as labels")

@@ -38,6 +38,7 @@ from tagger.errors import EnvironmentProblem, TrainingError, install_hint
 from tagger.library.scores import ScoreSource
 from tagger.settings import Settings
 from tagger.training.labels import Labelled, LabelSet
+from tagger.training.margin import OutOfFold
 from tagger.training.metrics import (
     Report,
     best_thresholds,
@@ -48,6 +49,8 @@ from tagger.training.metrics import (
 )
 
 Say = Callable[[str], None]
+#: A fitted head: its arrays (with the scaling), per-class thresholds, and a summary.
+Fitted = tuple[dict[str, Float32Array], np.ndarray, dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -76,15 +79,17 @@ class Bags:
                     [self.raw[i] for i in idx])
 
 
-def require_learner(pooling: Pooling) -> None:
-    """Say what to install before any work starts: the default head learns with scikit-learn,
-    the Keras heads with Keras and TensorFlow (all in the ``train`` extra)."""
+def require_learner(pooling: Pooling, extra: str = "train") -> None:
+    """Say what to install before any work starts: the default head learns with scikit-learn
+    (the ``learn`` extra, which ``learn`` names; ``train`` has it too), the Keras heads with
+    Keras and TensorFlow (the ``train`` extra)."""
     if pooling != "svm":
         require_keras("train")
         return
     if not installed("sklearn"):
-        raise EnvironmentProblem("training needs scikit-learn, which the core install leaves "
-                                 f"out: {install_hint('train')}")
+        raise EnvironmentProblem(f"{'learning' if extra == 'learn' else 'training'} needs "
+                                 "scikit-learn, which the core install leaves out: "
+                                 f"{install_hint(extra)}")
 
 
 def gather(labels: LabelSet, config: EngineConfig, cache: Cache, say: Say) -> Bags:
@@ -139,7 +144,7 @@ def main_labels(files: Sequence[Labelled]) -> list[str]:
 
 
 def fit_model(data: Bags, classes: list[str], multi_label: bool, options: TrainOptions,
-              say: Say) -> tuple[dict[str, Float32Array], np.ndarray, dict[str, Any]]:
+              say: Say) -> Fitted:
     """A head on ``data``: weights (with the scaling), per-class thresholds, and a summary.
 
     The default (``svm``) needs no early stopping: it cross-validates over whole groups of
@@ -147,12 +152,14 @@ def fit_model(data: Bags, classes: list[str], multi_label: bool, options: TrainO
     early and fit the thresholds; with too few groups they train on everything and the
     thresholds stay at their defaults."""
     if options.pooling == "svm":
-        return _fit_svm(data, classes, multi_label, options, say)
+        return fit_svm(data, classes, multi_label, options, say)[:3]
     return _fit_keras(data, classes, multi_label, options, say)
 
 
-def _fit_svm(data: Bags, classes: list[str], multi_label: bool, options: TrainOptions,
-             say: Say) -> tuple[dict[str, Float32Array], np.ndarray, dict[str, Any]]:
+def fit_svm(data: Bags, classes: list[str], multi_label: bool, options: TrainOptions, say: Say,
+            ) -> tuple[dict[str, Float32Array], np.ndarray, dict[str, Any], OutOfFold | None]:
+    """The default head (:func:`fit_model`), with its out-of-fold probabilities: each song's
+    from the fold that held its group out (what learning judges a candidate on)."""
     from tagger.training import margin
 
     y = _targets(data.files, classes)
@@ -172,11 +179,11 @@ def _fit_svm(data: Bags, classes: list[str], multi_label: bool, options: TrainOp
     elif not multi_label:
         say("  note: every threshold is 0.00: the model never abstains; whenever a genre is the "
             "most likely one, it is written")
-    return arrays, thresholds, summary
+    return arrays, thresholds, summary, oof
 
 
 def _fit_keras(data: Bags, classes: list[str], multi_label: bool, options: TrainOptions,
-               say: Say) -> tuple[dict[str, Float32Array], np.ndarray, dict[str, Any]]:
+               say: Say) -> Fitted:
     from tagger.training import head
 
     groups = [f.group for f in data.files]
@@ -260,7 +267,16 @@ def train(data: Bags, base: str, options: TrainOptions, out: str, say: Say,
     if len(classes) < 2:
         raise TrainingError("at least two genres with analysable files are needed")
     multi_label = any(len(f.genres) > 1 for f in data.files)
-    arrays, thresholds, summary = fit_model(data, classes, multi_label, options, say)
+    fitted = fit_model(data, classes, multi_label, options, say)
+    return save_model(data, base, options, out, source, vocabulary, fitted)
+
+
+def save_model(data: Bags, base: str, options: TrainOptions, out: str, source: str,
+               vocabulary: Sequence[str], fitted: Fitted) -> TrainedModel:
+    """Write the model file of a head fitted on every file of ``data``."""
+    arrays, thresholds, summary = fitted
+    classes = sorted({g for f in data.files for g in f.genres})
+    multi_label = any(len(f.genres) > 1 for f in data.files)
     counts = Counter(g for f in data.files for g in f.genres)
     meta = {
         "name": os.path.basename(out).removesuffix(".npz"),
@@ -282,6 +298,11 @@ def train(data: Bags, base: str, options: TrainOptions, out: str, say: Say,
 
 def _simple(name: str) -> str:
     return re.sub(r"[^0-9a-z]+", "", name.casefold().replace("&", "n"))
+
+
+def same_genre(a: str, b: str) -> bool:
+    """One genre, case, spaces and punctuation aside (``hiphop`` and Hip-Hop)."""
+    return _simple(a) == _simple(b)
 
 
 def zero_shot_map(classes: Sequence[str]) -> dict[str, str]:
