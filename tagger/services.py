@@ -28,10 +28,14 @@ def score_source(settings: Settings, cache: Cache, engine: Analysis | None = Non
 
 def scanner(settings: Settings, cache: Cache, engine: Analysis | None = None, *,
             roots: tuple[str, ...] | None = None, dry_run: bool = False,
-            retry_failed: bool = False, retag_reverted: bool = False) -> Scanner:
+            retry_failed: bool = False, retag_reverted: bool = False,
+            learnt: bool = True) -> Scanner:
     """A score source and a tagger under ``settings`` (their roots unless ``roots``: a scan's
-    own); the flags are the ``scan`` command's own, which no config file sets."""
-    settings = resolve(settings, cache).settings
+    own); the flags are the ``scan`` command's own, which no config file sets. ``learnt``:
+    with the model learning switched to, if it did (False: the setting's own, the daemon's
+    fallback while the learnt model's file cannot be had)."""
+    if learnt:
+        settings = resolve(settings, cache).settings
     options = ScanOptions(roots=settings.roots if roots is None else roots,
                           policy=settings.policy, dry_run=dry_run, tags=settings.tag_options(),
                           retry_failed=retry_failed, retag_reverted=retag_reverted,

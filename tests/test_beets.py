@@ -183,6 +183,20 @@ def test_genres_the_plugin_wrote_are_genre_taggers_in_the_shared_cache(beets) ->
             assert row is not None and row.genres_written == read_genres(path), (path, row)
             assert "; ".join(read_genres(path)) == genres  # what beets shows, the file holds
             assert person_genres(read_genres(path), row.genres_written, row.genres_before) == []
+    # The files came from a folder now emptied (an import that moves): a scan finds their
+    # analysis under the old names by their audio, and their record stays ours.
+    for f in beets["src"].iterdir():
+        f.unlink()
+    scan = subprocess.run([sys.executable, "-m", "tagger", "scan", "--db",
+                           f"sqlite:///{beets['cache']}", "--min-confidence", "0.01",
+                           str(beets["lib"])], capture_output=True, text=True,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert scan.returncode == 0 and "0 analysed" in scan.stderr, scan.stderr
+    with Cache(f"sqlite:///{beets['cache']}") as cache:
+        for path, *_ in rows():
+            row = cache.get(path)
+            assert row is not None and row.analysed_at is not None, (path, row)
+            assert person_genres(read_genres(path), row.genres_written, row.genres_before) == []
     flac = next(r[0] for r in rows() if r[0].endswith(".flac"))
     beet("modify", "-y", f"path:{flac}", "genres=Blues")  # beets writes the person's edit
     with Cache(f"sqlite:///{beets['cache']}") as cache:

@@ -110,12 +110,16 @@ class GenrePredictPlugin(BeetsPlugin):
         """genre-tagger's score source: the same cache-then-engine loop as ``scan`` (identity
         reuse, duplicates analysed once, the engine loaded only if something needs analysing)."""
         from tagger.cache import Cache
+        from tagger.errors import TaggerError
         from tagger.services import score_source
 
         settings = self._settings()
-        if self._cache is None:
-            self._cache = Cache(settings.cache_url)
-        return score_source(settings, self._cache, self._engine)
+        try:
+            if self._cache is None:
+                self._cache = Cache(settings.cache_url)
+            return score_source(settings, self._cache, self._engine)
+        except TaggerError as e:  # the cache, or the learnt model's file: said, no traceback
+            raise ui.UserError(str(e)) from None  # type: ignore[attr-defined]
 
     def _key(self, album: bool) -> str:
         """What a decision depends on (policy, selection, model, map, album mode), as
@@ -305,13 +309,18 @@ class GenrePredictPlugin(BeetsPlugin):
             return  # a person changed them in beets since: theirs now
         file = os.fsdecode(util.syspath(item.path))
         try:
+            holds = read_genres(file)
+            if [g.casefold() for g in holds] != [g.casefold() for g in self._split(
+                    item.get("genre_predicted"))]:
+                return  # beets' write failed (it only logs): the file holds what it held
             self._source()  # the cache, opened once
-            known = {} if self._cache.get(file) is not None else {
+            row = self._cache.get(file)
+            known: dict[str, Any] = {} if row is not None else {
                 # imported: analysed under the path it came from; its audio says which
                 "audio_id": audio_identity(file)}
-            self._cache.upsert(file, genres_written=read_genres(file),
-                               genres_before=self._split(item.get("genre_before")),
-                               written_at=time.time(), **known)
+            if row is None or row.genres_written is None:  # our first write: what it replaced
+                known["genres_before"] = self._split(item.get("genre_before"))
+            self._cache.upsert(file, genres_written=holds, written_at=time.time(), **known)
         except Exception as e:  # a hook of ours never fails beets' own write
             self._log.warning("{}: cannot record the genres written: {}", file, e)
 

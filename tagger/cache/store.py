@@ -542,10 +542,20 @@ class Cache:
                 or i.created_at < old or owners.gone(i.owner)]
 
     def move(self, old: str, new: str, **values: Any) -> None:
-        """A file moved or was renamed: its row follows it (replacing any row at ``new``)."""
+        """A file moved or was renamed: its row follows it (replacing any row at ``new``). A
+        write recorded at ``new`` before any analysis there (the beets plugin's, after an import
+        moved the file) is the file's own, and is kept: else its genres would look like a
+        person's."""
         now = time.time()
         old, new = encode_path(old), encode_path(new)
         with self.engine.begin() as conn:
+            kept = conn.execute(select(tracks.c.genres_written, tracks.c.genres_before,
+                                       tracks.c.written_at).where(
+                tracks.c.path == new, tracks.c.genres_written.is_not(None),
+                tracks.c.analysed_at.is_(None))).mappings().first()
+            if kept is not None:
+                values = {**values, **{k: json.loads(v) if k in _JSON and v else v
+                                       for k, v in kept.items()}}
             conn.execute(delete(tracks).where(tracks.c.path == new))
             conn.execute(update(tracks).where(tracks.c.path == old)
                          .values(path=new, **_encode({**values, "updated_at": now})))

@@ -171,8 +171,13 @@ class Daemon:
             self._reload()
         if time.monotonic() >= self._next_model_check:
             self._next_model_check = time.monotonic() + MODEL_CHECK_SECONDS
-            self._model_check()
-            self._maybe_learn()
+            try:
+                self._model_check()
+                self._maybe_learn()
+            except SQLAlchemyError as e:  # a database hiccup: the next check tries again
+                if self.cache.lost() is not None:
+                    raise
+                log.warning("learning: %s", display(str(e)))
         unwatched = self._watchers().check()
         if unwatched:  # what arrived there before its poller started
             self.reconcile(unwatched)
@@ -287,7 +292,8 @@ class Daemon:
                          self.stop)
         except EnvironmentProblem as e:  # scikit-learn not installed: said once per period
             log.error("learning: %s", display(str(e)))
-            Decisions(self.cache).looked(settings.model, f"cannot learn: {e}")
+            with contextlib.suppress(Exception):
+                Decisions(self.cache).looked(settings.model, f"cannot learn: {e}")
             return
         except Exception as e:  # a round that fails must not end the daemon
             log.exception("learning failed: %s", display(str(e)))
@@ -313,8 +319,15 @@ class Daemon:
     def _new_scanner(self, engine: Analysis | None) -> Scanner:
         """A scanner under the settings, with the model in use for them (learning's, if it
         switched)."""
-        in_use = resolve(self.config, self.cache)
-        made = scanner(in_use.settings, self.cache, engine)
+        try:
+            in_use = resolve(self.config, self.cache)
+            made = scanner(in_use.settings, self.cache, engine)
+        except ModelFileError as e:  # the learnt model's file cannot be had here: said, and
+            # the setting's own model tags meanwhile (the model check tries again in a minute)
+            log.error("%s; using the 'model' setting's model meanwhile", display(str(e)))
+            self._next_model_check = time.monotonic() + MACHINE_RETRY_SECONDS
+            self.in_use = None
+            return scanner(self.config, self.cache, engine, learnt=False)
         self.in_use = in_use.switch.id if in_use.switch is not None else None
         return made
 

@@ -56,6 +56,7 @@ def model_path(cache: Cache, switch: Learnt) -> Path:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
+                os.fchmod(fh.fileno(), 0o644)  # mkstemp's 0600 would keep other users out
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -98,7 +99,9 @@ def judged(row: Learnt) -> str:
     """A decision's two scores in words."""
     if row.compared is None or row.candidate_right is None or row.current_right is None:
         return ""
-    current = row.current_version or model_name(row.setting)
+    current = row.current_version or ""
+    if current.split("@")[0] == row.setting or not current:  # the setting's shipped model
+        current = model_name(row.setting)
     return (f"right on {row.candidate_right:.2f} of {row.compared} held-out songs where "
             f"{current} was right on {row.current_right:.2f}, "
             f"answering {row.candidate_answered or 0:.2f} vs {row.current_answered or 0:.2f}")
