@@ -460,6 +460,7 @@ def show(files: tuple[str, ...], as_json: bool, plot: Path | None, **kw: Any) ->
     import datetime
 
     from tagger.library.albums import describe
+    from tagger.library.tagging import in_words
 
     if plot is not None:
         if as_json:
@@ -497,32 +498,13 @@ def show(files: tuple[str, ...], as_json: bool, plot: Path | None, **kw: Any) ->
                       "its tracks' scores; the scores below are this track's own)"
                       if r.album_key and (r.decision_key or "").endswith("|album") else ""))
         click.echo(f"  {_written_line(r, *now[r.path])}")
-        if (why := _decision_words(r, now[r.path][0], settings)) is not None:
-            click.echo(f"  decision: {why}")
+        if (why := in_words(r, now[r.path][0], settings.policy, settings.genres.same)) is not None:
+            click.echo(f"  decision: {display(why)}")
         top = sorted(r.genre_scores.items(), key=lambda kv: -kv[1])[:6]
         click.echo("  genre scores: " + ", ".join(f"{g} {s:.2f}" for g, s in top))
         raw = sorted(r.raw_scores.items(), key=lambda kv: -kv[1])[:8]
         click.echo("  top raw tags: " + ", ".join(f"{t} {s:.2f}" for t, s in raw))
     sys.exit(EXIT_FAILED if missing else EXIT_OK)
-
-
-def _decision_words(r: TrackRow, now: list[str] | None, settings: Settings) -> str | None:
-    """What genre-tagger did with the file, or why it left it alone, in words: the policy's
-    decision on what the file carries now (what the next scan would do)."""
-    from tagger.library.policy import IN_WORDS, decide, same_genres
-    from tagger.library.tagging import REVERTED
-
-    if r.decision_key == REVERTED:
-        return IN_WORDS["reverted"]
-    if r.status not in ("done", "abstained") or now is None:
-        return None  # failed (said above), or its genres cannot be read
-    if r.genres_written is not None and same_genres(now, r.genres_written):
-        return IN_WORDS["write"]
-    d = decide(now, list(r.genres_chosen), settings.policy, r.genres_written, r.genres_before,
-               key=settings.genres.same)
-    if d.new is None:
-        return IN_WORDS[d.why]
-    return f"not written yet: the next scan writes {_genres(d.new)}"
 
 
 def _genres_now(path: str, settings: Settings) -> tuple[list[str] | None, str | None]:
@@ -540,12 +522,13 @@ def _written_line(r: TrackRow, now: list[str] | None, error: str | None) -> str:
     """``show``'s lines on the file's genres: what it carries now and, only where we wrote,
     what we wrote and what it had before us."""
     from tagger.library.policy import same_genres
-    from tagger.library.tagging import REVERTED
+    from tagger.library.tagging import CORRECTED, REVERTED
 
     genres_now = f"genres now: {_genres(now)}" if now is not None else \
         f"genres now: cannot be read ({display(error or '')})"
     if r.genres_written is None:
         whose = ("genre-tagger put back the genres it found ('revert')" if r.decision_key == REVERTED
+                 else "a person set them in the page" if r.decision_key == CORRECTED
                  else "genre-tagger has not written this file's genres")
         return f"{genres_now}\n  written: (never): {whose}; its genres are its own"
     if now is None:
@@ -931,7 +914,7 @@ def _redecide(settings: Settings, cache: Cache) -> None:
 @click.argument("roots", nargs=-1, type=click.Path(exists=True, file_okay=False))
 @CONFIG
 @setting_options("policy", "observer", "settle_seconds", "database", "device", "model",
-                 "log_level", "album", "learn")
+                 "log_level", "album", "learn", "listen")
 def watch(roots: tuple[str, ...], config_path: Path | None, **flags: Any) -> None:
     """Watch music folders and tag new or changed files (the daemon systemd runs)."""
     stop, reload = Flag(), Flag()  # first: a signal during the start-up is kept, not fatal
@@ -955,6 +938,34 @@ def watch(roots: tuple[str, ...], config_path: Path | None, **flags: Any) -> Non
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
     sys.exit(rc)
+
+
+@main.command()
+@click.argument("roots", nargs=-1, type=click.Path(exists=True, file_okay=False))
+@library_options
+@setting_options("listen", "web_read_only", "policy", "model")
+def serve(roots: tuple[str, ...], **kw: Any) -> None:
+    """Serve the page: see the library and the decisions, listen, correct and revert in a
+    browser (this machine only unless 'listen' and 'web_secret' say otherwise)."""
+    from tagger import web
+    from tagger.settings import DEFAULT_LISTEN
+
+    if roots:
+        kw["roots"] = list(roots)
+    settings = settings_from(kw)
+    if not settings.roots:
+        raise SetupProblem("the page plays and writes only files under the library's roots: "
+                           "name them (genre-tagger serve /srv/music) or set roots in the config")
+    web.require()
+    sock = web.bind(settings.listen)
+    where = settings.listen or DEFAULT_LISTEN
+    host, port = where.rsplit(":", 1)
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '[::]') else host}:{port}/"
+    with _open_cache(settings.cache_url) as cache:
+        click.echo(f"genre-tagger's page: {url}"
+                   + (" (read-only)" if settings.web_read_only else "")
+                   + (" (asks for web_secret)" if settings.web_secret else ""), err=True)
+        web.serve(settings, cache, sock)
 
 
 def _status_cache(url: str | None, as_json: bool) -> Cache:

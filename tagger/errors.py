@@ -57,6 +57,8 @@ Code = Literal[
     # analysis (the file's audio)
     "audio-error", "missing", "permission", "not-audio", "corrupt", "truncated", "empty", "silent",
     "too-short", "timeout", "decoder-crashed", "internal-error",
+    # the page draws only what the cache kept
+    "not-kept",
     # tags (writing the genres)
     "tag-error", "unsupported-format", "bad-tags", "read-only", "disk-full", "write-error",
     "not-a-file", "changed", "busy", "unsafe-rewrite", "hard-linked", "xattrs", "filesystem",
@@ -188,6 +190,10 @@ class LearningMoved(TrainingError):
 
 class NoTimeline(TaggerError):
     """``show --plot``: the file cannot be analysed (the reason says why)."""
+
+
+class PageUnavailable(TaggerError):
+    """The page cannot be served: its extra is not installed, or its address cannot be had."""
 
 
 #: Errors of the machine, not of a file: running out of descriptors, memory or processes.

@@ -46,6 +46,35 @@ Budget = int | Literal["auto"]
 OBSERVERS: tuple[Observer, ...] = get_args(Observer)
 LOG_LEVELS: tuple[LogLevel, ...] = get_args(LogLevel)
 ENV_PREFIX = "GENRE_TAGGER_"
+#: Where ``genre-tagger serve`` listens when no ``listen`` is set: this machine only.
+DEFAULT_LISTEN = "127.0.0.1:8337"
+
+
+def parse_listen(value: str) -> tuple[str, int] | None:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) as (host, port), or None if it is not one."""
+    host, sep, port = value.strip().rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host or any(c.isspace() or c in "/[]" for c in host):
+        return None
+    return host, int(port)
+
+
+def loopback(listen: str) -> bool:
+    """Whether ``listen`` reaches only this machine (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    parsed = parse_listen(listen)
+    if parsed is None:
+        return False
+    if parsed[0] == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(parsed[0]).is_loopback
+    except ValueError:  # a name: it may resolve anywhere
+        return False
 
 
 @dataclass(frozen=True)
@@ -93,6 +122,10 @@ class Settings:
     #: How much more often (share of held-out songs) a candidate must be right to replace the
     #: model in use: with the few dozen songs a person labels, one song moves it by 0.02-0.05.
     learn_margin: float = 0.05
+    # --- the page (tagger.web)
+    listen: str = ""  # HOST:PORT; empty: the daemon serves no page, ``serve`` uses DEFAULT_LISTEN
+    web_secret: str = ""  # the page's password; required to listen beyond this machine
+    web_read_only: bool = False  # the page shows and plays, never writes
 
     def selection(self) -> Selection:
         return Selection(top_k=self.top_k, min_confidence=self.min_confidence, genres=self.genres)
@@ -218,6 +251,16 @@ SPEC: tuple[Key, ...] = (
     Key("learn_margin", "float", "how much more often a learnt model must be right than the one "
         "in use (share of held-out songs)", check=lambda v: 0.0 <= v < 1.0,
         must="at least 0 and below 1", flag="--margin"),
+    Key("listen", "str", "the page's address, HOST:PORT: 'genre-tagger serve' and, when set, "
+        "the daemon serve it; anything but this machine needs web_secret",
+        check=lambda v: v == "" or parse_listen(v) is not None,
+        must=f"HOST:PORT, such as {DEFAULT_LISTEN}", flag="--listen",
+        default_words=f"the daemon serves no page; 'serve' listens on {DEFAULT_LISTEN}"),
+    Key("web_secret", "str", "the password the page asks for (keep the file private)",
+        check=lambda v: v == "" or len(v) >= 12, must="at least 12 characters",
+        default_words="no password: only this machine may connect"),
+    Key("web_read_only", "bool", "the page shows and plays, never writes a file",
+        flag="--read-only/--read-write"),
     Key("genres", "genres", "your vocabulary: see \"Your words\" (a SIGHUP re-decides from the "
         "cache)"),
 )
@@ -351,6 +394,11 @@ def build_settings(values: Mapping[str, Any], where: Mapping[str, str] | None = 
         raise ConfigError(f"{where.get('learn', 'settings')}: 'learn' needs policy 'missing' or "
                           "'merge': 'overwrite' replaces the genres people set, which learning "
                           "learns from")
+    if settings.listen and not settings.web_secret and not loopback(settings.listen):
+        raise ConfigError(f"{where.get('listen', 'settings')}: 'listen' = {settings.listen!r} lets "
+                          "other machines change your files' genres: set 'web_secret' (a "
+                          "password the page asks for), or listen on this machine only "
+                          f"({DEFAULT_LISTEN})")
     if check_genres:  # against the model: a typo is said now, not never matched
         check_genre_map(settings, where=where.get("genres", "settings"))
     if require_roots:
@@ -425,6 +473,7 @@ def check_genre_map(settings: Settings, labels: Iterable[str] | None = None,
 
 
 __all__ = [
+    "DEFAULT_LISTEN",
     "DEVICES",
     "KEYS",
     "LOG_LEVELS",
@@ -439,5 +488,7 @@ __all__ = [
     "check_genre_map",
     "default_path",
     "load_settings",
+    "loopback",
+    "parse_listen",
     "toml_block",
 ]

@@ -207,8 +207,8 @@ def test_schema_v1_database_is_migrated(tmp_path: Path) -> None:
     with Cache(f"sqlite:///{db}") as c:
         # v1 -> v2 (queue, daemon, analyses) -> v3 (write intents) -> v4 (stored features)
         # -> v5 (album keys, window timelines) -> v6 (queue claims, one state per daemon)
-        # -> v7 (learning's decisions)
-        assert c.schema_version == 7
+        # -> v7 (learning's decisions) -> v8 (the page's confidence and indexes)
+        assert c.schema_version == 8
         assert c.count_features("any") == 0
         row = c.get("/m/a.flac")
         assert row is not None and row.analyses == 1 and row.album_key is None  # kept, not dropped

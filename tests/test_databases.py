@@ -332,9 +332,12 @@ def test_a_version_5_database_is_migrated(db_url: str) -> None:
     statements = ["ALTER TABLE queue DROP COLUMN claimed_by", "ALTER TABLE queue DROP COLUMN claimed_at",
                   "ALTER TABLE intents DROP COLUMN owner",
                   "DROP TABLE daemons", "DROP TABLE learning",
+                  "DROP INDEX ix_tracks_confidence", "DROP INDEX ix_tracks_updated_at",
+                  "ALTER TABLE tracks DROP COLUMN confidence",
+                  "ALTER TABLE tracks DROP COLUMN genres_seen",
                   "UPDATE meta SET value = '5' WHERE key = 'schema_version'",
-                  "INSERT INTO tracks (path, status, size, mtime_ns, analyses) "
-                  "VALUES ('/m/a.flac', 'done', 10, 20, 1)",
+                  "INSERT INTO tracks (path, status, size, mtime_ns, analyses, genre_scores) "
+                  "VALUES ('/m/a.flac', 'done', 10, 20, 1, '{\"Rock\": 0.7, \"Jazz\": 0.2}')",
                   "INSERT INTO queue (path, reason, enqueued_at, not_before, attempts) "
                   "VALUES ('/m/b.flac', 'new', 1.0, 0.0, 0)"]
     if is_pg:
@@ -351,6 +354,12 @@ def test_a_version_5_database_is_migrated(db_url: str) -> None:
         c.upsert("/m/a.flac", mtime_ns=time.time_ns(), decision_key="k" * 500)
         assert c.get("/m/a.flac").decision_key == "k" * 500  # type: ignore[union-attr]
         assert Decisions(c).latest("musicnn") is None  # v7: learning's decisions
+        row = c.get("/m/a.flac")
+        assert row is not None and row.confidence == 0.7 and row.genres_seen is None  # v8
+        names = {r[0] for r in c.engine.connect().execute(text(
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'tracks'" if is_pg else
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'tracks'"))}
+        assert {"ix_tracks_confidence", "ix_tracks_updated_at"} <= names
 
 
 def test_each_daemon_publishes_its_own_state(db_url: str) -> None:

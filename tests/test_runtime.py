@@ -78,7 +78,8 @@ def test_analysis_is_offline_and_works_without_openvino(songs: list[Path], tmp_p
         assert a["genres"][0]["genre"] == c["genres"][0]["genre"]
 
 
-CORE = "for m in ('keras', 'tensorflow', 'jax', 'sklearn'): sys.modules[m] = None"
+CORE = ("for m in ('keras', 'tensorflow', 'jax', 'sklearn', 'starlette', 'jinja2', 'uvicorn', "
+        "'multipart'): sys.modules[m] = None")
 
 
 def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -121,6 +122,12 @@ def test_the_core_install_runs_every_everyday_command_and_says_what_else_to_inst
                  ["evaluate", str(labels)]):
         r = _cli(tmp_path, *args)
         assert r.returncode == 2 and 'pip install ".[train]"' in r.stderr, (args, r.stderr)
+        assert "Traceback" not in r.stderr
+    # the page names its extra, and so does a daemon told to serve it, before it starts
+    for args in (["serve", str(music), "--db", db],
+                 ["watch", str(music), "--db", db, "--listen", "127.0.0.1:1"]):
+        r = _cli(tmp_path, *args)
+        assert r.returncode == 2 and 'pip install ".[web]"' in r.stderr, (args, r.stderr)
         assert "Traceback" not in r.stderr
     # learning names its own, smaller extra (scikit-learn without TensorFlow); going back needs
     # nothing more

@@ -27,6 +27,8 @@ def _other(k: Key) -> Any:
         return next(c for c in reversed(k.choices) if c != d)
     if k.kind == "float":
         return 0.65 if k.name == "min_confidence" else d + 0.5
+    if k.name == "listen":
+        return "127.0.0.1:9999"
     return {"bool": True, "int": 5, "budget": 7, "model": "musicnn-msd", "str": " / "}[k.kind]
 
 
@@ -36,7 +38,7 @@ def _bad(k: Key) -> Any:
         return "nope"
     if k.check is None:
         return None
-    return {"int": -1, "float": -1.0, "budget": -1}[k.kind]
+    return {"int": -1, "float": -1.0, "budget": -1, "str": "no-port"}[k.kind]
 
 
 def _text(v: Any) -> str:

@@ -25,8 +25,9 @@ restore() {
 trap restore EXIT
 pid=
 
-echo ">> systemd/install.sh $music   (python3: $(command -v python3), $(python3 -V))"
-START=no "$here/systemd/install.sh" "$music"
+port=18337
+echo ">> LISTEN=127.0.0.1:$port systemd/install.sh $music   (python3: $(command -v python3), $(python3 -V))"
+START=no LISTEN=127.0.0.1:$port "$here/systemd/install.sh" "$music"
 unit=/etc/systemd/system/genre-tagger.service
 grep -q "^ExecStart=/opt/genre-tagger/bin/genre-tagger watch" "$unit"
 /usr/local/bin/genre-tagger --version
@@ -34,10 +35,14 @@ grep -q "^ExecStart=/opt/genre-tagger/bin/genre-tagger watch" "$unit"
 echo ">> systemd-analyze verify $unit (with its drop-in)"
 systemd-analyze verify "$unit"
 grep -q "^ReadWritePaths=$music\$" /etc/systemd/system/genre-tagger.service.d/library.conf
+grep -q "^IPAddressAllow=localhost\$" /etc/systemd/system/genre-tagger.service.d/page.conf
+grep -q "^listen = \"127.0.0.1:$port\"\$" "$config"
+[[ "$(stat -c %a:%G "$config")" == 640:genre-tagger ]]
 
 echo ">> the unit's command, as the user genre-tagger, with the unit's environment"
 chown genre-tagger: "$music"
-printf 'roots = ["%s"]\nmin_confidence = 0.01\n' "$music" > "$config"  # put back at the end
+printf 'listen = "127.0.0.1:%s"\nroots = ["%s"]\nmin_confidence = 0.01\n' "$port" "$music" \
+  > "$config"  # put back at the end
 cmd=$(sed -n 's/^ExecStart=//p' "$unit")
 envs=$(sed -n 's/^Environment=//p' "$unit")
 # shellcheck disable=SC2086  # the unit's words, split as systemd splits them
@@ -62,10 +67,13 @@ for _ in $(seq 120); do
   kill -0 "$pid" 2>/dev/null || died
   sleep 1
 done
+page=$(/opt/genre-tagger/bin/python -c 'import sys, urllib.request
+print(urllib.request.urlopen(sys.argv[1], timeout=30).read().decode())' "http://127.0.0.1:$port/decisions")
+grep -q "check.flac" <<<"$page" || { echo "the service's page does not list the file" >&2; exit 1; }
 kill -TERM "$pid"
 rc=0; wait "$pid" || rc=$?
 cat "$music.log"; rm -f "$music.log"
 [[ -n "$genres" ]] || { echo "the service's command did not tag the file" >&2; exit 1; }
 (( rc == 0 )) || { echo "SIGTERM ended it with $rc" >&2; exit 1; }
 [[ "$(stat -c %U "$music/check.flac")" == genre-tagger ]]
-echo "service check: tagged '$genres' as genre-tagger, stopped with 0"
+echo "service check: tagged '$genres' as genre-tagger, its page listed it, stopped with 0"

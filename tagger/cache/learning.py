@@ -83,6 +83,13 @@ class Decisions:
             m = conn.execute(q).mappings().first()
         return _learnt(m) if m else None
 
+    def history(self, setting: str, limit: int = 20) -> list[Learnt]:
+        """The newest decisions for this ``model`` setting, newest first (the page's list)."""
+        q = (select(*_COLUMNS).where(learning.c.setting == setting)
+             .order_by(learning.c.id.desc()).limit(limit))
+        with self.cache.engine.connect() as conn:
+            return [_learnt(m) for m in conn.execute(q).mappings()]
+
     def get(self, id: int) -> Learnt | None:
         with self.cache.engine.connect() as conn:
             m = conn.execute(select(*_COLUMNS).where(learning.c.id == id)).mappings().first()

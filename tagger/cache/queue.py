@@ -281,7 +281,8 @@ class DaemonState:
                                                     daemons.c.id != self.owner)))
 
 
-def overview(cache: Cache, status_seconds: float, now: float | None = None) -> dict[str, Any]:
+def overview(cache: Cache, status_seconds: float, now: float | None = None,
+             summary: dict[str, Any] | None = None) -> dict[str, Any]:
     """What ``status`` shows (and ``status --json`` prints): the daemons that run now, on any
     machine sharing the cache (alive while they keep publishing: within 3 summary intervals,
     at least 3 minutes), their roots, folders watched each way and throughput; the queue; the
@@ -291,7 +292,7 @@ def overview(cache: Cache, status_seconds: float, now: float | None = None) -> d
 
     now = time.time() if now is None else now
     docs = list(DaemonState(cache).all().values())
-    summary = cache.summary()
+    summary = cache.summary() if summary is None else summary  # the page has it already
     live = [d for d in docs if running(d, now, max(180.0, 3 * status_seconds))]
     today = time.strftime("%Y-%m-%d", time.localtime(now))
     daemons = []

@@ -3,6 +3,8 @@ the database one version up, and ``meta.schema_version`` says where it is."""
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Callable
 
 from sqlalchemy import (
@@ -10,16 +12,22 @@ from sqlalchemy import (
     Column,
     Connection,
     Float,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
     String,
     Table,
     Text,
+    bindparam,
+    case,
     inspect,
+    literal_column,
     select,
     text,
 )
+from sqlalchemy.schema import CreateIndex
+from sqlalchemy.sql.elements import Grouping
 
 metadata = MetaData()
 
@@ -46,7 +54,31 @@ tracks = Table(
     Column("updated_at", Float),
     Column("analyses", Integer, nullable=False, default=0),  # v2: how often the model ran on it
     Column("album_key", Text, index=True),  # v5: which album it belongs to (scan --album)
+    # v8: the top genre score (what the page's "least confident first" sorts on)
+    Column("confidence", Float),
+    # v8: JSON: the file's genres when genre-tagger last read or wrote them (NULL: not since
+    # v8), so the page can count a person's genres without opening every file
+    Column("genres_seen", Text),
 )
+
+#: v8: the page's filters, as the indexes below hold them: which person's key a row has
+#: (corrected, reverted, or NULL) and whether genre-tagger's genres are on it. Short values
+#: (not the JSON or the decision key themselves: PostgreSQL refuses index entries over 2.7 KB,
+#: and a file's genres can be any length). Written with literals, not parameters, so a query's
+#: terms are the indexed expressions and SQLite answers from the index.
+PERSON_KEY = case((tracks.c.decision_key.in_((literal_column("'corrected'"),
+                                              literal_column("'reverted'"))),
+                   tracks.c.decision_key))
+UNWRITTEN = tracks.c.genres_written.is_(None)
+# (in parentheses: PostgreSQL takes an expression in an index only so)
+_FILTERED = (tracks.c.id, tracks.c.status, tracks.c.error_code, Grouping(PERSON_KEY),
+             Grouping(UNWRITTEN))
+# v8: the page's two orders with what its filters read, so a page and its count read an index,
+# not the rows (a row holds 3-4 KB of scores: on 50,000 tracks a count over the rows took
+# 80 ms, over the index 17 ms). (An index on status alone made SQLite sort all 50,000 rows for
+# each page: 260 ms.)
+Index("ix_tracks_confidence", tracks.c.confidence, *_FILTERED)
+Index("ix_tracks_updated_at", tracks.c.updated_at, *_FILTERED)
 
 #: v2: the daemon's persistent work queue: a kill -9 loses nothing that was queued.
 queue = Table(
@@ -138,7 +170,7 @@ meta = Table(
     Column("value", Text),
 )
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 #: The advisory lock's key on PostgreSQL (any constant that is ours).
 _MIGRATION_LOCK = 0x67656E7265
 
@@ -196,10 +228,41 @@ def _v6_to_v7(conn: Connection) -> None:
     learning.create(conn, checkfirst=True)
 
 
+def _v7_to_v8(conn: Connection) -> None:
+    cols = {c["name"] for c in inspect(conn).get_columns("tracks")}
+    if "confidence" not in cols:
+        real = tracks.c.confidence.type.compile(dialect=conn.dialect)
+        conn.execute(text(f"ALTER TABLE tracks ADD COLUMN confidence {real}"))
+    if "genres_seen" not in cols:
+        conn.execute(text("ALTER TABLE tracks ADD COLUMN genres_seen TEXT"))
+    # Every row's top score, 2,000 rows at a time in id order (50,000 rows: about a second).
+    last = -1
+    while True:
+        todo = conn.execute(select(tracks.c.id, tracks.c.genre_scores).where(
+            tracks.c.id > last, tracks.c.genre_scores.is_not(None))
+            .order_by(tracks.c.id).limit(2000)).all()
+        if not todo:
+            break
+        last = todo[-1][0]
+        conn.execute(tracks.update().where(tracks.c.id == bindparam("row_id"))
+                     .values(confidence=bindparam("top")),
+                     [{"row_id": i, "top": top_score(json.loads(g))} for i, g in todo])
+    for index in tracks.indexes:
+        if index.name in ("ix_tracks_confidence", "ix_tracks_updated_at"):
+            conn.execute(CreateIndex(index, if_not_exists=True))
+
+
+def top_score(genre_scores: dict[str, float]) -> float:
+    """A row's confidence: its strongest genre's score (0 for none or not a number, so it
+    sorts first; SQLite would store a NaN as NULL)."""
+    top = max((v for v in genre_scores.values() if math.isfinite(v)), default=0.0)
+    return float(top)
+
+
 #: MIGRATIONS[n] takes a database at version n to version n + 1.
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {0: _v0_to_v1, 1: _v1_to_v2, 2: _v2_to_v3,
                                                        3: _v3_to_v4, 4: _v4_to_v5, 5: _v5_to_v6,
-                                                       6: _v6_to_v7}
+                                                       6: _v6_to_v7, 7: _v7_to_v8}
 
 
 def current_version(conn: Connection) -> int:

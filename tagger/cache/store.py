@@ -29,7 +29,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from tagger.cache import owners
 from tagger.cache.schema import features as stored_features
-from tagger.cache.schema import intents, migrate, tracks
+from tagger.cache.schema import intents, migrate, top_score, tracks
 from tagger.errors import CacheUnavailable, first_line, install_hint
 
 BUSY_TIMEOUT_MS = 30_000
@@ -99,6 +99,8 @@ class TrackRow:
     updated_at: float | None
     analyses: int = 0
     album_key: str | None = None
+    confidence: float | None = None  # v8: the top genre score
+    genres_seen: list[str] | None = None  # v8: the file's genres when last read or written
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,8 @@ class StoredFeatures(NamedTuple):
     timeline: bytes | None = None  # embedding.pack_timeline; None for audio stored before v5
 
 
-_JSON = ("raw_scores", "genre_scores", "genres_chosen", "genres_before", "genres_written")
+_JSON = ("raw_scores", "genre_scores", "genres_chosen", "genres_before", "genres_written",
+         "genres_seen")
 _EMPTY: dict[str, Any] = {"raw_scores": {}, "genre_scores": {}, "genres_chosen": []}
 
 
@@ -149,6 +152,8 @@ def _row(m: Any) -> TrackRow:
 
 
 def _encode(values: dict[str, Any]) -> dict[str, Any]:
+    if values.get("genre_scores") is not None:  # the column the page sorts on follows them
+        values = {**values, "confidence": top_score(values["genre_scores"])}
     return {k: (json.dumps(v) if k in _JSON and v is not None else v) for k, v in values.items()}
 
 
@@ -385,7 +390,9 @@ class Cache:
                 if below(decode_path(m["path"])):
                     yield _row(m)
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self, genres: bool = True) -> dict[str, Any]:
+        """Files by status, failures by reason and (``genres``) the genres we wrote: those
+        read the rows, the counts only an index (the page counts genres its own way)."""
         with self.engine.connect() as conn:
             by_status: dict[str, int] = {
                 k: v for k, v in conn.execute(select(tracks.c.status, func.count())
@@ -394,14 +401,18 @@ class Cache:
                 k: v for k, v in conn.execute(select(tracks.c.error_code, func.count())
                                               .where(tracks.c.status == "failed")
                                               .group_by(tracks.c.error_code))}
-            written = conn.execute(select(tracks.c.genres_written)
-                                   .where(tracks.c.genres_written.is_not(None))).scalars().all()
-        genres: dict[str, int] = {}
-        for w in written:
+            if not genres:
+                return {"by_status": by_status, "failures": failures}
+            # per distinct set of genres: a few hundred JSON texts to read, not one per file
+            written = conn.execute(select(tracks.c.genres_written, func.count())
+                                   .where(tracks.c.genres_written.is_not(None))
+                                   .group_by(tracks.c.genres_written)).all()
+        counts: dict[str, int] = {}
+        for w, n in written:
             for g in json.loads(w):
-                genres[g] = genres.get(g, 0) + 1
-        return {"by_status": by_status, "failures": failures, "tagged": len(written),
-                "genres": dict(sorted(genres.items(), key=lambda kv: (-kv[1], kv[0])))}
+                counts[g] = counts.get(g, 0) + n
+        return {"by_status": by_status, "failures": failures, "tagged": sum(n for _, n in written),
+                "genres": dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))}
 
     def last_errors(self, n: int) -> list[dict[str, Any]]:
         q = (select(tracks.c.path, tracks.c.error_code, tracks.c.error_reason, tracks.c.updated_at)

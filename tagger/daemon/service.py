@@ -28,6 +28,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -46,11 +47,14 @@ from tagger.library.albums import album_of
 from tagger.library.learned import resolve
 from tagger.library.pipeline import Hold, Scanner, gone_under
 from tagger.library.policy import IN_WORDS
-from tagger.library.tagging import REVERTED, TRANSIENT, UNSUPPORTED, Outcome
+from tagger.library.tagging import PERSONS, TRANSIENT, UNSUPPORTED, Outcome
 from tagger.library.walk import unreadable_reason, walk
 from tagger.services import scanner
 from tagger.settings import Settings
 from tagger.stopping import Flag, on_signals
+
+if TYPE_CHECKING:  # the page needs the web extra: imported only when listen is set
+    from tagger.web import Running
 from tagger.tags.safe_write import being_written
 
 log = logging.getLogger("genre-tagger")
@@ -104,6 +108,7 @@ class Daemon:
     def run(self) -> int:
         on_signals({signal.SIGTERM: self.stop.set, signal.SIGINT: self.stop.set,
                     signal.SIGHUP: self.reload.set})
+        page = self._start_page()  # first: an address in use stops the start, said in words
         self._start_observers()
         # Another run's files on this machine, claimed when it was killed: taken again now.
         self.queue.release_dead()
@@ -144,6 +149,8 @@ class Daemon:
                     last_status = now
         finally:
             notify("STOPPING=1")
+            if page is not None:
+                page.stop()
             if self.watchers is not None:
                 self.watchers.stop()
             self.stop.set()  # ends the heartbeat and a learning round
@@ -162,6 +169,19 @@ class Daemon:
                       "and analyses the library anew.", display(self.lost))
             return CACHE_LOST_EXIT
         return 0
+
+    def _start_page(self) -> Running | None:
+        """The page, when the config sets ``listen`` (its own cache connection, this process's
+        settings as started: a SIGHUP does not move it)."""
+        if not self.config.listen:
+            return None
+        from tagger import web
+
+        # a writer of its own in the cache: its write intents are not this worker's to settle
+        running = web.start(self.config, _open_cache(self.config.cache_url, process_id()))
+        log.info("the page: http://%s/%s", self.config.listen,
+                 " (read-only)" if self.config.web_read_only else "")
+        return running
 
     def _step(self, pause: float) -> float:
         """One turn of the worker: re-read the config if asked, queue what settled, process a
@@ -218,6 +238,10 @@ class Daemon:
         except Exception as e:
             log.error("SIGHUP: keeping the old configuration: %s", display(str(e)))
             return
+        page = ("listen", "web_secret", "web_read_only", "roots", "policy")
+        if any(getattr(new, k) != getattr(self.config, k) for k in page) and self.config.listen:
+            log.warning("SIGHUP: the page keeps the settings it started with (listen, "
+                        "web_secret, web_read_only, roots, policy) until the daemon restarts")
         if self._adopt(new):
             log.info("SIGHUP: configuration re-read")
 
@@ -376,7 +400,7 @@ class Daemon:
             self.cache.move(src, dest)
             log.info("moved %s -> %s", display(src), display(dest))
             if self.config.album:  # maybe into another album: decided again with it
-                if row.decision_key == REVERTED:  # the person's still, wherever it goes
+                if row.decision_key in PERSONS:  # the person's still, wherever it goes
                     self.cache.upsert(dest, album_key=None)
                 else:
                     self.cache.upsert(dest, album_key=None, decision_key=None)

@@ -35,6 +35,8 @@ from tagger.library.albums import album_of
 from tagger.library.policy import Policy, decision_key
 from tagger.library.scores import Scored, ScoreSource, failure_key
 from tagger.library.tagging import (
+    CORRECTED,
+    PERSONS,
     REVERTED,
     UNSUPPORTED,
     Outcome,
@@ -173,6 +175,10 @@ class Scanner:
         """
         if known is None or (known.size, known.mtime_ns) != (st.st_size, st.st_mtime_ns):
             return False
+        if known.status in ("deleted", "pending"):  # back, or never analysed: not settled
+            return False
+        if known.decision_key == CORRECTED:
+            return True
         if known.decision_key == REVERTED:
             return not self.options.retag_reverted
         if known.status == "failed":
@@ -343,7 +349,7 @@ class Scanner:
             return
         if hold is not None and hold(key, [m.path for m in members]):
             for m in own:  # not decided: no stale key may make it look settled
-                if not (isinstance(m.result, TrackRow) and m.result.decision_key == REVERTED):
+                if not (isinstance(m.result, TrackRow) and m.result.decision_key in PERSONS):
                     self.cache.upsert(m.path, decision_key=None)  # (a reverted file stays so)
                 record(Outcome(m.path, m.action, decision="wait-album"))
             return

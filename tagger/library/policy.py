@@ -28,7 +28,7 @@ POLICIES: tuple[Policy, ...] = ("missing", "merge", "overwrite")
 #: One word for summaries: why a file was or was not written (``edited-since``: revert's;
 #: ``wait-album``: the daemon waits for the rest of the file's album to arrive).
 Why = Literal["write", "keep-user", "has-genre", "abstain", "same", "edited-since", "wait-album",
-              "reverted"]
+              "reverted", "corrected"]
 
 
 #: Each decision in words, for people: why a file was left as it was (or what we did).
@@ -44,6 +44,7 @@ IN_WORDS: dict[Why, str] = {
     "wait-album": "waiting: more of its album may still arrive",
     "reverted": "left alone: you put its genres back ('revert'); 'scan --retag-reverted' "
                 "tags it again",
+    "corrected": "left alone: a person set its genres in the page (their label for training)",
 }
 
 

@@ -287,9 +287,10 @@ class ScoreSource:
                 say(f"  analysed {n}/{len(todo)}")
         return Features(found, failures, len(paths) - len(todo))
 
-    def timeline(self, path: str, fresh: bool = False) -> WindowScores | Failure:
+    def timeline(self, path: str, fresh: bool = False, analyse: bool = True) -> WindowScores | Failure:
         """The file's analysis window by window: the audio's stored one when it kept its windows'
-        scores (and ``fresh`` is not asked), else analysed now (nothing is written)."""
+        scores (and ``fresh`` is not asked), else analysed now (nothing is written; not with
+        ``analyse=False``: the page never loads the model to draw)."""
         st = os.stat(path)
         _, audio_id = cached_row(self.cache, path, st, self.model.version)
         stored = self._stored([audio_id]).get(str(audio_id))
@@ -300,6 +301,9 @@ class ScoreSource:
                 return WindowScores(starts, raw, unpack(stored.data), stored.raw_scores, "cache")
             except ValueError:
                 pass  # not ours to trust: analysed again
+        if not analyse:
+            return Failure(path, "not-kept", "the cache keeps no window scores for this audio "
+                                             "under this model ('show --plot' analyses it)")
         result = next(iter(self.engine.predict_paths([path])))
         if isinstance(result, Failure):
             return result

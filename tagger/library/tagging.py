@@ -23,7 +23,7 @@ from tagger.cache.store import Status
 from tagger.errors import Code, TagError
 from tagger.faults import checkpoint
 from tagger.formats.identity import audio_identity, trusted
-from tagger.library.policy import Policy, Why, decide, same_genres
+from tagger.library.policy import IN_WORDS, Policy, Why, decide, same_genres
 from tagger.library.walk import real_roots, within
 from tagger.tags import TagOptions, read_genres, write_genres
 
@@ -39,11 +39,18 @@ UNSUPPORTED = "unsupported-format"
 #: front door until they ask (``scan --retag-reverted``).
 REVERTED = "reverted"
 
+#: The decision key of a file whose genres a person set in the page (accepted ours, or
+#: replaced them): their label, left alone by every front door (``--retag-reverted`` too).
+CORRECTED = "corrected"
+
+#: The decision keys of files a person settled.
+PERSONS: frozenset[str] = frozenset({REVERTED, CORRECTED})
+
 
 #: What happened to a file (or a folder the walk could not read) in a scan or revert.
 #: ``rescored``: a trained model decided from the audio's stored features (nothing decoded).
 Action = Literal["unchanged", "analysed", "reused", "rescored", "moved", "failed", "recovered",
-                 "unreadable", "reverted", "skipped"]
+                 "unreadable", "reverted", "skipped", "corrected"]
 
 
 @dataclass
@@ -100,9 +107,13 @@ class Tagger:
         """
         if chosen is None:
             chosen = self.choose(row.genre_scores)
-        if row.decision_key == REVERTED and not self.options.retag_reverted:
+        if row.decision_key == CORRECTED or (row.decision_key == REVERTED
+                                             and not self.options.retag_reverted):
             if not self.options.dry_run:  # its new stat, so it is not looked at again
                 self.cache.upsert(path, size=st.st_size, mtime_ns=st.st_mtime_ns)
+            if row.decision_key == CORRECTED:
+                return Outcome(path, action, decision="corrected",
+                               reason="you set its genres in the page")
             return Outcome(path, action, decision="reverted",
                            reason="you reverted it; 'scan --retag-reverted' tags it again")
         status: Status = "done" if chosen else "abstained"
@@ -120,7 +131,8 @@ class Tagger:
         if self.options.dry_run:
             return outcome
         values: dict[str, Any] = {"genres_chosen": chosen, "status": status, "error_code": None,
-                                  "error_reason": None, "decision_key": self.decision_key}
+                                  "error_reason": None, "decision_key": self.decision_key,
+                                  "genres_seen": current if d.new is None else d.new}
         if d.new is None:
             self.cache.upsert(path, **values, **_tags_only_change(path, st, row))
             return outcome
@@ -163,6 +175,23 @@ def write(cache: Cache, tags: TagOptions, intent: Intent, st: os.stat_result,
     return new_st
 
 
+def in_words(row: TrackRow, now: list[str] | None, policy: Policy,
+             key: Callable[[str], str]) -> str | None:
+    """What genre-tagger did with the file, or why it left it alone, in words (``show`` and
+    the page): the policy's decision on what the file carries ``now`` (what the next scan
+    would do). None: failed, or its genres cannot be read."""
+    if row.decision_key in PERSONS:
+        return IN_WORDS["reverted" if row.decision_key == REVERTED else "corrected"]
+    if row.status not in ("done", "abstained") or now is None:
+        return None
+    if row.genres_written is not None and same_genres(now, row.genres_written):
+        return IN_WORDS["write"]
+    d = decide(now, list(row.genres_chosen), policy, row.genres_written, row.genres_before, key=key)
+    if d.new is None:
+        return IN_WORDS[d.why]
+    return f"not written yet: the next scan writes {'; '.join(d.new) or '(none)'}"
+
+
 def _tags_only_change(path: str, st: os.stat_result, row: TrackRow) -> dict[str, int]:
     """The file's stat now, if only its tags changed since it was found (its genres were
     just read to decide, and its audio is the one analysed): a symlink whose target this
@@ -197,14 +226,14 @@ def finish_interrupted_writes(cache: Cache, tags: TagOptions) -> list[Outcome]:
         if same_genres(now, it.current):
             cache.drop_intent(it.path)
             continue
-        if it.decision_key == REVERTED:  # a revert's: the originals are back, not ours
+        if it.decision_key in PERSONS:  # a revert's or a person's: theirs, not ours
             cache.finish_write(it.path, genres_written=None, genres_before=None,
                                written_at=time.time(), size=st.st_size, mtime_ns=st.st_mtime_ns,
-                               decision_key=REVERTED)
+                               decision_key=it.decision_key, genres_seen=now)
         else:
             cache.finish_write(it.path, genres_written=it.new, genres_before=it.before,
                                written_at=time.time(), size=st.st_size, mtime_ns=st.st_mtime_ns,
-                               decision_key=it.decision_key)
+                               decision_key=it.decision_key, genres_seen=now)
         done.append(Outcome(it.path, "recovered", old=it.current, new=it.new, decision="write"))
     return done
 
@@ -219,35 +248,87 @@ def revert(roots: tuple[str, ...], cache: Cache, tags: TagOptions, dry_run: bool
     """
     if not dry_run:
         finish_interrupted_writes(cache, tags)  # so every write we made can be put back
-    outcomes: list[Outcome] = []
     real = real_roots(roots)
-    for row in cache.rows_under(tuple(os.path.abspath(r) for r in roots) + real, resolve=True):
-        if row.genres_written is None:
-            continue
-        path = row.path
-        before = row.genres_before or []
-        try:
-            st = os.stat(path)
-            current = read_genres(path, tags)
-        except OSError as e:
-            outcomes.append(Outcome(path, "failed", error="missing", reason=e.strerror or str(e)))
-            continue
+    rows = cache.rows_under(tuple(os.path.abspath(r) for r in roots) + real, resolve=True)
+    return [revert_file(row, cache, tags, real, dry_run) for row in rows
+            if row.genres_written is not None]
+
+
+def revert_file(row: TrackRow, cache: Cache, tags: TagOptions, real: tuple[str, ...],
+                dry_run: bool = False) -> Outcome:
+    """Put back one file's genres from before our first write (``revert``, and the page's
+    revert of a file or an album): only if it still carries what we wrote, and is under the
+    ``real`` roots."""
+    path = row.path
+    if row.genres_written is None:
+        return Outcome(path, "skipped", decision=None, reason="genre-tagger has not written it")
+    if not within(path, real):  # before its tags are read: nothing outside is opened
+        return Outcome(path, "failed", error="outside-roots", reason="outside the roots")
+    before = row.genres_before or []
+    found = _look(path, tags)
+    if isinstance(found, Outcome):
+        return found
+    st, current = found
+    if not same_genres(current, row.genres_written):
+        return Outcome(path, "skipped", old=current, decision="edited-since",
+                       reason="a person changed its genres after we wrote them")
+    if not dry_run:
+        try:  # with its intent, as every write
+            write(cache, tags, Intent(path, current, before, before, REVERTED), st, real,
+                  genres_written=None, genres_before=None, decision_key=REVERTED,
+                  genres_seen=before)
         except TagError as e:
-            outcomes.append(Outcome(path, "failed", error=e.code, reason=e.reason))
-            continue
-        if not same_genres(current, row.genres_written):
-            outcomes.append(Outcome(path, "skipped", old=current, decision="edited-since",
-                                    reason="a person changed its genres after we wrote them"))
-            continue
-        if not within(path, real):
-            outcomes.append(Outcome(path, "failed", error="outside-roots", reason="outside the roots"))
-            continue
-        if not dry_run:
-            try:  # with its intent, as every write
-                write(cache, tags, Intent(path, current, before, before, REVERTED), st, real,
-                      genres_written=None, genres_before=None, decision_key=REVERTED)
-            except TagError as e:
-                outcomes.append(Outcome(path, "failed", error=e.code, reason=e.reason))
-                continue
-        outcomes.append(Outcome(path, "reverted", old=current, new=before))
-    return outcomes
+            return Outcome(path, "failed", error=e.code, reason=e.reason)
+    return Outcome(path, "reverted", old=current, new=before)
+
+
+def _look(path: str, tags: TagOptions) -> tuple[os.stat_result, list[str]] | Outcome:
+    """The file's stat and genres before a page's or a revert's write, or its failure."""
+    try:
+        return os.stat(path), read_genres(path, tags)
+    except OSError as e:
+        return Outcome(path, "failed", error="missing", reason=e.strerror or str(e))
+    except TagError as e:
+        return Outcome(path, "failed", error=e.code, reason=e.reason)
+
+
+def correct(row: TrackRow, genres: list[str], seen: list[str], cache: Cache, tags: TagOptions,
+            real: tuple[str, ...]) -> Outcome:
+    """A person's genres for one file (the page's accept and replace): written through
+    :func:`write` like a scan's, and recorded as theirs (:data:`CORRECTED`), so training and
+    learning take them as a label and no front door changes them again.
+
+    ``seen``: the genres the person saw the file carry. If it carries others now (another
+    program, a person, a scan since the page was drawn), nothing is written: their choice was
+    made on what is no longer there.
+    """
+    path = row.path
+    if not within(path, real):
+        return Outcome(path, "failed", error="outside-roots",
+                       reason="its real location is outside the library roots; not written")
+    if row.status in ("deleted", "pending"):
+        return Outcome(path, "skipped", reason="genre-tagger has not analysed it (yet): "
+                                               "scan it first" if row.status == "pending"
+                                               else "it is gone from the library")
+    found = _look(path, tags)
+    if isinstance(found, Outcome):
+        return found
+    st, current = found
+    if current != seen:  # exactly: the page sends what it read
+        return Outcome(path, "skipped", old=current, decision="edited-since",
+                       reason=f"its genres changed since the page showed them (now: "
+                              f"{'; '.join(current) or 'none'}); nothing written")
+    record: dict[str, Any] = {"genres_written": None, "genres_before": None,
+                              "decision_key": CORRECTED, "genres_seen": genres}
+    if row.status == "failed" and row.genre_scores:  # analysed; its tag write had failed
+        record.update(status="done" if row.genres_chosen else "abstained", error_code=None,
+                      error_reason=None)
+    if current == genres:  # accepted as they are (exactly: a case is a correction too)
+        cache.upsert(path, **record)
+        return Outcome(path, "corrected", old=current, new=genres, decision="corrected")
+    try:
+        write(cache, tags, Intent(path, current, row.genres_before or current, genres, CORRECTED),
+              st, real, **record)
+    except TagError as e:
+        return Outcome(path, "failed", old=current, error=e.code, reason=e.reason)
+    return Outcome(path, "corrected", old=current, new=genres, decision="corrected")

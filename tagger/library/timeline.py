@@ -28,11 +28,13 @@ class Timeline:
     unit: str  # "window" or "segment" (a trained model scores groups of windows)
 
 
-def timeline(path: str, source: ScoreSource, limit: int = 6, fresh: bool = False) -> Timeline:
+def timeline(path: str, source: ScoreSource, limit: int = 6, fresh: bool = False,
+             analyse: bool = True) -> Timeline:
     """The file's scores window by window under ``source``'s model, and the genres its song
-    scores choose (at most ``limit`` genres drawn, the chosen ones first)."""
+    scores choose (at most ``limit`` genres drawn, the chosen ones first); ``analyse=False``:
+    only from the cache (else :class:`NoTimeline`)."""
     model = source.model
-    got = source.timeline(path, fresh)
+    got = source.timeline(path, fresh, analyse)
     if isinstance(got, Failure):
         raise NoTimeline(f"{path}: {got.reason}")
     centres = got.starts + WINDOW_SECONDS / 2

@@ -285,10 +285,12 @@ def _writers_in_proc(st: os.stat_result) -> list[int]:
     return found
 
 
-def _quiet_lease_breaks() -> None:
+def quiet_lease_breaks() -> None:
+    """SIGIO ignored from now on, where it can be (signal handlers belong to the main thread;
+    the page calls it there before its worker threads write)."""
     # A lease break is signalled with SIGIO, whose default action ends the process. We clear the
     # descriptor's owner right after taking a lease (no signal at all); this covers the instant
-    # in between, where we can (signal handlers belong to the main thread).
+    # in between.
     if threading.current_thread() is threading.main_thread() and \
             signal.getsignal(signal.SIGIO) == signal.SIG_DFL:
         signal.signal(signal.SIGIO, signal.SIG_IGN)
@@ -307,7 +309,7 @@ def no_writers(path: Path, dir_fd: int | None = None) -> Iterator[os.stat_result
         path.name, flags | os.O_NOFOLLOW, dir_fd=dir_fd)
     leased = False
     try:
-        _quiet_lease_breaks()
+        quiet_lease_breaks()
         try:
             fcntl.fcntl(fd, _F_SETLEASE, _F_RDLCK)
             leased = True

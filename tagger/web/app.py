@@ -1,0 +1,518 @@
+"""The page's routes: see the library, the decisions and a track, listen, correct and revert.
+
+Built on Starlette (routing, forms, files with HTTP ranges) and Jinja2 templates; the browser
+gets HTML that works without JavaScript, and ``page.js`` only adds seeking to the windows that
+decided. Safe by default (:class:`Guard`):
+
+- without ``web_secret`` it answers only requests addressed to this machine (the Host header
+  must name a loopback address: a web site that points its own name at 127.0.0.1, DNS
+  rebinding, gets nothing), and ``listen`` beyond this machine is refused at load;
+- with ``web_secret`` every request needs the session cookie the login sets (or the secret
+  as a bearer token);
+- every write is a POST carrying the page's CSRF token, from a page of this origin;
+- no path from a request reaches the file system: tracks are named by their row id, and a
+  row's file is opened only if its real location is under the roots (the descriptor that is
+  served is the one checked: a folder swapped for a symlink meanwhile changes nothing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import ipaddress
+import mimetypes
+import os
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from tagger.cache import Cache, browse
+from tagger.cache.learning import Decisions
+from tagger.cache.queue import WorkQueue, overview
+from tagger.display import display
+from tagger.errors import NoTimeline, TagError
+from tagger.library.albums import describe as album_words
+from tagger.library.learned import describe as model_words
+from tagger.library.learned import judged, when
+from tagger.library.policy import same_genres
+from tagger.library.tagging import Outcome, correct, in_words, revert_file
+from tagger.library.walk import real_roots
+from tagger.settings import Settings
+from tagger.tags import TagOptions, read_genres
+from tagger.tags.safe_write import inside
+from tagger.web.views import Pager, clock, drawing, parse_genres, parse_seen
+
+HERE = Path(__file__).parent
+PAGE_SIZE = 50
+#: How long the library's genre counts are kept (a daemon's writes show after this).
+GENRES_SECONDS = 30.0
+#: The page's claims in the work queue (see Page._apply).
+_CLAIM = "page"
+SESSION_COOKIE = "genre_tagger_session"
+#: A wrong password waits this long: guessing is slow, a person barely notices.
+LOGIN_DELAY = 1.0
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})
+#: Headers a reverse proxy adds: without web_secret, the page is this machine's only.
+_PROXIED = ("forwarded", "x-forwarded-for", "x-forwarded-host", "x-real-ip", "via")
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The page's secrets, made once per process: the session cookie's value (from
+    ``web_secret``, so it survives a restart) and the key CSRF tokens are made with."""
+
+    secret: str
+    session: str
+    csrf: bytes
+
+    @classmethod
+    def make(cls, secret: str) -> Keys:
+        if secret:
+            session = hmac.new(secret.encode(), b"genre-tagger session", hashlib.sha256).hexdigest()
+            csrf = hmac.new(secret.encode(), b"genre-tagger csrf", hashlib.sha256).digest()
+        else:  # no secret: nothing to derive from; a restart asks for a reload of open pages
+            session, csrf = "", os.urandom(32)
+        return cls(secret, session, csrf)
+
+    def csrf_token(self) -> str:
+        return hmac.new(self.csrf, b"write", hashlib.sha256).hexdigest()
+
+
+def _loopback_host(host: str) -> bool:
+    """Whether a Host header (``name``, ``name:port``, ``[v6]:port``) names this machine."""
+    if host.startswith("["):
+        name = host[1:host.find("]")] if "]" in host else ""
+    else:
+        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    if name.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+class Guard:
+    """Who may ask what, before any route runs (see the module's docstring)."""
+
+    OPEN = ("/login", "/static/")
+
+    def __init__(self, app: ASGIApp, keys: Keys) -> None:
+        self.app = app
+        self.keys = keys
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        path = scope["path"]
+        if not self.keys.secret and not _loopback_host(headers.get("host", "")):
+            await PlainTextResponse(
+                "This page answers only at this machine's own address (127.0.0.1 or localhost): "
+                "set web_secret to reach it under another name.", 421)(scope, receive, send)
+            return
+        if not self.keys.secret and any(h in headers for h in _PROXIED):
+            await PlainTextResponse(
+                "This request came through a proxy: set web_secret for the page to be reached "
+                "through one.", 421)(scope, receive, send)
+            return
+        if (headers.get("sec-fetch-site") in ("cross-site", "same-site")
+                and headers.get("sec-fetch-mode") != "navigate"):
+            # another site's page embedding or fetching ours (its audio, say): only links in
+            await PlainTextResponse("Not for other sites' pages.", 403)(scope, receive, send)
+            return
+        if self.keys.secret and not path.startswith(self.OPEN) and not self._signed_in(headers):
+            if scope["method"] in ("GET", "HEAD"):
+                query = scope.get("query_string", b"").decode("latin-1")
+                back = path + (f"?{query}" if query else "")
+                await RedirectResponse(f"/login?next={quote(back)}", 303)(scope, receive, send)
+            else:
+                await PlainTextResponse("Sign in first.", 401)(scope, receive, send)
+            return
+        if scope["method"] not in ("GET", "HEAD", "POST"):
+            await PlainTextResponse("Not here.", 405)(scope, receive, send)
+            return
+        if scope["method"] == "POST" and not _same_origin(headers):
+            await PlainTextResponse("This request came from another site's page; refused.",
+                                    403)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _signed_in(self, headers: dict[str, str]) -> bool:
+        bearer = headers.get("authorization", "")
+        if bearer.startswith("Bearer ") and hmac.compare_digest(bearer[7:].encode(),
+                                                                self.keys.secret.encode()):
+            return True
+        for part in headers.get("cookie", "").split(";"):
+            name, _, value = part.strip().partition("=")
+            if name == SESSION_COOKIE and hmac.compare_digest(value.encode(),
+                                                              self.keys.session.encode()):
+                return True
+        return False
+
+
+def _same_origin(headers: dict[str, str]) -> bool:
+    """A POST's Origin (else Referer) names this page's host, or is absent (a script with the
+    token: the CSRF token still decides)."""
+    origin = headers.get("origin") or headers.get("referer")
+    if not origin:
+        return True
+    if origin == "null":
+        return False
+    return urlsplit(origin).netloc == headers.get("host", "")
+
+
+class HeldFile(FileResponse):
+    """A file served from a descriptor this process opened and checked (not re-resolved from
+    a path a writer could swap meanwhile); the descriptor is closed however the response ends."""
+
+    def __init__(self, fd: int, media_type: str) -> None:
+        super().__init__(f"/proc/self/fd/{fd}", media_type=media_type, stat_result=os.fstat(fd),
+                         headers={"cache-control": "private, max-age=60",
+                                  "x-content-type-options": "nosniff",
+                                  "content-security-policy": "sandbox"})
+        self.fd = fd
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Never handed to the server by name ("pathsend"): it would open the name after the
+        # descriptor is closed, when the number may be another file's.
+        extensions = {k: v for k, v in scope.get("extensions", {}).items()
+                      if k != "http.response.pathsend"}
+        try:
+            await super().__call__({**scope, "extensions": extensions}, receive, send)
+        finally:
+            os.close(self.fd)
+
+
+def open_under(path: str, roots: tuple[str, ...]) -> int:
+    """A read-only descriptor of ``path`` if it is a regular file whose real location is under
+    ``roots`` (resolved now); else PermissionError or FileNotFoundError.
+
+    Found first without opening it (``O_PATH``: a device or a FIFO is never opened, and what
+    is checked is what was found), then that very file opened through its descriptor."""
+    import stat
+
+    found = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    try:
+        real = os.readlink(f"/proc/self/fd/{found}")
+        if not stat.S_ISREG(os.fstat(found).st_mode):
+            raise PermissionError(f"{path}: not a regular file")
+        if not inside(real, real_roots(roots)):
+            raise PermissionError(f"{path}: its real location is outside the library roots")
+        return os.open(f"/proc/self/fd/{found}", os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
+    finally:
+        os.close(found)
+
+
+class Page:
+    """The app's state: the settings, one cache, the keys; the routes are its methods."""
+
+    def __init__(self, settings: Settings, cache: Cache, keys: Keys) -> None:
+        self.settings = settings
+        self.cache = cache
+        self.keys = keys
+        self.templates = Jinja2Templates(directory=str(HERE / "templates"))
+        self.writing = threading.Lock()  # one click's writes at a time (their queue claims)
+        self.counting = threading.Lock()
+        self._genres: tuple[float, browse.Genres] | None = None
+        self.login_lock = asyncio.Lock()
+        env = self.templates.env
+        env.filters["shown"] = lambda s: display(str(s))
+        env.filters["genres"] = lambda g: "; ".join(display(x) for x in g) if g else ""
+        env.filters["when"] = lambda t: when(t) if t else "-"
+        env.filters["clock"] = clock
+        env.globals["csrf"] = keys.csrf_token
+        env.globals["read_only"] = settings.web_read_only
+        env.globals["signed"] = bool(keys.secret)
+        env.globals["reason_words"] = browse.REASON_WORDS
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def render(self, request: Request, name: str, status: int = 200, **context: Any) -> Response:
+        return self.templates.TemplateResponse(request, name, context, status_code=status,
+                                               headers=_HEADERS)
+
+    def short(self, path: str) -> str:
+        """A path as the page shows it: under its root, without the root."""
+        for root in self.settings.roots:
+            if path.startswith(root.rstrip("/") + "/"):
+                return display(path[len(root.rstrip("/")) + 1:])
+        return display(path)
+
+    def _listed(self, id: int) -> browse.Listed:
+        found = browse.track(self.cache, id) if 0 < id < 2**62 else None  # (SQLite's integers)
+        if found is None:
+            raise HTTPException(404, "No such track in the cache.")
+        return found
+
+    async def _posted(self, request: Request, writes: bool = True) -> FormData:
+        """A POST's form, after its checks: the CSRF token is the page's, and for one that
+        ``writes`` files, the page is not read-only."""
+        if writes and self.settings.web_read_only:
+            raise HTTPException(403, "The page is read-only (web_read_only = true): nothing is "
+                                     "written from it.")
+        form = await request.form(max_files=0, max_fields=5000)  # an album's seen-N fields
+        token = str(form.get("csrf", ""))
+        if not hmac.compare_digest(token.encode(), self.keys.csrf_token().encode()):
+            raise HTTPException(403, "The page was out of date (or not this one): reload it and "
+                                     "try again.")
+        return form
+
+    # --- the library -------------------------------------------------------------------------
+
+    def library(self, request: Request) -> Response:
+        s = self.cache.summary(genres=False)
+        g = self.genres()
+        s["tagged"] = g.tagged
+        info = overview(self.cache, self.settings.status_seconds, summary=s)
+        history = Decisions(self.cache).history(self.settings.model, 10)
+        return self.render(request, "library.html", summary=s, total=sum(s["by_status"].values()),
+                           ours=g.ours.most_common(24), theirs=g.theirs.most_common(24),
+                           unseen=g.unseen,
+                           model=model_words(self.cache, self.settings), history=history,
+                           judged=judged, info=info, roots=self.settings.roots)
+
+    # --- decisions ---------------------------------------------------------------------------
+
+    def decisions(self, request: Request) -> Response:
+        q = request.query_params
+        reason = q.get("reason", "all")
+        order = q.get("order", "confidence")
+        f = browse.Filters(reason=reason if reason in browse.REASONS else "all",
+                           genre=q.get("genre", "").strip(), folder=q.get("folder", "").strip(),
+                           album=q.get("album", ""), error=q.get("error", ""),
+                           order=order if order in browse.ORDERS else "confidence")
+        try:
+            offset = min(max(int(q.get("offset", "0")), 0), 10**9)
+        except ValueError:
+            offset = 0
+        t0 = time.perf_counter()
+        rows, total = browse.decisions(self.cache, f, offset, PAGE_SIZE)
+        ms = (time.perf_counter() - t0) * 1000
+        keep = {k: v for k, v in q.items() if k != "offset" and v}
+        return self.render(request, "decisions.html", rows=rows, f=f, pager=Pager(offset, PAGE_SIZE, total),
+                           ms=ms, reasons=browse.REASONS, short=self.short, keep=keep,
+                           album_words=album_words)
+
+    # --- a track -----------------------------------------------------------------------------
+
+    def track(self, request: Request) -> Response:
+        listed = self._listed(request.path_params["id"])
+        row = listed.row
+        refused = self._refused(row.path)
+        now, unreadable = self._genres_now(row.path)
+        drawn, why_not = None, refused
+        if refused is None:
+            try:
+                from tagger.library.timeline import timeline
+                from tagger.services import score_source
+
+                drawn = drawing(timeline(row.path, score_source(self.settings, self.cache),
+                                         analyse=False))
+            except NoTimeline as e:
+                why_not = str(e).split(": ", 1)[-1]
+            except OSError as e:
+                why_not = e.strerror or str(e)
+        members = browse.album(self.cache, row.album_key) if row.album_key else []
+        album_decided = (row.decision_key or "").endswith("|album")
+        mine = self.settings.genres.scores(row.genre_scores)
+        top = sorted(mine.items(), key=lambda kv: -kv[1])[:8]
+        words = in_words(row, now, self.settings.policy, self.settings.genres.same)
+        member_now = {m.id: self._genres_now(m.row.path)[0] for m in members}
+        return self.render(
+            request, "track.html", t=listed, row=row, now=now, unreadable=unreadable,
+            drawn=drawn, why_not=why_not, top=top, words=words, members=members,
+            member_now=member_now, album_decided=album_decided,
+            album_name=album_words(row.album_key) if row.album_key else None,
+            playable=refused, short=self.short, offered=self._offered(),
+            ours_now=row.genres_written is not None and now is not None
+            and same_genres(now, row.genres_written), reason=browse.reason_of(row))
+
+    def _genres_now(self, path: str) -> tuple[list[str] | None, str | None]:
+        """The genres the file carries, read only if it is a file under the roots."""
+        refused = self._refused(path)
+        if refused is not None:
+            return None, refused
+        try:
+            return read_genres(path, self.settings.tag_options()), None
+        except TagError as e:
+            return None, e.reason
+
+    def _refused(self, path: str) -> str | None:
+        """None if the page may open the file (play it, read its tags), else why not."""
+        try:
+            os.close(open_under(path, self.settings.roots))
+        except PermissionError as e:
+            return str(e.args[0]).split(": ", 1)[-1] if e.args else "not allowed"
+        except OSError as e:
+            return str(e.strerror or e)
+        return None
+
+    def _offered(self) -> list[str]:
+        """The names offered while typing genres: the map's (the model's genres in your words)
+        and those a person's files carry."""
+        from tagger.analysis.model.resolved import open_model
+
+        genres, _ = open_model(self.settings.model).vocabulary()
+        mine = set(self.settings.genres.scores(dict.fromkeys(genres, 0.0)))
+        return sorted(mine | set(self.genres().theirs), key=str.casefold)
+
+    def genres(self) -> browse.Genres:
+        """The library's genres, counted at most every ``GENRES_SECONDS`` (the rows are read:
+        200 ms on 50,000 tracks) and again after the page writes."""
+        with self.counting:
+            if self._genres is None or time.monotonic() - self._genres[0] > GENRES_SECONDS:
+                self._genres = (time.monotonic(), browse.library_genres(self.cache))
+            return self._genres[1]
+
+    def audio(self, request: Request) -> Response:
+        row = self._listed(request.path_params["id"]).row
+        try:
+            fd = open_under(row.path, self.settings.roots)
+        except FileNotFoundError:
+            raise HTTPException(404, "The file is not there any more.") from None
+        except OSError:
+            raise HTTPException(403, "This file is not one the page may serve (not a file under "
+                                     "the library roots).") from None
+        kind = mimetypes.guess_type(row.path)[0] or "application/octet-stream"
+        return HeldFile(fd, _AUDIO_TYPES.get(Path(row.path).suffix.lower(), kind))
+
+    # --- corrections -------------------------------------------------------------------------
+
+    async def set_genres(self, request: Request) -> Response:
+        form = await self._posted(request)
+        action = str(form.get("action", ""))
+        if action not in ("revert", "accept", "replace"):
+            raise HTTPException(400, "Unknown action.")
+        try:
+            genres = parse_genres(str(form.get("genres", "")))
+        except ValueError as e:
+            raise HTTPException(400, f"Those genres cannot be written: {e}.") from None
+        outcomes = await run_in_threadpool(self._apply, request.path_params["id"], action,
+                                           str(form.get("scope", "track")), genres, form)
+        return self.render(request, "done.html", outcomes=outcomes, back=request.path_params["id"],
+                           short=self.short, action=action)
+
+    def _apply(self, id: int, action: str, scope: str, genres: list[str],
+               form: FormData) -> list[Outcome]:
+        """One click's writes, one at a time (the page's own lock), each file claimed in the
+        work queue first: a daemon or a scan at work on it is never raced (the file is
+        "busy": try again), and takes it only after."""
+        listed = self._listed(id)
+        targets = ([listed] if scope != "album" or not listed.row.album_key
+                   else browse.album(self.cache, listed.row.album_key))
+        tags = self.settings.tag_options()
+        real = real_roots(self.settings.roots)
+        work = WorkQueue(self.cache)
+        out = []
+        with self.writing:
+            held = work.claim([t.row.path for t in targets], _CLAIM)
+            try:
+                for t in targets:
+                    out.append(self._one(action, t, genres, form, held, tags, real))
+            finally:
+                work.release(drop=_CLAIM)
+                with self.counting:
+                    self._genres = None  # counted again: the page shows its own writes
+        return out
+
+    def _one(self, action: str, t: browse.Listed, genres: list[str], form: FormData,
+             held: set[str], tags: TagOptions, real: tuple[str, ...]) -> Outcome:
+        if t.row.path not in held:
+            return Outcome(t.row.path, "skipped", reason="busy: the daemon (or a scan) is "
+                                                         "working on it; try again in a moment")
+        if action == "revert":
+            return revert_file(t.row, self.cache, tags, real)
+        shown = form.get(f"seen-{t.id}")
+        if shown is None:  # joined the album after the page was drawn
+            return Outcome(t.row.path, "skipped", reason="the page did not show it: reload")
+        try:
+            seen = parse_seen(str(shown))
+        except ValueError:
+            raise HTTPException(400, "The page sent what it showed in a form it cannot "
+                                     "read: reload it.") from None
+        return correct(t.row, seen if action == "accept" else genres, seen, self.cache, tags, real)
+
+    # --- signing in --------------------------------------------------------------------------
+
+    async def login(self, request: Request) -> Response:
+        nxt = request.query_params.get("next", "/")
+        if request.method == "GET":
+            return self.render(request, "login.html", next=nxt, wrong=False)
+        form = await request.form(max_files=0, max_fields=10)
+        nxt = str(form.get("next", "/"))
+        if not nxt.startswith("/") or nxt.startswith("//") or "\\" in nxt:
+            nxt = "/"
+        given = str(form.get("password", "")).encode()
+        if not self.keys.secret or not hmac.compare_digest(given, self.keys.secret.encode()):
+            async with self.login_lock:  # wrong guesses wait in line: one a second in all
+                await asyncio.sleep(LOGIN_DELAY)
+            return self.render(request, "login.html", status=401, next=nxt, wrong=True)
+        response = RedirectResponse(nxt, 303)
+        response.set_cookie(SESSION_COOKIE, self.keys.session, httponly=True, samesite="strict",
+                            secure=request.url.scheme == "https", max_age=30 * 86400)
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        await self._posted(request, writes=False)
+        response = RedirectResponse("/login", 303)
+        response.delete_cookie(SESSION_COOKIE)
+        return response
+
+
+#: What browsers play, by extension (mimetypes does not know all of these everywhere).
+_AUDIO_TYPES = {".mp3": "audio/mpeg", ".flac": "audio/flac", ".ogg": "audio/ogg",
+                ".oga": "audio/ogg", ".opus": "audio/ogg", ".m4a": "audio/mp4", ".mp4": "audio/mp4",
+                ".wav": "audio/wav", ".aac": "audio/aac", ".wma": "audio/x-ms-wma",
+                ".aiff": "audio/aiff", ".aif": "audio/aiff", ".wv": "audio/x-wavpack"}
+#: Every page: no framing by other sites, no sniffing, nothing loaded from elsewhere.
+_HEADERS = {"content-security-policy": "default-src 'self'; img-src 'self' data:; "
+                                       "style-src 'self'; script-src 'self'; frame-ancestors 'none'; "
+                                       "form-action 'self'; base-uri 'none'",
+            "x-content-type-options": "nosniff", "referrer-policy": "same-origin",
+            "cache-control": "no-store"}
+
+
+def _error_page(page: Page) -> Callable[[Request, Exception], Awaitable[Response]]:
+    async def handle(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return page.render(request, "message.html", status=exc.status_code, message=exc.detail)
+    return handle
+
+
+def create_app(settings: Settings, cache: Cache) -> ASGIApp:
+    """The page for ``settings`` over ``cache`` (which the caller opens and closes)."""
+    keys = Keys.make(settings.web_secret)
+    page = Page(settings, cache, keys)
+    routes = [
+        Route("/", page.library),
+        Route("/decisions", page.decisions),
+        Route("/track/{id:int}", page.track),
+        Route("/track/{id:int}/audio", page.audio),
+        Route("/track/{id:int}/genres", page.set_genres, methods=["POST"]),
+        Route("/login", page.login, methods=["GET", "POST"]),
+        Route("/logout", page.logout, methods=["POST"]),
+        Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
+    ]
+    app = Starlette(routes=routes, exception_handlers={HTTPException: _error_page(page)})
+    return Guard(app, keys)
+
+
+__all__ = ["Guard", "Keys", "create_app", "open_under"]
