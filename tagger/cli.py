@@ -396,8 +396,7 @@ def scan(roots: tuple[str, ...], dry_run: bool, json_out: Path | None, retry_fai
                         click.echo(f"album {display(describe(o.album))}: {_genres(o.new)}")
                         shown_album[0] = o.album
                     # what it changes, file by file (as beets does); the rest are counted
-                    click.echo(f"{'  ' if o.album else ''}{display(o.path)}: "
-                               f"{_genres(o.old)} -> {_genres(o.new)}")
+                    click.echo(("  " if o.album else "") + _change(o))
 
             # Folders the walk cannot read come here too, as failed outcomes (scan.py).
             def on_wait(n: int) -> None:
@@ -478,7 +477,9 @@ def show(files: tuple[str, ...], as_json: bool, plot: Path | None, **kw: Any) ->
     with _open_cache(settings.cache_url) as cache:
         rows = [(f, cache.get(str(Path(f).absolute()))) for f in files]
     missing = sum(r is None for _, r in rows)
-    now = {r.path: _genres_now(r.path, settings) for _, r in rows if r is not None}
+    from tagger.tags import genres_or_reason
+
+    now = {r.path: genres_or_reason(r.path, settings.tag_options()) for _, r in rows if r is not None}
     if as_json:
         click.echo(as_json_text([{"path": f, **({**r.__dict__, "genres_now": now[r.path][0],
                                                  "genres_now_error": now[r.path][1]}
@@ -505,17 +506,6 @@ def show(files: tuple[str, ...], as_json: bool, plot: Path | None, **kw: Any) ->
         raw = sorted(r.raw_scores.items(), key=lambda kv: -kv[1])[:8]
         click.echo("  top raw tags: " + ", ".join(f"{t} {s:.2f}" for t, s in raw))
     sys.exit(EXIT_FAILED if missing else EXIT_OK)
-
-
-def _genres_now(path: str, settings: Settings) -> tuple[list[str] | None, str | None]:
-    """(the file's genres now, None), or (None, why they cannot be read)."""
-    from tagger.errors import TagError
-    from tagger.tags import read_genres
-
-    try:
-        return read_genres(path, settings.tag_options()), None
-    except TagError as e:
-        return None, e.reason
 
 
 def _written_line(r: TrackRow, now: list[str] | None, error: str | None) -> str:
@@ -901,10 +891,15 @@ def _redecide(settings: Settings, cache: Cache) -> None:
 
     def changed(o: Outcome) -> None:
         if o.decision == "write" and o.new is not None:
-            click.echo(f"{display(o.path)}: {_genres(o.old)} -> {_genres(o.new)}")
+            click.echo(_change(o))
 
     report = scanner(settings, cache).run(on_outcome=changed)
     _say(report.summary())
+
+
+def _change(o: Outcome) -> str:
+    """One file's change, as ``scan`` and a re-decision print it (as beets does)."""
+    return f"{display(o.path)}: {_genres(o.old)} -> {_genres(o.new)}"
 
 
 # --- the daemon: watch, status ------------------------------------------------------------------

@@ -68,6 +68,7 @@ def accuracy(pooling: str, songs: dict[str, Bags]) -> tuple[float, float, float]
             float(np.mean([STYLES[int(i)] == t for i, t in zip(probs.argmax(axis=1), truth)])))
 
 
+@pytest.mark.slow  # 140 s of rendering and analysis: CI runs it with -m slow
 def test_the_default_head_keeps_songs_played_with_other_instruments(
         songs: dict[str, Bags]) -> None:
     """The bound fails the default before issue 25, the autopool MIL head over every stored

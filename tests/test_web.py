@@ -249,6 +249,7 @@ def test_a_read_only_page_offers_and_writes_nothing(library: tuple[Path, Path], 
 
 
 def test_beyond_this_machine_it_needs_a_secret(library: tuple[Path, Path], tmp_path: Path) -> None:
+    from tagger.web.app import SESSION_SECONDS, Keys
     root, db = library
     ids = _ids(db)
     port = free_port()
@@ -277,6 +278,13 @@ def test_beyond_this_machine_it_needs_a_secret(library: tuple[Path, Path], tmp_p
         status, _, body = s.request("GET", "/", headers={"Cookie": cookie, "Host": "music.home"})
         assert status == 200 and b"<h2>Files</h2>" in body
         assert s.request("GET", "/", headers={"Cookie": cookie.split("=")[0] + "=" + "0" * 64})[0] == 303
+        # a session ends after 30 days, and its date cannot be moved on without the secret
+        name, _, value = cookie.partition("=")
+        issued, _, mac = value.partition(".")
+        old = Keys.make("correct horse").session_cookie(time.time() - SESSION_SECONDS - 5)
+        flipped = mac[:-1] + ("1" if mac[-1] == "0" else "0")
+        for stale in (old, f"{int(issued) - 1}.{mac}", f"{issued}.{flipped}", issued, ""):
+            assert s.request("GET", "/", headers={"Cookie": f"{name}={stale}"})[0] == 303, stale
         assert s.request("GET", "/", headers={"Authorization": "Bearer correct horse"})[0] == 200
         assert s.request("GET", "/", headers={"Authorization": "Bearer correct"})[0] == 303
     finally:

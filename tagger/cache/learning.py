@@ -95,9 +95,10 @@ class Decisions:
             m = conn.execute(select(*_COLUMNS).where(learning.c.id == id)).mappings().first()
         return _learnt(m) if m else None
 
-    def in_use(self, setting: str) -> Learnt | None:
-        """The switch whose model is in use for this setting (None: the setting's own model)."""
-        last = self.latest(setting)
+    def in_use(self, setting: str, last: Learnt | None = None) -> Learnt | None:
+        """The switch whose model is in use for this setting (None: the setting's own model);
+        ``last``: the newest decision, when the caller has just read it (one query fewer)."""
+        last = last if last is not None else self.latest(setting)
         return self.get(last.in_use) if last is not None and last.in_use is not None else None
 
     def model_file(self, id: int) -> bytes | None:

@@ -112,7 +112,7 @@ def describe(cache: Cache, settings: Settings) -> dict[str, object]:
     decisions = Decisions(cache)
     setting = settings.model
     last = decisions.latest(setting)
-    switch = decisions.in_use(setting)
+    switch = decisions.in_use(setting, last)
     if switch is not None:
         previous = decisions.get(switch.previous) if switch.previous is not None else None
         why = (f"learnt from the genres people set ({switch.songs} songs) on "

@@ -136,6 +136,15 @@ def read_genres(path: str | Path, options: TagOptions | None = None) -> list[str
                             "bad-tags") from None
 
 
+def genres_or_reason(path: str | Path, options: TagOptions) -> tuple[list[str] | None, str | None]:
+    """``(genres, None)``, or ``(None, why they cannot be read)``: for views (``show``, the
+    page) that say what a file carries and go on."""
+    try:
+        return read_genres(path, options), None
+    except TagError as e:
+        return None, e.reason
+
+
 def read_album(path: str | Path) -> tuple[str, str]:
     """``(album, album artist)`` as tagged, "" where absent (first values, spaces trimmed)."""
     path = Path(path)

@@ -375,7 +375,7 @@ def back(settings: Settings, cache: Cache) -> Round:
     labels it saw are not learnt from again until they change)."""
     decisions = Decisions(cache)
     last = decisions.latest(settings.model)
-    switch = decisions.in_use(settings.model)
+    switch = decisions.in_use(settings.model, last)
     if last is None or switch is None:
         return Round("waiting", "the 'model' setting's own model is in use: there is nothing to "
                      "go back from")

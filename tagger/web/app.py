@@ -46,7 +46,7 @@ from tagger.cache import Cache, browse
 from tagger.cache.learning import Decisions
 from tagger.cache.queue import WorkQueue, overview
 from tagger.display import display
-from tagger.errors import NoTimeline, TagError
+from tagger.errors import NoTimeline
 from tagger.library.albums import describe as album_words
 from tagger.library.learned import describe as model_words
 from tagger.library.learned import judged, when
@@ -54,7 +54,7 @@ from tagger.library.policy import same_genres
 from tagger.library.tagging import Outcome, correct, in_words, revert_file
 from tagger.library.walk import real_roots
 from tagger.settings import Settings
-from tagger.tags import TagOptions, read_genres
+from tagger.tags import TagOptions, genres_or_reason
 from tagger.tags.safe_write import inside
 from tagger.web.views import Pager, clock, drawing, parse_genres, parse_seen
 
@@ -65,6 +65,8 @@ GENRES_SECONDS = 30.0
 #: The page's claims in the work queue (see Page._apply).
 _CLAIM = "page"
 SESSION_COOKIE = "genre_tagger_session"
+#: How long a sign-in lasts; changing web_secret ends every session at once.
+SESSION_SECONDS = 30 * 86400
 #: A wrong password waits this long: guessing is slow, a person barely notices.
 LOGIN_DELAY = 1.0
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})
@@ -74,24 +76,37 @@ _PROXIED = ("forwarded", "x-forwarded-for", "x-forwarded-host", "x-real-ip", "vi
 
 @dataclass(frozen=True)
 class Keys:
-    """The page's secrets, made once per process: the session cookie's value (from
-    ``web_secret``, so it survives a restart) and the key CSRF tokens are made with."""
+    """The page's secrets, made once per process: the key session cookies are signed with and
+    the key CSRF tokens are made with (both from ``web_secret``, so sessions and open pages
+    survive a restart)."""
 
     secret: str
-    session: str
+    session: bytes
     csrf: bytes
 
     @classmethod
     def make(cls, secret: str) -> Keys:
         if secret:
-            session = hmac.new(secret.encode(), b"genre-tagger session", hashlib.sha256).hexdigest()
+            session = hmac.new(secret.encode(), b"genre-tagger session", hashlib.sha256).digest()
             csrf = hmac.new(secret.encode(), b"genre-tagger csrf", hashlib.sha256).digest()
         else:  # no secret: nothing to derive from; a restart asks for a reload of open pages
-            session, csrf = "", os.urandom(32)
+            session, csrf = b"", os.urandom(32)
         return cls(secret, session, csrf)
 
     def csrf_token(self) -> str:
         return hmac.new(self.csrf, b"write", hashlib.sha256).hexdigest()
+
+    def session_cookie(self, now: float) -> str:
+        """A session signed in at ``now``: ``ISSUED.MAC``, so a stolen or forgotten cookie
+        stops working after :data:`SESSION_SECONDS` without the server keeping sessions."""
+        issued = str(int(now))
+        return f"{issued}.{hmac.new(self.session, issued.encode(), hashlib.sha256).hexdigest()}"
+
+    def signed_in(self, cookie: str, now: float) -> bool:
+        issued, _, _mac = cookie.partition(".")
+        if not issued.isdigit() or not now - SESSION_SECONDS <= int(issued) <= now + 60:
+            return False
+        return hmac.compare_digest(cookie.encode(), self.session_cookie(int(issued)).encode())
 
 
 def _loopback_host(host: str) -> bool:
@@ -162,8 +177,7 @@ class Guard:
             return True
         for part in headers.get("cookie", "").split(";"):
             name, _, value = part.strip().partition("=")
-            if name == SESSION_COOKIE and hmac.compare_digest(value.encode(),
-                                                              self.keys.session.encode()):
+            if name == SESSION_COOKIE and self.keys.signed_in(value, time.time()):
                 return True
         return False
 
@@ -350,10 +364,7 @@ class Page:
         refused = self._refused(path)
         if refused is not None:
             return None, refused
-        try:
-            return read_genres(path, self.settings.tag_options()), None
-        except TagError as e:
-            return None, e.reason
+        return genres_or_reason(path, self.settings.tag_options())
 
     def _refused(self, path: str) -> str | None:
         """None if the page may open the file (play it, read its tags), else why not."""
@@ -466,8 +477,9 @@ class Page:
                 await asyncio.sleep(LOGIN_DELAY)
             return self.render(request, "login.html", status=401, next=nxt, wrong=True)
         response = RedirectResponse(nxt, 303)
-        response.set_cookie(SESSION_COOKIE, self.keys.session, httponly=True, samesite="strict",
-                            secure=request.url.scheme == "https", max_age=30 * 86400)
+        response.set_cookie(SESSION_COOKIE, self.keys.session_cookie(time.time()), httponly=True,
+                            samesite="strict", secure=request.url.scheme == "https",
+                            max_age=SESSION_SECONDS)
         return response
 
     async def logout(self, request: Request) -> Response:
