@@ -18,6 +18,10 @@ machine, or what a person gave it.
     +-- TrainingError           training cannot go on
     |   +-- LearningMoved       learning: another decision was recorded meanwhile
     +-- NoTimeline              ``show --plot``: the file cannot be analysed
+    +-- PageUnavailable         the page cannot be served
+
+    PermissionError
+    +-- NotUnderRoots           a file looked for under the roots is not one there (open_under)
 
 ``code`` is a short stable token (stored in the cache, counted in summaries); ``str(error)`` is
 the line a person reads.
@@ -194,6 +198,16 @@ class NoTimeline(TaggerError):
 
 class PageUnavailable(TaggerError):
     """The page cannot be served: its extra is not installed, or its address cannot be had."""
+
+
+class NotUnderRoots(PermissionError):
+    """:func:`tagger.tags.safe_write.open_under`: what the name leads to is not a regular file
+    under the roots. A PermissionError (a caller that only refuses needs nothing more), with
+    the reason in ``strerror`` and a ``code`` for the cache."""
+
+    def __init__(self, path: str, reason: str, code: Code) -> None:
+        super().__init__(errno.EACCES, reason, path)
+        self.code: Code = code
 
 
 #: Errors of the machine, not of a file: running out of descriptors, memory or processes.

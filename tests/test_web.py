@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -26,7 +27,7 @@ from scanning import scanner
 from tagger.cache import Cache
 from tagger.cache.queue import WorkQueue
 from tagger.library.tagging import CORRECTED, REVERTED, finish_interrupted_writes
-from tagger.tags import TagOptions, read_genres
+from tagger.tags import TagOptions, genres_or_reason, held_open, read_genres
 from tagger.training.labels import person_genres
 
 pytest.importorskip("starlette")
@@ -191,6 +192,41 @@ def test_no_request_path_reaches_a_file_outside_the_library(library: tuple[Path,
             csrf=token, action="replace", genres="Tango", **{f"seen-{ids['link.ogg']}": '["Polka"]'}))
         assert status == 200 and b"outside the library roots" in body
         assert read_genres(outside / "real.ogg") == ["Polka"]
+        # a file swapped for a FIFO is never opened (reading one waits for a writer forever):
+        # not to show its genres, nor before a correction
+        fifo = root / "Theirs" / "p.ogg"
+        fifo.unlink()
+        os.mkfifo(fifo)
+        status, _, body = s.request("GET", f"/track/{ids['p.ogg']}")
+        assert status == 200 and b"not a regular file" in body
+        status, _, body = s.request("POST", f"/track/{ids['p.ogg']}/genres", _form(
+            csrf=token, action="accept", **{f"seen-{ids['p.ogg']}": '["Polka"]'}))
+        assert status == 200 and b"not a regular file" in body
+
+
+def test_tags_are_read_from_the_file_that_was_checked(tmp_path: Path) -> None:
+    """What the page reads is the file found under the roots, even if its name is made to lead
+    elsewhere after the check."""
+    root, outside = tmp_path / "music", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    ffmpeg_encode(music_like(2, seed=1), 44_100, root / "a.ogg",
+                  ["-c:a", "libvorbis", "-metadata", "genre=Polka"])
+    ffmpeg_encode(music_like(2, seed=2), 44_100, outside / "b.ogg",
+                  ["-c:a", "libvorbis", "-metadata", "genre=Secret"])
+    ffmpeg_encode(music_like(2, seed=3), 44_100, root / "bare.mp3",
+                  ["-c:a", "libmp3lame", "-id3v2_version", "0", "-write_id3v1", "0"])
+    real, opts = (str(root.resolve()),), TagOptions()
+    with held_open(root / "a.ogg", real) as fh:
+        (root / "a.ogg").unlink()
+        (root / "a.ogg").symlink_to(outside / "b.ogg")
+        assert read_genres(root / "a.ogg", opts, fh) == ["Polka"]
+    assert genres_or_reason(root / "a.ogg", opts, under=real) == (
+        None, "its real location is outside the library roots")
+    os.mkfifo(root / "f.ogg")
+    assert genres_or_reason(root / "f.ogg", opts, under=real) == (None, "not a regular file")
+    assert genres_or_reason(root / "none.ogg", opts, under=real) == (None, "no such file")
+    assert genres_or_reason(root / "bare.mp3", opts, under=real) == ([], None)
 
 
 def test_writes_need_the_pages_token_from_the_pages_origin(library: tuple[Path, Path],
@@ -226,6 +262,12 @@ def test_writes_need_the_pages_token_from_the_pages_origin(library: tuple[Path, 
         assert s.request("GET", "/", headers={"Sec-Fetch-Site": "cross-site",
                                                "Sec-Fetch-Mode": "navigate"})[0] == 200
         assert s.request("GET", f"/track/{ids['a.mp3']}/genres")[0] == 405  # writes are POSTs
+        # odd ids name no track (not a server error); a NUL in a filter is refused in words
+        for odd in ("9" * 5000, "%C2%B2", "+1", "0x1", "1.0", "9" * 19):
+            assert s.request("GET", f"/track/{odd}")[0] == 404, odd[:20]
+        for key in ("genre", "folder", "album", "error", "reason", "order"):
+            status, _, body = s.request("GET", f"/decisions?{key}=a%00b")
+            assert status == 400 and b"NUL" in body, key
         assert s.request("PUT", target, _form(csrf=token, **fields))[0] == 405
         assert mp3.read_bytes() == before_bytes
         # the same request with the token and the page's origin is written
@@ -287,8 +329,54 @@ def test_beyond_this_machine_it_needs_a_secret(library: tuple[Path, Path], tmp_p
             assert s.request("GET", "/", headers={"Cookie": f"{name}={stale}"})[0] == 303, stale
         assert s.request("GET", "/", headers={"Authorization": "Bearer correct horse"})[0] == 200
         assert s.request("GET", "/", headers={"Authorization": "Bearer correct"})[0] == 303
+        # a cookie's date is ASCII digits, and few: "²" (byte 0xB2) or 5,000 digits are no
+        # session, not a server error
+        for odd in (f"\xb2.{mac}", "\xb9\xb2\xb3", f"{'9' * 5000}.{mac}", f"+{issued}.{mac}"):
+            assert s.request("GET", "/", headers={"Cookie": f"{name}={odd}"})[0] == 303, odd[:20]
+        # the sign-in page shows no CSRF token and no sign-out; a signed-in page's token is
+        # its session's: another session's token (or one from before signing in) is refused
+        status, _, page = s.request("GET", "/login")
+        assert status == 200 and b'name="csrf"' not in page and b"Sign out" not in page
+        _, _, page = s.request("GET", f"/track/{ids['a.mp3']}", headers={"Cookie": cookie})
+        token = _token(page)
+        assert b"Sign out" in page
+        other = f"{name}={Keys.make('correct horse').session_cookie(time.time() - 100)}"
+        _, _, page = s.request("GET", f"/track/{ids['a.mp3']}", headers={"Cookie": other})
+        assert _token(page) != token
+        mp3 = root / "Loose" / "a.mp3"
+        fields = {"action": "replace", "genres": "Tango",
+                  f"seen-{ids['a.mp3']}": json.dumps(read_genres(mp3))}
+        status, _, _ = s.request("POST", f"/track/{ids['a.mp3']}/genres",
+                                 _form(csrf=token, **fields), {"Cookie": other})
+        assert status == 403 and read_genres(mp3) != ["Tango"]
+        assert s.request("POST", "/logout", _form(csrf=token), {"Cookie": other})[0] == 403
+        status, headers, _ = s.request("POST", "/logout", _form(csrf=token), {"Cookie": cookie})
+        assert status == 303 and headers["location"] == "/login"
+        # behind a TLS proxy (it says X-Forwarded-Proto: https) the cookie is Secure
+        for said, secure in (({}, False), ({"X-Forwarded-Proto": "https"}, True),
+                             ({"Forwarded": "for=10.0.0.2;proto=https"}, True)):
+            _, headers, _ = s.request("POST", "/login", _form(password="correct horse"), said)
+            assert ("; secure" in headers["set-cookie"].lower()) == secure, said
+        # guesses sent side by side wait their turns: four wrong ones take four seconds
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(5) as pool:
+            done = list(pool.map(lambda pw: (s.request("POST", "/login", _form(password=pw))[0],
+                                             time.monotonic() - t0),
+                                 ["wrong 1", "wrong 2", "wrong 3", "wrong 4"]))
+        assert sorted(st for st, _ in done) == [401] * 4
+        assert max(t for _, t in done) >= 4.0, done
     finally:
         assert s.stop() == 0, s.log.read_text()
+
+
+def test_a_bearer_token_is_the_secret_as_a_client_sends_it() -> None:
+    """HTTP headers arrive as latin-1 text; a client sends the secret's UTF-8 bytes."""
+    from tagger.web.app import Keys
+    keys = Keys.make("pässwörd 12345")
+    sent = "pässwörd 12345".encode().decode("latin-1")
+    assert keys.session_of({"authorization": f"Bearer {sent}"}, time.time()) == ""
+    assert keys.session_of({"authorization": "Bearer pässwörd 12345"}, time.time()) is None
+    assert Keys.make("").session_of({}, time.time()) == ""  # no secret: this machine only
 
 
 # --- corrections -----------------------------------------------------------------------------

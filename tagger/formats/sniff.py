@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
+from typing import BinaryIO
 
 from tagger.errors import os_errors
 
@@ -79,9 +81,11 @@ def sniff_bytes(b: bytes) -> str | None:
     return None
 
 
-def sniff(path: Path) -> str | None:
-    """What the file's first bytes say it is (``"FLAC"``, ``"MP4"``, ...), whatever its name."""
-    with os_errors(path, "read"), open(path, "rb") as fh:
+def sniff(path: Path, held: BinaryIO | None = None) -> str | None:
+    """What the file's first bytes say it is (``"FLAC"``, ``"MP4"``, ...), whatever its name;
+    read from ``held`` when the caller has the file open already (not opened again by name)."""
+    with os_errors(path, "read"), (nullcontext(held) if held else open(path, "rb")) as fh:
+        fh.seek(0)
         head = fh.read(4096)
         if head[:3] != b"ID3" or len(head) < 10:
             return sniff_bytes(head)

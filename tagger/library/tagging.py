@@ -25,7 +25,7 @@ from tagger.faults import checkpoint
 from tagger.formats.identity import audio_identity, trusted
 from tagger.library.policy import IN_WORDS, Policy, Why, decide, same_genres
 from tagger.library.walk import real_roots, within
-from tagger.tags import TagOptions, read_genres, write_genres
+from tagger.tags import TagOptions, held_open, read_genres, write_genres
 
 #: Tag-stage failures that say "not now" rather than "not this file": retried on the next scan
 #: (and by the daemon, with backoff).
@@ -265,7 +265,7 @@ def revert_file(row: TrackRow, cache: Cache, tags: TagOptions, real: tuple[str, 
     if not within(path, real):  # before its tags are read: nothing outside is opened
         return Outcome(path, "failed", error="outside-roots", reason="outside the roots")
     before = row.genres_before or []
-    found = _look(path, tags)
+    found = _look(path, tags, real)
     if isinstance(found, Outcome):
         return found
     st, current = found
@@ -282,12 +282,14 @@ def revert_file(row: TrackRow, cache: Cache, tags: TagOptions, real: tuple[str, 
     return Outcome(path, "reverted", old=current, new=before)
 
 
-def _look(path: str, tags: TagOptions) -> tuple[os.stat_result, list[str]] | Outcome:
-    """The file's stat and genres before a page's or a revert's write, or its failure."""
+def _look(path: str, tags: TagOptions,
+          real: tuple[str, ...]) -> tuple[os.stat_result, list[str]] | Outcome:
+    """The file's stat and genres before a page's or a revert's write, or its failure: both
+    of the one regular file under the ``real`` roots that was opened (a FIFO swapped in is
+    never opened; a file swapped in after this is "changed" to the write)."""
     try:
-        return os.stat(path), read_genres(path, tags)
-    except OSError as e:
-        return Outcome(path, "failed", error="missing", reason=e.strerror or str(e))
+        with held_open(path, real) as fh:
+            return os.fstat(fh.fileno()), read_genres(path, tags, fh)
     except TagError as e:
         return Outcome(path, "failed", error=e.code, reason=e.reason)
 
@@ -310,7 +312,7 @@ def correct(row: TrackRow, genres: list[str], seen: list[str], cache: Cache, tag
         return Outcome(path, "skipped", reason="genre-tagger has not analysed it (yet): "
                                                "scan it first" if row.status == "pending"
                                                else "it is gone from the library")
-    found = _look(path, tags)
+    found = _look(path, tags, real)
     if isinstance(found, Outcome):
         return found
     st, current = found

@@ -8,7 +8,8 @@ crash at any moment leaves the file either as it was or wholly updated.
 """
 
 from tagger.errors import TagError
-from tagger.tags.api import genres_or_reason, read_album, read_genres, write_genres
+from tagger.tags.api import genres_or_reason, held_open, read_album, read_genres, write_genres
 from tagger.tags.base import TagOptions
 
-__all__ = ["TagError", "TagOptions", "genres_or_reason", "read_album", "read_genres", "write_genres"]
+__all__ = ["TagError", "TagOptions", "genres_or_reason", "held_open", "read_album", "read_genres",
+           "write_genres"]

@@ -12,8 +12,10 @@ from __future__ import annotations
 import io
 import os
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import mutagen
 from mutagen.aiff import AIFF
@@ -27,14 +29,14 @@ from mutagen.oggspeex import OggSpeex
 from mutagen.oggvorbis import OggVorbis
 from mutagen.wave import WAVE
 
-from tagger.errors import TagError
+from tagger.errors import NotUnderRoots, TagError
 from tagger.formats.identity import audio_identity, located
 from tagger.formats.kinds import KINDS, UNSUPPORTED, extensions_of, format_name, mutagen_types
 from tagger.formats.sniff import sniff
 from tagger.tags import asf, id3, mp4, vorbis
 from tagger.tags.base import FormatModule, TagOptions, unsafe
 from tagger.tags.id3 import raw_frames
-from tagger.tags.safe_write import replace_atomically
+from tagger.tags.safe_write import open_under, replace_atomically
 
 
 def _module(f: Any) -> FormatModule:
@@ -51,16 +53,17 @@ def _module(f: Any) -> FormatModule:
                               "cannot write its tags yet)", "unsupported-format")
 
 
-def _open(path: Path, for_write: bool = False) -> Any:
+def _open(path: Path, for_write: bool = False, held: BinaryIO | None = None) -> Any:
     """The file as mutagen reads it; when mutagen, led by the file's name, picks a format the
-    content is not (a FLAC named .mp3), the format the content says is tried before giving up."""
+    content is not (a FLAC named .mp3), the format the content says is tried before giving up.
+    ``held``: the file, open already (:func:`held_open`); read from it, not by name."""
     try:
-        return _open_as(path, for_write)
+        return _open_as(path, for_write, held=held)
     except TagError as e:
         if e.code not in ("bad-tags", "unsupported-format"):
             raise
         try:
-            kind = sniff(path)
+            kind = sniff(path, held)
         except Exception:
             raise e from None
         # the content's own classes: for a misnamed file, or one mutagen did not recognise by
@@ -71,7 +74,7 @@ def _open(path: Path, for_write: bool = False) -> Any:
         if named_right and e.code != "unsupported-format":
             raise
         try:
-            return _open_as(path, for_write, mutagen_types(kind))
+            return _open_as(path, for_write, mutagen_types(kind), held)
         except TagError:
             if named_right:
                 raise e from None
@@ -80,9 +83,14 @@ def _open(path: Path, for_write: bool = False) -> Any:
                                       "either", e.code) from None
 
 
-def _open_as(path: Path, for_write: bool = False, options: list[Any] | None = None) -> Any:
+def _open_as(path: Path, for_write: bool = False, options: list[Any] | None = None,
+             held: BinaryIO | None = None) -> Any:
+    source: Path | BinaryIO = path
+    if held is not None:  # (its name is the path's: mutagen weighs the extension)
+        held.seek(0)
+        source = held
     try:
-        f = mutagen.File(path, options=options) if options else mutagen.File(path)
+        f = mutagen.File(source, options=options) if options else mutagen.File(source)
         if for_write and isinstance(f, MP3):
             f = MP3(path, load_v1=False)  # see tagger.tags.id3.write
     except mutagen.MutagenError as e:
@@ -121,13 +129,15 @@ def _words(e: BaseException, path: Path) -> str:
     return text
 
 
-def read_genres(path: str | Path, options: TagOptions | None = None) -> list[str]:
-    """The genres the file has now, in its own order ([] when none).
+def read_genres(path: str | Path, options: TagOptions | None = None,
+                held: BinaryIO | None = None) -> list[str]:
+    """The genres the file has now, in its own order ([] when none); from ``held`` when the
+    caller opened and checked the file (:func:`held_open`).
 
     ID3v2.3 frames are split on ``options.id3v23_separator``: what we joined on write.
     """
     path = Path(path)
-    f = _open(path)
+    f = _open(path, held=held)
     module = _module(f)
     try:
         return module.read(f, options or TagOptions())
@@ -136,11 +146,37 @@ def read_genres(path: str | Path, options: TagOptions | None = None) -> list[str
                             "bad-tags") from None
 
 
-def genres_or_reason(path: str | Path, options: TagOptions) -> tuple[list[str] | None, str | None]:
-    """``(genres, None)``, or ``(None, why they cannot be read)``: for views (``show``, the
-    page) that say what a file carries and go on."""
+@contextmanager
+def held_open(path: str | Path, under: tuple[str, ...]) -> Iterator[BinaryIO]:
+    """The file at ``path``, opened only if it is a regular file under the real roots
+    ``under`` (:func:`~tagger.tags.safe_write.open_under`), else TagError. Read tags from what
+    this yields: a link swapped in after the check, or a FIFO, is never what is read."""
     try:
-        return read_genres(path, options), None
+        fd = open_under(str(path), under)
+    except NotUnderRoots as e:
+        raise TagError(path, e.strerror or "not allowed", e.code) from None
+    except FileNotFoundError:
+        raise TagError(path, "no such file", "missing") from None
+    except PermissionError:
+        raise TagError(path, "permission denied", "permission") from None
+    except OSError as e:
+        raise TagError(path, f"cannot open it: {e.strerror or e}") from None
+    raw = io.FileIO(fd, "rb")
+    raw.name = str(path)  # what mutagen weighs formats by (".mp3")
+    with io.BufferedReader(raw) as fh:
+        yield fh
+
+
+def genres_or_reason(path: str | Path, options: TagOptions,
+                     under: tuple[str, ...] | None = None) -> tuple[list[str] | None, str | None]:
+    """``(genres, None)``, or ``(None, why they cannot be read)``: for views (``show``, the
+    page) that say what a file carries and go on. With ``under`` (real roots), only a regular
+    file under them is read (:func:`held_open`)."""
+    try:
+        if under is None:
+            return read_genres(path, options), None
+        with held_open(path, under) as fh:
+            return read_genres(path, options, fh), None
     except TagError as e:
         return None, e.reason
 

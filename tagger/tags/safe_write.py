@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tagger.errors import TagError
+from tagger.errors import NotUnderRoots, TagError
 from tagger.faults import checkpoint
 from tagger.tags.base import HardLinks
 
@@ -350,6 +350,29 @@ def inside(real: str, roots: tuple[str, ...]) -> bool:
     """Is the real path ``real`` one of the real folders ``roots`` or under one? (Whole names:
     ``/x/music2`` is not under ``/x/music``.)"""
     return any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
+
+
+def open_under(path: str, real: tuple[str, ...]) -> int:
+    """A read-only descriptor of ``path`` if it is a regular file whose real location is under
+    the ``real`` roots (resolved now); else :class:`~tagger.errors.NotUnderRoots`, or the
+    OSError that stopped it (FileNotFoundError, ...).
+
+    Found first without opening it (``O_PATH``: a device or a FIFO is never opened, and what
+    is checked is what was found), then that very file opened through its descriptor: a
+    folder on the way swapped for a link after the check changes nothing, so whoever reads
+    the descriptor (the page's audio, its tag reads, a correction's look before writing)
+    reads the file that was checked."""
+    found = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    try:
+        where = os.readlink(f"/proc/self/fd/{found}")
+        if not stat.S_ISREG(os.fstat(found).st_mode):
+            raise NotUnderRoots(path, "not a regular file", "not-a-file")
+        if not inside(where, real):
+            raise NotUnderRoots(path, "its real location is outside the library roots",
+                                "outside-roots")
+        return os.open(f"/proc/self/fd/{found}", os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
+    finally:
+        os.close(found)
 
 
 def open_folder(real: Path) -> int:

@@ -23,9 +23,10 @@ import hmac
 import ipaddress
 import mimetypes
 import os
+import re
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,7 @@ from tagger.library.tagging import Outcome, correct, in_words, revert_file
 from tagger.library.walk import real_roots
 from tagger.settings import Settings
 from tagger.tags import TagOptions, genres_or_reason
-from tagger.tags.safe_write import inside
+from tagger.tags.safe_write import open_under
 from tagger.web.views import Pager, clock, drawing, parse_genres, parse_seen
 
 HERE = Path(__file__).parent
@@ -69,6 +70,9 @@ SESSION_COOKIE = "genre_tagger_session"
 SESSION_SECONDS = 30 * 86400
 #: A wrong password waits this long: guessing is slow, a person barely notices.
 LOGIN_DELAY = 1.0
+_ISSUED = re.compile(r"[0-9]{1,12}")
+#: A track's row id in a URL (SQLite's integers are 64-bit; longer is no row).
+_ROW_ID = re.compile(r"[0-9]{1,18}")
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})
 #: Headers a reverse proxy adds: without web_secret, the page is this machine's only.
 _PROXIED = ("forwarded", "x-forwarded-for", "x-forwarded-host", "x-real-ip", "via")
@@ -93,8 +97,11 @@ class Keys:
             session, csrf = b"", os.urandom(32)
         return cls(secret, session, csrf)
 
-    def csrf_token(self) -> str:
-        return hmac.new(self.csrf, b"write", hashlib.sha256).hexdigest()
+    def csrf_token(self, session: str) -> str:
+        """The token a page's forms carry for ``session`` (the signed-in cookie; "" without
+        web_secret, or with the bearer token): never shown to whoever is not signed in, and a
+        new one with each sign-in."""
+        return hmac.new(self.csrf, b"write " + session.encode(), hashlib.sha256).hexdigest()
 
     def session_cookie(self, now: float) -> str:
         """A session signed in at ``now``: ``ISSUED.MAC``, so a stolen or forgotten cookie
@@ -104,9 +111,26 @@ class Keys:
 
     def signed_in(self, cookie: str, now: float) -> bool:
         issued, _, _mac = cookie.partition(".")
-        if not issued.isdigit() or not now - SESSION_SECONDS <= int(issued) <= now + 60:
+        # ASCII digits only, and few (str.isdigit takes "²", int() refuses 5,000 digits)
+        if not _ISSUED.fullmatch(issued) or not now - SESSION_SECONDS <= int(issued) <= now + 60:
             return False
         return hmac.compare_digest(cookie.encode(), self.session_cookie(int(issued)).encode())
+
+    def session_of(self, headers: Mapping[str, str], now: float) -> str | None:
+        """Who is asking: the session cookie's value when it is signed and current, "" for
+        the bearer token (a script) or without web_secret (this machine only), else None."""
+        if not self.secret:
+            return ""
+        bearer = headers.get("authorization", "")
+        # (header bytes arrive as latin-1: the secret's UTF-8 bytes are what a client sends)
+        if bearer.startswith("Bearer ") and hmac.compare_digest(
+                bearer[7:].encode("latin-1"), self.secret.encode()):
+            return ""
+        for part in headers.get("cookie", "").split(";"):
+            name, _, value = part.strip().partition("=")
+            if name == SESSION_COOKIE and self.signed_in(value, now):
+                return value
+        return None
 
 
 def _loopback_host(host: str) -> bool:
@@ -153,7 +177,7 @@ class Guard:
             # another site's page embedding or fetching ours (its audio, say): only links in
             await PlainTextResponse("Not for other sites' pages.", 403)(scope, receive, send)
             return
-        if self.keys.secret and not path.startswith(self.OPEN) and not self._signed_in(headers):
+        if not path.startswith(self.OPEN) and self.keys.session_of(headers, time.time()) is None:
             if scope["method"] in ("GET", "HEAD"):
                 query = scope.get("query_string", b"").decode("latin-1")
                 back = path + (f"?{query}" if query else "")
@@ -170,16 +194,15 @@ class Guard:
             return
         await self.app(scope, receive, send)
 
-    def _signed_in(self, headers: dict[str, str]) -> bool:
-        bearer = headers.get("authorization", "")
-        if bearer.startswith("Bearer ") and hmac.compare_digest(bearer[7:].encode(),
-                                                                self.keys.secret.encode()):
-            return True
-        for part in headers.get("cookie", "").split(";"):
-            name, _, value = part.strip().partition("=")
-            if name == SESSION_COOKIE and self.keys.signed_in(value, time.time()):
-                return True
-        return False
+
+def _https(request: Request) -> bool:
+    """Whether the browser reached the page over HTTPS: directly, or through a proxy that
+    says so (X-Forwarded-Proto, Forwarded's proto=; uvicorn trusts only a proxy on this
+    machine for the scheme, and a cookie marked Secure over plain HTTP only fails to sign in)."""
+    if request.url.scheme == "https":
+        return True
+    forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    return forwarded == "https" or "proto=https" in request.headers.get("forwarded", "").lower()
 
 
 def _same_origin(headers: dict[str, str]) -> bool:
@@ -215,26 +238,6 @@ class HeldFile(FileResponse):
             os.close(self.fd)
 
 
-def open_under(path: str, roots: tuple[str, ...]) -> int:
-    """A read-only descriptor of ``path`` if it is a regular file whose real location is under
-    ``roots`` (resolved now); else PermissionError or FileNotFoundError.
-
-    Found first without opening it (``O_PATH``: a device or a FIFO is never opened, and what
-    is checked is what was found), then that very file opened through its descriptor."""
-    import stat
-
-    found = os.open(path, os.O_PATH | os.O_CLOEXEC)
-    try:
-        real = os.readlink(f"/proc/self/fd/{found}")
-        if not stat.S_ISREG(os.fstat(found).st_mode):
-            raise PermissionError(f"{path}: not a regular file")
-        if not inside(real, real_roots(roots)):
-            raise PermissionError(f"{path}: its real location is outside the library roots")
-        return os.open(f"/proc/self/fd/{found}", os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
-    finally:
-        os.close(found)
-
-
 class Page:
     """The app's state: the settings, one cache, the keys; the routes are its methods."""
 
@@ -252,14 +255,16 @@ class Page:
         env.filters["genres"] = lambda g: "; ".join(display(x) for x in g) if g else ""
         env.filters["when"] = lambda t: when(t) if t else "-"
         env.filters["clock"] = clock
-        env.globals["csrf"] = keys.csrf_token
         env.globals["read_only"] = settings.web_read_only
-        env.globals["signed"] = bool(keys.secret)
         env.globals["reason_words"] = browse.REASON_WORDS
 
     # --- helpers -----------------------------------------------------------------------------
 
     def render(self, request: Request, name: str, status: int = 200, **context: Any) -> Response:
+        session = self.keys.session_of(request.headers, time.time())
+        # the token and the sign-out only for a signed-in page (the sign-in page has neither)
+        context.update(csrf=self.keys.csrf_token(session) if session is not None else "",
+                       signed=bool(self.keys.secret and session))
         return self.templates.TemplateResponse(request, name, context, status_code=status,
                                                headers=_HEADERS)
 
@@ -270,8 +275,9 @@ class Page:
                 return display(path[len(root.rstrip("/")) + 1:])
         return display(path)
 
-    def _listed(self, id: int) -> browse.Listed:
-        found = browse.track(self.cache, id) if 0 < id < 2**62 else None  # (SQLite's integers)
+    def _listed(self, id: str) -> browse.Listed:
+        """The row a URL's id names (digits only: "+1", "²" or 5,000 digits name none)."""
+        found = browse.track(self.cache, int(id)) if _ROW_ID.fullmatch(id) else None
         if found is None:
             raise HTTPException(404, "No such track in the cache.")
         return found
@@ -284,7 +290,9 @@ class Page:
                                      "written from it.")
         form = await request.form(max_files=0, max_fields=5000)  # an album's seen-N fields
         token = str(form.get("csrf", ""))
-        if not hmac.compare_digest(token.encode(), self.keys.csrf_token().encode()):
+        session = self.keys.session_of(request.headers, time.time())
+        if session is None or not hmac.compare_digest(token.encode(),
+                                                      self.keys.csrf_token(session).encode()):
             raise HTTPException(403, "The page was out of date (or not this one): reload it and "
                                      "try again.")
         return form
@@ -307,6 +315,8 @@ class Page:
 
     def decisions(self, request: Request) -> Response:
         q = request.query_params
+        if any("\x00" in v for v in q.values()):  # (PostgreSQL's text cannot hold one)
+            raise HTTPException(400, "A filter cannot hold a NUL character.")
         reason = q.get("reason", "all")
         order = q.get("order", "confidence")
         f = browse.Filters(reason=reason if reason in browse.REASONS else "all",
@@ -360,18 +370,15 @@ class Page:
             and same_genres(now, row.genres_written), reason=browse.reason_of(row))
 
     def _genres_now(self, path: str) -> tuple[list[str] | None, str | None]:
-        """The genres the file carries, read only if it is a file under the roots."""
-        refused = self._refused(path)
-        if refused is not None:
-            return None, refused
-        return genres_or_reason(path, self.settings.tag_options())
+        """The genres the file carries, read from it only if it is a file under the roots
+        (the one checked: see :func:`tagger.tags.held_open`)."""
+        return genres_or_reason(path, self.settings.tag_options(),
+                                under=real_roots(self.settings.roots))
 
     def _refused(self, path: str) -> str | None:
-        """None if the page may open the file (play it, read its tags), else why not."""
+        """None if the page may open the file (play it, draw it), else why not."""
         try:
-            os.close(open_under(path, self.settings.roots))
-        except PermissionError as e:
-            return str(e.args[0]).split(": ", 1)[-1] if e.args else "not allowed"
+            os.close(open_under(path, real_roots(self.settings.roots)))
         except OSError as e:
             return str(e.strerror or e)
         return None
@@ -396,7 +403,7 @@ class Page:
     def audio(self, request: Request) -> Response:
         row = self._listed(request.path_params["id"]).row
         try:
-            fd = open_under(row.path, self.settings.roots)
+            fd = open_under(row.path, real_roots(self.settings.roots))
         except FileNotFoundError:
             raise HTTPException(404, "The file is not there any more.") from None
         except OSError:
@@ -421,7 +428,7 @@ class Page:
         return self.render(request, "done.html", outcomes=outcomes, back=request.path_params["id"],
                            short=self.short, action=action)
 
-    def _apply(self, id: int, action: str, scope: str, genres: list[str],
+    def _apply(self, id: str, action: str, scope: str, genres: list[str],
                form: FormData) -> list[Outcome]:
         """One click's writes, one at a time (the page's own lock), each file claimed in the
         work queue first: a daemon or a scan at work on it is never raced (the file is
@@ -472,14 +479,17 @@ class Page:
         if not nxt.startswith("/") or nxt.startswith("//") or "\\" in nxt:
             nxt = "/"
         given = str(form.get("password", "")).encode()
-        if not self.keys.secret or not hmac.compare_digest(given, self.keys.secret.encode()):
-            async with self.login_lock:  # wrong guesses wait in line: one a second in all
+        # Every guess waits its turn, and is compared only then: a wrong one holds the line
+        # LOGIN_DELAY, so guesses sent side by side are still one a second in all.
+        async with self.login_lock:
+            right = bool(self.keys.secret) and hmac.compare_digest(given, self.keys.secret.encode())
+            if not right:
                 await asyncio.sleep(LOGIN_DELAY)
+        if not right:
             return self.render(request, "login.html", status=401, next=nxt, wrong=True)
         response = RedirectResponse(nxt, 303)
         response.set_cookie(SESSION_COOKIE, self.keys.session_cookie(time.time()), httponly=True,
-                            samesite="strict", secure=request.url.scheme == "https",
-                            max_age=SESSION_SECONDS)
+                            samesite="strict", secure=_https(request), max_age=SESSION_SECONDS)
         return response
 
     async def logout(self, request: Request) -> Response:
@@ -516,9 +526,9 @@ def create_app(settings: Settings, cache: Cache) -> ASGIApp:
     routes = [
         Route("/", page.library),
         Route("/decisions", page.decisions),
-        Route("/track/{id:int}", page.track),
-        Route("/track/{id:int}/audio", page.audio),
-        Route("/track/{id:int}/genres", page.set_genres, methods=["POST"]),
+        Route("/track/{id}", page.track),
+        Route("/track/{id}/audio", page.audio),
+        Route("/track/{id}/genres", page.set_genres, methods=["POST"]),
         Route("/login", page.login, methods=["GET", "POST"]),
         Route("/logout", page.logout, methods=["POST"]),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
@@ -527,4 +537,4 @@ def create_app(settings: Settings, cache: Cache) -> ASGIApp:
     return Guard(app, keys)
 
 
-__all__ = ["Guard", "Keys", "create_app", "open_under"]
+__all__ = ["Guard", "Keys", "create_app"]
