@@ -209,6 +209,10 @@ class NotUnderRoots(PermissionError):
         super().__init__(errno.EACCES, reason, path)
         self.code: Code = code
 
+    def __reduce__(self) -> tuple[type[NotUnderRoots], tuple[str, str, Code]]:
+        # (OSError pickles as its errno, strerror and filename, which are not these arguments)
+        return type(self), (str(self.filename), str(self.strerror), self.code)
+
 
 #: Errors of the machine, not of a file: running out of descriptors, memory or processes.
 MACHINE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN})

@@ -84,7 +84,7 @@ def sniff_bytes(b: bytes) -> str | None:
 def sniff(path: Path, held: BinaryIO | None = None) -> str | None:
     """What the file's first bytes say it is (``"FLAC"``, ``"MP4"``, ...), whatever its name;
     read from ``held`` when the caller has the file open already (not opened again by name)."""
-    with os_errors(path, "read"), (nullcontext(held) if held else open(path, "rb")) as fh:
+    with os_errors(path, "read"), (nullcontext(held) if held is not None else open(path, "rb")) as fh:
         fh.seek(0)
         head = fh.read(4096)
         if head[:3] != b"ID3" or len(head) < 10:

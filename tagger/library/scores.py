@@ -36,8 +36,8 @@ from tagger.stopping import Flag, Stop
 ANALYSED = ("done", "abstained")
 
 
-def cached_row(cache: Cache, path: str, st: os.stat_result,
-               version: str) -> tuple[TrackRow | None, str | None]:
+def cached_row(cache: Cache, path: str, st: os.stat_result, version: str,
+               read_as: str | None = None) -> tuple[TrackRow | None, str | None]:
     """``(row with usable scores, audio id)``; the row is None when the file must be analysed.
 
     The row is the file's own (unchanged stat, or same audio after a tag edit) or, for audio
@@ -49,7 +49,7 @@ def cached_row(cache: Cache, path: str, st: os.stat_result,
             and row.model_version == version and row.status in ANALYSED):
         return row, row.audio_id
     try:
-        audio_id = audio_identity(path)
+        audio_id = audio_identity(read_as or path)
     except OSError:
         return None, None
     if not trusted(audio_id):
@@ -287,12 +287,15 @@ class ScoreSource:
                 say(f"  analysed {n}/{len(todo)}")
         return Features(found, failures, len(paths) - len(todo))
 
-    def timeline(self, path: str, fresh: bool = False, analyse: bool = True) -> WindowScores | Failure:
+    def timeline(self, path: str, fresh: bool = False, analyse: bool = True,
+                 read_as: str | None = None) -> WindowScores | Failure:
         """The file's analysis window by window: the audio's stored one when it kept its windows'
         scores (and ``fresh`` is not asked), else analysed now (nothing is written; not with
-        ``analyse=False``: the page never loads the model to draw)."""
-        st = os.stat(path)
-        _, audio_id = cached_row(self.cache, path, st, self.model.version)
+        ``analyse=False``: the page never loads the model to draw). ``read_as``: the name the
+        file is read by when not ``path`` (the page's ``/proc/self/fd/N`` of the file it
+        checked under the roots)."""
+        st = os.stat(read_as or path)
+        _, audio_id = cached_row(self.cache, path, st, self.model.version, read_as)
         stored = self._stored([audio_id]).get(str(audio_id))
         if (not fresh and stored is not None and stored.timeline
                 and all(t in stored.raw_scores for t in self.model.tags)):

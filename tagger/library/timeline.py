@@ -29,12 +29,12 @@ class Timeline:
 
 
 def timeline(path: str, source: ScoreSource, limit: int = 6, fresh: bool = False,
-             analyse: bool = True) -> Timeline:
+             analyse: bool = True, read_as: str | None = None) -> Timeline:
     """The file's scores window by window under ``source``'s model, and the genres its song
     scores choose (at most ``limit`` genres drawn, the chosen ones first); ``analyse=False``:
-    only from the cache (else :class:`NoTimeline`)."""
+    only from the cache (else :class:`NoTimeline`). ``read_as``: see ScoreSource.timeline."""
     model = source.model
-    got = source.timeline(path, fresh, analyse)
+    got = source.timeline(path, fresh, analyse, read_as)
     if isinstance(got, Failure):
         raise NoTimeline(f"{path}: {got.reason}")
     centres = got.starts + WINDOW_SECONDS / 2

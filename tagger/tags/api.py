@@ -39,7 +39,7 @@ from tagger.tags.id3 import raw_frames
 from tagger.tags.safe_write import open_under, replace_atomically
 
 
-def _module(f: Any) -> FormatModule:
+def _module(f: Any, path: Path) -> FormatModule:
     if isinstance(f, (MP3, WAVE, AIFF)):
         return id3
     if isinstance(f, (FLAC, OggVorbis, OggOpus, OggSpeex, OggFLAC)):
@@ -48,7 +48,6 @@ def _module(f: Any) -> FormatModule:
         return mp4
     if isinstance(f, ASF):
         return asf
-    path = Path(getattr(f, "filename", "?"))
     raise TagError(path, f"not supported: {format_name(path, type(f).__name__)} (genre-tagger "
                               "cannot write its tags yet)", "unsupported-format")
 
@@ -87,6 +86,7 @@ def _open_as(path: Path, for_write: bool = False, options: list[Any] | None = No
              held: BinaryIO | None = None) -> Any:
     source: Path | BinaryIO = path
     if held is not None:  # (its name is the path's: mutagen weighs the extension)
+        assert not for_write, "a write reopens by name: it must never be given a held file"
         held.seek(0)
         source = held
     try:
@@ -138,7 +138,7 @@ def read_genres(path: str | Path, options: TagOptions | None = None,
     """
     path = Path(path)
     f = _open(path, held=held)
-    module = _module(f)
+    module = _module(f, path)
     try:
         return module.read(f, options or TagOptions())
     except Exception as e:
@@ -161,7 +161,11 @@ def held_open(path: str | Path, under: tuple[str, ...]) -> Iterator[BinaryIO]:
         raise TagError(path, "permission denied", "permission") from None
     except OSError as e:
         raise TagError(path, f"cannot open it: {e.strerror or e}") from None
-    raw = io.FileIO(fd, "rb")
+    try:
+        raw = io.FileIO(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
     raw.name = str(path)  # what mutagen weighs formats by (".mp3")
     with io.BufferedReader(raw) as fh:
         yield fh
@@ -185,7 +189,7 @@ def read_album(path: str | Path) -> tuple[str, str]:
     """``(album, album artist)`` as tagged, "" where absent (first values, spaces trimmed)."""
     path = Path(path)
     f = _open(path)
-    keys = _module(f).ALBUM_KEYS
+    keys = _module(f, path).ALBUM_KEYS
     tags = f.tags
 
     def first(key: str) -> str:
@@ -261,8 +265,17 @@ def write_genres(path: str | Path, genres: list[str], options: TagOptions | None
     options = options or TagOptions()
     path = Path(path)
     genres = list(genres)
-    original = _open(path)
-    module = _module(original)
+    if roots is None:
+        original = _open(path)
+    else:  # read from the file found under the roots (a FIFO swapped in is never opened)
+        try:
+            with held_open(path, roots) as fh:
+                original = _open(path, held=fh)
+        except TagError as e:
+            if e.code == "outside-roots":  # (in replace_atomically's words)
+                raise TagError(path, f"{e.reason}; not written", e.code) from None
+            raise
+    module = _module(original, path)
     # The copy is opened as exactly what the original was read as: its name (/proc/self/fd/N)
     # has no extension to guide mutagen (a FLAC behind an ID3 header would read as MP3).
     kind = [type(original)]

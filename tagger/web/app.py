@@ -26,10 +26,10 @@ import os
 import re
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
 from starlette.applications import Starlette
@@ -57,7 +57,7 @@ from tagger.library.walk import real_roots
 from tagger.settings import Settings
 from tagger.tags import TagOptions, genres_or_reason
 from tagger.tags.safe_write import open_under
-from tagger.web.views import Pager, clock, drawing, parse_genres, parse_seen
+from tagger.web.views import Drawing, Pager, clock, drawing, parse_genres, parse_seen
 
 HERE = Path(__file__).parent
 PAGE_SIZE = 50
@@ -70,6 +70,10 @@ SESSION_COOKIE = "genre_tagger_session"
 SESSION_SECONDS = 30 * 86400
 #: A wrong password waits this long: guessing is slow, a person barely notices.
 LOGIN_DELAY = 1.0
+#: Guesses waiting their turn at most; more are answered 429 at once.
+MAX_WAITING = 10
+#: Where Guard leaves who is asking for the routes (see Guard.session).
+_SESSION = "genre_tagger.session"
 _ISSUED = re.compile(r"[0-9]{1,12}")
 #: A track's row id in a URL (SQLite's integers are 64-bit; longer is no row).
 _ROW_ID = re.compile(r"[0-9]{1,18}")
@@ -116,21 +120,46 @@ class Keys:
             return False
         return hmac.compare_digest(cookie.encode(), self.session_cookie(int(issued)).encode())
 
-    def session_of(self, headers: Mapping[str, str], now: float) -> str | None:
-        """Who is asking: the session cookie's value when it is signed and current, "" for
-        the bearer token (a script) or without web_secret (this machine only), else None."""
-        if not self.secret:
-            return ""
-        bearer = headers.get("authorization", "")
-        # (header bytes arrive as latin-1: the secret's UTF-8 bytes are what a client sends)
-        if bearer.startswith("Bearer ") and hmac.compare_digest(
-                bearer[7:].encode("latin-1"), self.secret.encode()):
-            return ""
-        for part in headers.get("cookie", "").split(";"):
+    def cookie_session(self, cookie_header: str, now: float) -> str | None:
+        """The session cookie's value when it is signed and current, else None."""
+        for part in cookie_header.split(";"):
             name, _, value = part.strip().partition("=")
             if name == SESSION_COOKIE and self.signed_in(value, now):
                 return value
         return None
+
+
+def bearer_token(authorization: str) -> bytes | None:
+    """The token an ``Authorization: Bearer`` header gives, as the client's bytes (header text
+    arrives decoded as latin-1; a client sends a secret's UTF-8), or None."""
+    return authorization[7:].encode("latin-1") if authorization.startswith("Bearer ") else None
+
+
+class Turns:
+    """Password checks, one at a time, for the sign-in form and bearer tokens alike: each guess
+    is compared only in its turn, and a wrong one holds the line :data:`LOGIN_DELAY`, so
+    guesses sent side by side are still one a second in all (compared outside the line, the
+    right one of a batch would answer at once). At most :data:`MAX_WAITING` wait; beyond that
+    a guess is refused without being compared, so a flood keeps the owner waiting seconds,
+    not minutes."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.waiting = 0
+
+    async def check(self, given: bytes, secret: str) -> bool | None:
+        """Whether ``given`` is the secret; None: too many are waiting, try later."""
+        if self.waiting >= MAX_WAITING:
+            return None
+        self.waiting += 1
+        try:
+            async with self.lock:
+                right = bool(secret) and hmac.compare_digest(given, secret.encode())
+                if not right:
+                    await asyncio.sleep(LOGIN_DELAY)
+                return right
+        finally:
+            self.waiting -= 1
 
 
 def _loopback_host(host: str) -> bool:
@@ -152,9 +181,10 @@ class Guard:
 
     OPEN = ("/login", "/static/")
 
-    def __init__(self, app: ASGIApp, keys: Keys) -> None:
+    def __init__(self, app: ASGIApp, keys: Keys, turns: Turns) -> None:
         self.app = app
         self.keys = keys
+        self.turns = turns
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -177,7 +207,13 @@ class Guard:
             # another site's page embedding or fetching ours (its audio, say): only links in
             await PlainTextResponse("Not for other sites' pages.", 403)(scope, receive, send)
             return
-        if not path.startswith(self.OPEN) and self.keys.session_of(headers, time.time()) is None:
+        session = await self.session(headers)
+        if session is False:
+            await PlainTextResponse("Too many sign-in attempts at once: try again in a minute.",
+                                    429, {"retry-after": "60"})(scope, receive, send)
+            return
+        scope[_SESSION] = session  # decided once: the routes' token and sign-out follow it
+        if not path.startswith(self.OPEN) and session is None:
             if scope["method"] in ("GET", "HEAD"):
                 query = scope.get("query_string", b"").decode("latin-1")
                 back = path + (f"?{query}" if query else "")
@@ -194,6 +230,23 @@ class Guard:
             return
         await self.app(scope, receive, send)
 
+    async def session(self, headers: dict[str, str]) -> str | Literal[False] | None:
+        """Who is asking: "" without web_secret (this machine only) or for the right bearer
+        token (a script), the cookie's value for a signed-in browser, None for nobody, False
+        when a bearer token could not be checked (too many guesses waiting)."""
+        if not self.keys.secret:
+            return ""
+        token = bearer_token(headers.get("authorization", ""))
+        if token is not None:
+            right = await self.turns.check(token, self.keys.secret)
+            return False if right is None else ("" if right else None)
+        return self.keys.cookie_session(headers.get("cookie", ""), time.time())
+
+
+def _here(nxt: str) -> str:
+    """Where to go after signing in: a path on this site, never another site's address."""
+    return nxt if nxt.startswith("/") and not nxt.startswith("//") and "\\" not in nxt else "/"
+
 
 def _https(request: Request) -> bool:
     """Whether the browser reached the page over HTTPS: directly, or through a proxy that
@@ -203,6 +256,12 @@ def _https(request: Request) -> bool:
         return True
     forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
     return forwarded == "https" or "proto=https" in request.headers.get("forwarded", "").lower()
+
+
+def session_of(request: Request) -> str | None:
+    """Who is asking, as :class:`Guard` decided (None: not signed in)."""
+    got = request.scope.get(_SESSION)
+    return got if isinstance(got, str) else None
 
 
 def _same_origin(headers: dict[str, str]) -> bool:
@@ -249,7 +308,7 @@ class Page:
         self.writing = threading.Lock()  # one click's writes at a time (their queue claims)
         self.counting = threading.Lock()
         self._genres: tuple[float, browse.Genres] | None = None
-        self.login_lock = asyncio.Lock()
+        self.turns = Turns()
         env = self.templates.env
         env.filters["shown"] = lambda s: display(str(s))
         env.filters["genres"] = lambda g: "; ".join(display(x) for x in g) if g else ""
@@ -261,7 +320,7 @@ class Page:
     # --- helpers -----------------------------------------------------------------------------
 
     def render(self, request: Request, name: str, status: int = 200, **context: Any) -> Response:
-        session = self.keys.session_of(request.headers, time.time())
+        session = session_of(request)
         # the token and the sign-out only for a signed-in page (the sign-in page has neither)
         context.update(csrf=self.keys.csrf_token(session) if session is not None else "",
                        signed=bool(self.keys.secret and session))
@@ -290,7 +349,7 @@ class Page:
                                      "written from it.")
         form = await request.form(max_files=0, max_fields=5000)  # an album's seen-N fields
         token = str(form.get("csrf", ""))
-        session = self.keys.session_of(request.headers, time.time())
+        session = session_of(request)
         if session is None or not hmac.compare_digest(token.encode(),
                                                       self.keys.csrf_token(session).encode()):
             raise HTTPException(403, "The page was out of date (or not this one): reload it and "
@@ -340,20 +399,8 @@ class Page:
     def track(self, request: Request) -> Response:
         listed = self._listed(request.path_params["id"])
         row = listed.row
-        refused = self._refused(row.path)
         now, unreadable = self._genres_now(row.path)
-        drawn, why_not = None, refused
-        if refused is None:
-            try:
-                from tagger.library.timeline import timeline
-                from tagger.services import score_source
-
-                drawn = drawing(timeline(row.path, score_source(self.settings, self.cache),
-                                         analyse=False))
-            except NoTimeline as e:
-                why_not = str(e).split(": ", 1)[-1]
-            except OSError as e:
-                why_not = e.strerror or str(e)
+        drawn, why_not, refused = self._drawn(row.path)
         members = browse.album(self.cache, row.album_key) if row.album_key else []
         album_decided = (row.decision_key or "").endswith("|album")
         mine = self.settings.genres.scores(row.genre_scores)
@@ -375,13 +422,26 @@ class Page:
         return genres_or_reason(path, self.settings.tag_options(),
                                 under=real_roots(self.settings.roots))
 
-    def _refused(self, path: str) -> str | None:
-        """None if the page may open the file (play it, draw it), else why not."""
+    def _drawn(self, path: str) -> tuple[Drawing | None, str | None, str | None]:
+        """``(the file's timeline drawn from the cache, or None; why not; why the page may not
+        open the file at all)``. Only a file under the roots, and the one checked: its stat
+        and (when it changed) its audio are read through the descriptor found there."""
+        from tagger.library.timeline import timeline
+        from tagger.services import score_source
+
         try:
-            os.close(open_under(path, real_roots(self.settings.roots)))
+            fd = open_under(path, real_roots(self.settings.roots))
         except OSError as e:
-            return str(e.strerror or e)
-        return None
+            return None, str(e.strerror or e), str(e.strerror or e)
+        try:
+            return drawing(timeline(path, score_source(self.settings, self.cache), analyse=False,
+                                    read_as=f"/proc/self/fd/{fd}")), None, None
+        except NoTimeline as e:
+            return None, str(e).split(": ", 1)[-1], None
+        except OSError as e:
+            return None, e.strerror or str(e), None
+        finally:
+            os.close(fd)
 
     def _offered(self) -> list[str]:
         """The names offered while typing genres: the map's (the model's genres in your words)
@@ -471,20 +531,16 @@ class Page:
     # --- signing in --------------------------------------------------------------------------
 
     async def login(self, request: Request) -> Response:
-        nxt = request.query_params.get("next", "/")
         if request.method == "GET":
+            nxt = _here(request.query_params.get("next", "/"))
+            if self.keys.secret and session_of(request):  # signed in already: on to the page
+                return RedirectResponse(nxt, 303)
             return self.render(request, "login.html", next=nxt, wrong=False)
         form = await request.form(max_files=0, max_fields=10)
-        nxt = str(form.get("next", "/"))
-        if not nxt.startswith("/") or nxt.startswith("//") or "\\" in nxt:
-            nxt = "/"
-        given = str(form.get("password", "")).encode()
-        # Every guess waits its turn, and is compared only then: a wrong one holds the line
-        # LOGIN_DELAY, so guesses sent side by side are still one a second in all.
-        async with self.login_lock:
-            right = bool(self.keys.secret) and hmac.compare_digest(given, self.keys.secret.encode())
-            if not right:
-                await asyncio.sleep(LOGIN_DELAY)
+        nxt = _here(str(form.get("next", "/")))
+        right = await self.turns.check(str(form.get("password", "")).encode(), self.keys.secret)
+        if right is None:
+            return self.render(request, "login.html", status=429, next=nxt, busy=True)
         if not right:
             return self.render(request, "login.html", status=401, next=nxt, wrong=True)
         response = RedirectResponse(nxt, 303)
@@ -534,7 +590,7 @@ def create_app(settings: Settings, cache: Cache) -> ASGIApp:
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _error_page(page)})
-    return Guard(app, keys)
+    return Guard(app, keys, page.turns)
 
 
-__all__ = ["Guard", "Keys", "create_app"]
+__all__ = ["Guard", "Keys", "Turns", "bearer_token", "create_app"]
