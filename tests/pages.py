@@ -51,10 +51,13 @@ class Served:
         return f"http://127.0.0.1:{self.port}"
 
     def request(self, method: str, target: str, body: str | bytes | None = None,
-                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+                headers: dict[str, str] | None = None,
+                source: str | None = None) -> tuple[int, dict[str, str], bytes]:
         """One request with ``target`` sent byte for byte (no client-side clean-up of ``..``,
-        ``//`` or encoded slashes); Host 127.0.0.1:PORT unless ``headers`` say otherwise."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        ``//`` or encoded slashes); Host 127.0.0.1:PORT unless ``headers`` say otherwise;
+        from the loopback address ``source`` (127.0.0.2, ...: another client) if given."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30,
+                                          source_address=(source, 0) if source else None)
         try:
             hdrs = {"Host": f"127.0.0.1:{self.port}", **(headers or {})}
             if isinstance(body, str):

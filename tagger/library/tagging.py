@@ -26,6 +26,7 @@ from tagger.formats.identity import audio_identity, trusted
 from tagger.library.policy import IN_WORDS, Policy, Why, decide, same_genres
 from tagger.library.walk import real_roots, within
 from tagger.tags import TagOptions, held_open, read_genres, write_genres
+from tagger.tags.safe_write import open_under
 
 #: Tag-stage failures that say "not now" rather than "not this file": retried on the next scan
 #: (and by the daemon, with backoff).
@@ -121,8 +122,9 @@ class Tagger:
         if not within(path, roots):  # recorded as this file's failure: said once, not every scan
             return self._failure(path, action, chosen, status, None, TagError(
                 path, "its real location is outside the library roots; not written", "outside-roots"))
-        try:
-            current = read_genres(path, self.options.tags)
+        try:  # the file found under the roots: a FIFO swapped in since the walk is not opened
+            with held_open(path, roots) as fh:
+                current = read_genres(path, self.options.tags, fh)
         except TagError as e:
             return self._failure(path, action, chosen, status, None, e)
         d = decide(current, chosen, self.options.policy, row.genres_written, row.genres_before,
@@ -197,13 +199,19 @@ def _tags_only_change(path: str, st: os.stat_result, row: TrackRow) -> dict[str,
     just read to decide, and its audio is the one analysed): a symlink whose target this
     scan tagged under its real name. Anything else keeps the stat that was analysed."""
     try:
-        now = os.stat(path)
+        fd = open_under(path, None)  # a regular file (never a FIFO), read through its descriptor
+    except OSError:
+        return {}
+    try:
+        now = os.fstat(fd)
         if (now.st_size, now.st_mtime_ns) == (st.st_size, st.st_mtime_ns):
             return {}
-        if trusted(row.audio_id) and audio_identity(path) == row.audio_id:
+        if trusted(row.audio_id) and audio_identity(f"/proc/self/fd/{fd}") == row.audio_id:
             return {"size": now.st_size, "mtime_ns": now.st_mtime_ns}
     except OSError:
         pass
+    finally:
+        os.close(fd)
     return {}
 
 
@@ -218,8 +226,8 @@ def finish_interrupted_writes(cache: Cache, tags: TagOptions) -> list[Outcome]:
     done = []
     for it in cache.abandoned_intents():
         try:
-            now = read_genres(it.path, tags)
-            st = os.stat(it.path)
+            with held_open(it.path, None) as fh:
+                now, st = read_genres(it.path, tags, fh), os.fstat(fh.fileno())
         except (TagError, OSError):
             cache.drop_intent(it.path)
             continue

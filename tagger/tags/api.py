@@ -9,6 +9,7 @@ original untouched and says ``cannot safely rewrite the tags: REASON``.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import struct
@@ -147,10 +148,11 @@ def read_genres(path: str | Path, options: TagOptions | None = None,
 
 
 @contextmanager
-def held_open(path: str | Path, under: tuple[str, ...]) -> Iterator[BinaryIO]:
+def held_open(path: str | Path, under: tuple[str, ...] | None) -> Iterator[BinaryIO]:
     """The file at ``path``, opened only if it is a regular file under the real roots
-    ``under`` (:func:`~tagger.tags.safe_write.open_under`), else TagError. Read tags from what
-    this yields: a link swapped in after the check, or a FIFO, is never what is read."""
+    ``under`` (None: anywhere) (:func:`~tagger.tags.safe_write.open_under`), else TagError.
+    Read tags from what this yields: a link swapped in after the check, or a FIFO, is never
+    what is read (opening a FIFO waits for a writer forever)."""
     try:
         fd = open_under(str(path), under)
     except NotUnderRoots as e:
@@ -160,6 +162,9 @@ def held_open(path: str | Path, under: tuple[str, ...]) -> Iterator[BinaryIO]:
     except PermissionError:
         raise TagError(path, "permission denied", "permission") from None
     except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR):  # a folder on the way became a link or file
+            raise TagError(path, "it changed while it was opened (a folder on its path was "
+                                 "replaced); not read", "changed") from None
         raise TagError(path, f"cannot open it: {e.strerror or e}") from None
     try:
         raw = io.FileIO(fd, "rb")

@@ -352,10 +352,10 @@ def inside(real: str, roots: tuple[str, ...]) -> bool:
     return any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
 
 
-def open_under(path: str, real: tuple[str, ...]) -> int:
+def open_under(path: str, real: tuple[str, ...] | None) -> int:
     """A read-only descriptor of ``path`` if it is a regular file whose real location is under
-    the ``real`` roots (resolved now); else :class:`~tagger.errors.NotUnderRoots`, or the
-    OSError that stopped it (FileNotFoundError, ...).
+    the ``real`` roots (resolved now; None: anywhere); else
+    :class:`~tagger.errors.NotUnderRoots`, or the OSError that stopped it (FileNotFoundError...).
 
     Found first without opening it (``O_PATH``: a device or a FIFO is never opened, and what
     is checked is what was found), then that very file opened through its descriptor: a
@@ -367,7 +367,7 @@ def open_under(path: str, real: tuple[str, ...]) -> int:
         where = os.readlink(f"/proc/self/fd/{found}")
         if not stat.S_ISREG(os.fstat(found).st_mode):
             raise NotUnderRoots(path, "not a regular file", "not-a-file")
-        if not inside(where, real):
+        if real is not None and not inside(where, real):
             raise NotUnderRoots(path, "its real location is outside the library roots",
                                 "outside-roots")
         return os.open(f"/proc/self/fd/{found}", os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)

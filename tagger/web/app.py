@@ -26,6 +26,7 @@ import os
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,7 +71,8 @@ SESSION_COOKIE = "genre_tagger_session"
 SESSION_SECONDS = 30 * 86400
 #: A wrong password waits this long: guessing is slow, a person barely notices.
 LOGIN_DELAY = 1.0
-#: Guesses waiting their turn at most; more are answered 429 at once.
+#: Guesses waiting their turn at most, of one address and in all; more are answered 429 at once.
+WAITING_EACH = 2
 MAX_WAITING = 10
 #: Where Guard leaves who is asking for the routes (see Guard.session).
 _SESSION = "genre_tagger.session"
@@ -86,7 +88,8 @@ _PROXIED = ("forwarded", "x-forwarded-for", "x-forwarded-host", "x-real-ip", "vi
 class Keys:
     """The page's secrets, made once per process: the key session cookies are signed with and
     the key CSRF tokens are made with (both from ``web_secret``, so sessions and open pages
-    survive a restart)."""
+    survive a restart). Both come through scrypt (40 ms, once): a cookie or a token
+    someone saw is no fast way to try passwords offline, outside the sign-in line."""
 
     secret: str
     session: bytes
@@ -95,8 +98,9 @@ class Keys:
     @classmethod
     def make(cls, secret: str) -> Keys:
         if secret:
-            session = hmac.new(secret.encode(), b"genre-tagger session", hashlib.sha256).digest()
-            csrf = hmac.new(secret.encode(), b"genre-tagger csrf", hashlib.sha256).digest()
+            root = hashlib.scrypt(secret.encode(), salt=b"genre-tagger page", n=2**14, r=8, p=1)
+            session = hmac.new(root, b"genre-tagger session", hashlib.sha256).digest()
+            csrf = hmac.new(root, b"genre-tagger csrf", hashlib.sha256).digest()
         else:  # no secret: nothing to derive from; a restart asks for a reload of open pages
             session, csrf = b"", os.urandom(32)
         return cls(secret, session, csrf)
@@ -132,26 +136,29 @@ class Keys:
 def bearer_token(authorization: str) -> bytes | None:
     """The token an ``Authorization: Bearer`` header gives, as the client's bytes (header text
     arrives decoded as latin-1; a client sends a secret's UTF-8), or None."""
-    return authorization[7:].encode("latin-1") if authorization.startswith("Bearer ") else None
+    scheme, _, token = authorization.partition(" ")
+    return token.encode("latin-1") if scheme.lower() == "bearer" else None
 
 
 class Turns:
     """Password checks, one at a time, for the sign-in form and bearer tokens alike: each guess
     is compared only in its turn, and a wrong one holds the line :data:`LOGIN_DELAY`, so
     guesses sent side by side are still one a second in all (compared outside the line, the
-    right one of a batch would answer at once). At most :data:`MAX_WAITING` wait; beyond that
-    a guess is refused without being compared, so a flood keeps the owner waiting seconds,
-    not minutes."""
+    right one of a batch would answer at once). At most :data:`WAITING_EACH` guesses of one
+    address wait, and :data:`MAX_WAITING` in all; beyond that a guess is refused (429) without
+    being compared. So one address flooding the line keeps the others waiting seconds, not
+    shut out (behind a proxy every browser is the proxy's address)."""
 
     def __init__(self) -> None:
         self.lock = asyncio.Lock()
-        self.waiting = 0
+        self.waiting: Counter[str] = Counter()
 
-    async def check(self, given: bytes, secret: str) -> bool | None:
-        """Whether ``given`` is the secret; None: too many are waiting, try later."""
-        if self.waiting >= MAX_WAITING:
+    async def check(self, given: bytes, secret: str, who: str) -> bool | None:
+        """Whether ``given`` (from the address ``who``) is the secret; None: too many are
+        waiting, try again soon."""
+        if self.waiting[who] >= WAITING_EACH or self.waiting.total() >= MAX_WAITING:
             return None
-        self.waiting += 1
+        self.waiting[who] += 1
         try:
             async with self.lock:
                 right = bool(secret) and hmac.compare_digest(given, secret.encode())
@@ -159,7 +166,9 @@ class Turns:
                     await asyncio.sleep(LOGIN_DELAY)
                 return right
         finally:
-            self.waiting -= 1
+            self.waiting[who] -= 1
+            if not self.waiting[who]:
+                del self.waiting[who]
 
 
 def _loopback_host(host: str) -> bool:
@@ -207,10 +216,10 @@ class Guard:
             # another site's page embedding or fetching ours (its audio, say): only links in
             await PlainTextResponse("Not for other sites' pages.", 403)(scope, receive, send)
             return
-        session = await self.session(headers)
+        session = await self.session(headers, _client(scope))
         if session is False:
-            await PlainTextResponse("Too many sign-in attempts at once: try again in a minute.",
-                                    429, {"retry-after": "60"})(scope, receive, send)
+            await PlainTextResponse("Too many sign-in attempts at once: try again in a moment.",
+                                    429, {"retry-after": "5"})(scope, receive, send)
             return
         scope[_SESSION] = session  # decided once: the routes' token and sign-out follow it
         if not path.startswith(self.OPEN) and session is None:
@@ -230,7 +239,7 @@ class Guard:
             return
         await self.app(scope, receive, send)
 
-    async def session(self, headers: dict[str, str]) -> str | Literal[False] | None:
+    async def session(self, headers: dict[str, str], who: str) -> str | Literal[False] | None:
         """Who is asking: "" without web_secret (this machine only) or for the right bearer
         token (a script), the cookie's value for a signed-in browser, None for nobody, False
         when a bearer token could not be checked (too many guesses waiting)."""
@@ -238,9 +247,15 @@ class Guard:
             return ""
         token = bearer_token(headers.get("authorization", ""))
         if token is not None:
-            right = await self.turns.check(token, self.keys.secret)
+            right = await self.turns.check(token, self.keys.secret, who)
             return False if right is None else ("" if right else None)
         return self.keys.cookie_session(headers.get("cookie", ""), time.time())
+
+
+def _client(scope: Scope) -> str:
+    """The address a request came from ("" over a Unix socket)."""
+    client = scope.get("client")
+    return str(client[0]) if client else ""
 
 
 def _here(nxt: str) -> str:
@@ -531,16 +546,19 @@ class Page:
     # --- signing in --------------------------------------------------------------------------
 
     async def login(self, request: Request) -> Response:
-        if request.method == "GET":
+        if request.method in ("GET", "HEAD"):
             nxt = _here(request.query_params.get("next", "/"))
             if self.keys.secret and session_of(request):  # signed in already: on to the page
                 return RedirectResponse(nxt, 303)
             return self.render(request, "login.html", next=nxt, wrong=False)
         form = await request.form(max_files=0, max_fields=10)
         nxt = _here(str(form.get("next", "/")))
-        right = await self.turns.check(str(form.get("password", "")).encode(), self.keys.secret)
+        right = await self.turns.check(str(form.get("password", "")).encode(), self.keys.secret,
+                                       _client(request.scope))
         if right is None:
-            return self.render(request, "login.html", status=429, next=nxt, busy=True)
+            busy = self.render(request, "login.html", status=429, next=nxt, busy=True)
+            busy.headers["retry-after"] = "5"
+            return busy
         if not right:
             return self.render(request, "login.html", status=401, next=nxt, wrong=True)
         response = RedirectResponse(nxt, 303)
