@@ -227,3 +227,44 @@ def test_keras_takes_jax_where_tensorflow_is_not_installed(tmp_path: Path) -> No
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True, cwd=tmp_path)
     assert out.stdout.split("\n")[-2] == "keras jax float32 direct"
+
+
+SIGNAL_STACK_CHECK = r"""
+import gc, os, signal, threading
+from tagger.analysis.model.runner import OpenVinoScorer, signal_stack
+
+got = []
+signal.signal(signal.SIGTERM, lambda *_: got.append(1))
+before = signal_stack()
+a = OpenVinoScorer("musicnn", precision="float32")
+b = OpenVinoScorer("musicnn", precision="float32")
+del a  # the first made goes first: out of order
+gc.collect()
+held = [OpenVinoScorer("musicnn", precision="float32")]
+dropper = threading.Thread(target=held.clear)  # the last one goes on another thread
+dropper.start()
+dropper.join()
+gc.collect()
+print("same stack:", signal_stack() == before, before, signal_stack(), flush=True)
+for _ in range(200):
+    os.kill(os.getpid(), signal.SIGTERM)
+print("handled:", len(got) > 0, flush=True)
+"""
+
+
+def test_openvino_leaves_no_signal_stack_behind(tmp_path: Path) -> None:
+    """OpenVINO's CPU plugin (2026.4, on a CPU with AMX) gives the thread that starts it an
+    alternate signal stack of its own and puts back the one it found when it is destroyed, on
+    whichever thread that is: engines dropped out of order, or on another thread, left the main
+    thread's signal stack in freed memory, and the next SIGTERM crashed the daemon in Python's
+    own signal handler (SIGSEGV, about half the signal-burst tests). Engines made and dropped
+    both ways, then 200 signals: handled, and the stack as it was. (Where OpenVINO sets no
+    stack, as on CPUs without AMX, this holds either way.)"""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", SIGNAL_STACK_CHECK], capture_output=True,
+                         text=True, timeout=300, cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert out.returncode == 0, (out.returncode, out.stdout, out.stderr[-2000:])
+    assert "same stack: True" in out.stdout and "handled: True" in out.stdout, out.stdout

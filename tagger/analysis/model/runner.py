@@ -13,6 +13,7 @@ an NVIDIA GPU the Keras model runs on its backend (JAX or TensorFlow), as before
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import importlib.util
 import os
@@ -242,10 +243,51 @@ def openvino() -> ModuleType:
     return importlib.import_module("openvino")
 
 
+class _SignalStack(ctypes.Structure):
+    """Linux's ``stack_t`` (``sigaltstack(2)``)."""
+
+    _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int),
+                ("ss_size", ctypes.c_size_t)]
+
+
+def signal_stack() -> tuple[int, int, int] | None:
+    """This thread's alternate signal stack: ``(address, flags, size)``; None off Linux."""
+    if sys.platform != "linux":
+        return None
+    got = _SignalStack()
+    if ctypes.CDLL(None, use_errno=True).sigaltstack(None, ctypes.byref(got)) != 0:
+        return None
+    return got.ss_sp or 0, got.ss_flags, got.ss_size
+
+
+@contextmanager
+def signal_stack_kept() -> Iterator[None]:
+    """Run OpenVINO's start-up with this thread's alternate signal stack put back after it.
+
+    OpenVINO's CPU plugin (2026.4 on a CPU with AMX, measured) gives the thread that starts a
+    plugin a 20 KB alternate signal stack of its own, and when the plugin is destroyed puts
+    back the stack it found, on whichever thread destroys it. Two engines dropped out of
+    order, or one dropped on another thread, left the main thread's signal stack in freed
+    memory; Python's handlers run there (``SA_ONSTACK``), so the daemon's next SIGTERM was a
+    SIGSEGV in CPython's signal_handler (half the signal-burst tests). OpenVINO installs no
+    handler of its own that needs the stack, so the one found before is put back at once, and
+    every plugin then puts back that same, living, stack.
+    """
+    before = signal_stack()
+    try:
+        yield
+    finally:
+        if before is not None and signal_stack() != before:
+            sp, flags, size = before
+            stack = _SignalStack(sp or None, flags, size)
+            ctypes.CDLL(None, use_errno=True).sigaltstack(ctypes.byref(stack), None)
+
+
 def native_bfloat16(core: Any = None) -> bool:
     """Whether OpenVINO finds bfloat16 arithmetic in this CPU (AVX512_BF16, AMX)."""
-    core = core or openvino().Core()
-    return "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    with signal_stack_kept():
+        core = core or openvino().Core()
+        return "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 class OpenVinoScorer(WindowScorer):
@@ -258,9 +300,13 @@ class OpenVinoScorer(WindowScorer):
 
     def __init__(self, model: str, batch_size: int | None = None, features: bool = False,
                  precision: Precision = "auto") -> None:
+        super().__init__(model, batch_size or CPU_BATCH, features)
+        with signal_stack_kept():
+            self._start(model, precision)
+
+    def _start(self, model: str, precision: Precision) -> None:
         from tagger.analysis.model.graph import build_graph
 
-        super().__init__(model, batch_size or CPU_BATCH, features)
         core = openvino().Core()
         bf16 = native_bfloat16(core)
         if precision == "auto":
