@@ -24,7 +24,7 @@ from tagger.errors import Code, TagError
 from tagger.faults import checkpoint
 from tagger.formats.identity import audio_identity, trusted
 from tagger.library.policy import IN_WORDS, Policy, Why, decide, same_genres
-from tagger.library.walk import real_roots, within
+from tagger.library.walk import real_roots
 from tagger.tags import TagOptions, held_open, read_genres, write_genres
 from tagger.tags.safe_write import open_under
 
@@ -119,10 +119,9 @@ class Tagger:
                            reason="you reverted it; 'scan --retag-reverted' tags it again")
         status: Status = "done" if chosen else "abstained"
         roots = self.roots()
-        if not within(path, roots):  # recorded as this file's failure: said once, not every scan
-            return self._failure(path, action, chosen, status, None, TagError(
-                path, "its real location is outside the library roots; not written", "outside-roots"))
-        try:  # the file found under the roots: a FIFO swapped in since the walk is not opened
+        # Read from the file found under the roots (a FIFO swapped in since the walk is never
+        # opened); one outside them is this file's failure: said once, not every scan.
+        try:
             with held_open(path, roots) as fh:
                 current = read_genres(path, self.options.tags, fh)
         except TagError as e:
@@ -270,8 +269,6 @@ def revert_file(row: TrackRow, cache: Cache, tags: TagOptions, real: tuple[str, 
     path = row.path
     if row.genres_written is None:
         return Outcome(path, "skipped", decision=None, reason="genre-tagger has not written it")
-    if not within(path, real):  # before its tags are read: nothing outside is opened
-        return Outcome(path, "failed", error="outside-roots", reason="outside the roots")
     before = row.genres_before or []
     found = _look(path, tags, real)
     if isinstance(found, Outcome):
@@ -293,8 +290,8 @@ def revert_file(row: TrackRow, cache: Cache, tags: TagOptions, real: tuple[str, 
 def _look(path: str, tags: TagOptions,
           real: tuple[str, ...]) -> tuple[os.stat_result, list[str]] | Outcome:
     """The file's stat and genres before a page's or a revert's write, or its failure: both
-    of the one regular file under the ``real`` roots that was opened (a FIFO swapped in is
-    never opened; a file swapped in after this is "changed" to the write)."""
+    of the one regular file under the ``real`` roots that was opened (one outside them, or a
+    FIFO, is never opened; a file swapped in after this is "changed" to the write)."""
     try:
         with held_open(path, real) as fh:
             return os.fstat(fh.fileno()), read_genres(path, tags, fh)
@@ -313,9 +310,6 @@ def correct(row: TrackRow, genres: list[str], seen: list[str], cache: Cache, tag
     made on what is no longer there.
     """
     path = row.path
-    if not within(path, real):
-        return Outcome(path, "failed", error="outside-roots",
-                       reason="its real location is outside the library roots; not written")
     if row.status in ("deleted", "pending"):
         return Outcome(path, "skipped", reason="genre-tagger has not analysed it (yet): "
                                                "scan it first" if row.status == "pending"

@@ -14,7 +14,7 @@ import io
 import os
 import struct
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -182,9 +182,7 @@ def genres_or_reason(path: str | Path, options: TagOptions,
     page) that say what a file carries and go on. With ``under`` (real roots), only a regular
     file under them is read (:func:`held_open`)."""
     try:
-        if under is None:
-            return read_genres(path, options), None
-        with held_open(path, under) as fh:
+        with held_open(path, under) if under is not None else nullcontext(None) as fh:
             return read_genres(path, options, fh), None
     except TagError as e:
         return None, e.reason
@@ -273,13 +271,8 @@ def write_genres(path: str | Path, genres: list[str], options: TagOptions | None
     if roots is None:
         original = _open(path)
     else:  # read from the file found under the roots (a FIFO swapped in is never opened)
-        try:
-            with held_open(path, roots) as fh:
-                original = _open(path, held=fh)
-        except TagError as e:
-            if e.code == "outside-roots":  # (in replace_atomically's words)
-                raise TagError(path, f"{e.reason}; not written", e.code) from None
-            raise
+        with held_open(path, roots) as fh:
+            original = _open(path, held=fh)
     module = _module(original, path)
     # The copy is opened as exactly what the original was read as: its name (/proc/self/fd/N)
     # has no extension to guide mutagen (a FLAC behind an ID3 header would read as MP3).
